@@ -1,0 +1,116 @@
+// The record contract between stages (docs/records.md, contract version 1): one JSON object per
+// line with a "type"; decode from a line, encode back to a line. Unknown types pass through as text.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ds/clock.hpp"
+
+namespace ds {
+
+constexpr int record_contract_version = 1;
+
+enum class RecordType { user, post, snapshot, end, other };
+
+// Engagement totals: a baseline, a window's sum, a snapshot's figures.
+struct Totals {
+  std::int64_t posts = 0;  // number of stored posts the totals cover
+  std::int64_t likes = 0;
+  std::int64_t replies = 0;
+  std::int64_t quotes = 0;
+  std::int64_t reposts = 0;
+  bool operator==(const Totals&) const = default;
+};
+
+// What getProfiles said about an account.
+struct Profile {
+  std::string handle;
+  std::optional<std::string> display_name;
+  std::optional<std::string> avatar;
+  std::int64_t followers = 0;
+  std::int64_t following = 0;
+  std::int64_t posts = 0;
+  bool operator==(const Profile&) const = default;
+};
+
+// Outcome of fetching one user's profile (set by ds-fetch-profiles).
+enum class ProfileStatus { not_fetched, ok, gone, failed };
+// Outcome of fetching one user's feed (set by ds-fetch-feeds).
+enum class FeedStatus { not_fetched, complete, capped, gone, failed, skipped };
+
+struct FeedOutcome {
+  FeedStatus status = FeedStatus::not_fetched;
+  std::int64_t pages = 0;
+  std::int64_t posts = 0;      // own posts emitted
+  std::int64_t requests = 0;   // HTTP requests sent for this user, retries included
+  std::optional<std::string> error;
+  bool operator==(const FeedOutcome&) const = default;
+};
+
+struct UserRecord {
+  std::string did;
+  std::string handle;                       // stored handle
+  std::optional<std::string> display_name;  // stored displayName
+  std::optional<std::string> avatar;        // stored avatar
+  Micros as_of = 0;                         // the run's clock when selected; fixes the snapshot date
+  std::optional<Micros> since;              // refresh window start; nullopt = full backfill
+  Totals baseline;                          // stored live posts outside the window
+  ProfileStatus profile_status = ProfileStatus::not_fetched;
+  std::optional<Profile> profile;
+  std::optional<std::string> profile_error;
+  FeedOutcome feed;
+  bool operator==(const UserRecord&) const = default;
+};
+
+struct PostRecord {
+  std::string uri;
+  std::string did;
+  Micros created_at = 0;  // record.createdAt, or indexedAt when createdAt does not parse
+  Micros sort_at = 0;     // least(createdAt, indexedAt): the key the API pages by
+  std::int64_t likes = 0;
+  std::int64_t replies = 0;
+  std::int64_t quotes = 0;
+  std::int64_t reposts = 0;
+  bool operator==(const PostRecord&) const = default;
+};
+
+struct SnapshotRecord {
+  std::string did;
+  std::string date;  // YYYY-MM-DD, UTC date of the user's as_of
+  std::int64_t followers = 0;
+  std::int64_t following = 0;
+  std::int64_t posts = 0;
+  std::int64_t likes = 0;
+  std::int64_t replies = 0;
+  std::int64_t quotes = 0;
+  std::int64_t reposts = 0;
+  bool operator==(const SnapshotRecord&) const = default;
+};
+
+// Written once by a stage that finished cleanly after seeing its upstream's end record.
+struct EndRecord {
+  std::string stage;
+  int contract = record_contract_version;
+  std::vector<std::pair<std::string, std::int64_t>> counters;  // in insertion order
+  double elapsed_s = 0;
+  std::int64_t counter(std::string_view name) const;  // 0 when absent
+  void set(std::string_view name, std::int64_t value);
+  void add(std::string_view name, std::int64_t delta);
+  bool operator==(const EndRecord&) const = default;
+};
+
+const char* to_string(ProfileStatus s);
+const char* to_string(FeedStatus s);
+
+// Encoders append one line, newline included.
+void encode(std::string& out, const UserRecord& r);
+void encode(std::string& out, const PostRecord& r);
+void encode(std::string& out, const SnapshotRecord& r);
+void encode(std::string& out, const EndRecord& r);
+
+}  // namespace ds
