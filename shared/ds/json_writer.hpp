@@ -25,6 +25,7 @@ class JsonWriter {
   // Shorthands for `key(k).value(v)`.
   JsonWriter& field(std::string_view k, std::string_view v) { return key(k).string(v); }
   JsonWriter& field(std::string_view k, const char* v) { return key(k).string(v); }
+  JsonWriter& field(std::string_view k, const std::string& v) { return key(k).string(v); }
   JsonWriter& field(std::string_view k, std::int64_t v) { return key(k).integer(v); }
   JsonWriter& field(std::string_view k, int v) { return key(k).integer(v); }
   JsonWriter& field(std::string_view k, bool v) { return key(k).boolean(v); }

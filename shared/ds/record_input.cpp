@@ -1,0 +1,334 @@
+// Decoding contract-v1 records with simdjson On Demand, in place over the reader's buffer, and the
+// per-stage input loop: forward what the stage does not consume, report and count bad lines.
+#include "ds/record_input.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "ds/json_writer.hpp"
+#include "ds/log.hpp"
+
+namespace ds {
+namespace {
+
+using simdjson::ondemand::object;
+using simdjson::ondemand::value;
+
+// A decoding failure with the field it concerns; caught in RecordDecoder::decode.
+struct FieldError {
+  std::string what;
+};
+
+[[noreturn]] void fail(std::string what) { throw FieldError{std::move(what)}; }
+
+std::string_view get_string(value v, std::string_view field) {
+  std::string_view s;
+  if (v.get_string().get(s)) fail("field \"" + std::string(field) + "\" must be a string");
+  return s;
+}
+
+// Identifiers (did, uri, handle) must be non-empty and free of control characters.
+std::string get_identifier(value v, std::string_view field) {
+  const std::string_view s = get_string(v, field);
+  if (s.empty()) fail("field \"" + std::string(field) + "\" is empty");
+  for (const char c : s)
+    if (static_cast<unsigned char>(c) < 0x20)
+      fail("field \"" + std::string(field) + "\" holds a control character");
+  return std::string(s);
+}
+
+std::optional<std::string> get_optional_text(value v, std::string_view field) {
+  bool is_null = false;
+  if (!v.is_null().get(is_null) && is_null) return std::nullopt;
+  return sanitize_utf8(get_string(v, field));
+}
+
+std::int64_t get_count(value v, std::string_view field) {
+  std::int64_t n;
+  if (v.get_int64().get(n)) fail("field \"" + std::string(field) + "\" must be an integer in range");
+  if (n < 0) fail("field \"" + std::string(field) + "\" must not be negative");
+  return n;
+}
+
+Micros get_time(value v, std::string_view field) {
+  const std::string_view s = get_string(v, field);
+  const auto t = parse_timestamp(s);
+  if (!t) fail("field \"" + std::string(field) + "\" is not an RFC 3339 timestamp");
+  return *t;
+}
+
+Totals get_totals(value v, std::string_view field) {
+  object o;
+  if (v.get_object().get(o)) fail("field \"" + std::string(field) + "\" must be an object");
+  Totals t;
+  for (auto f : o) {
+    const std::string_view k = f.unescaped_key();
+    if (k == "posts") t.posts = get_count(f.value(), "posts");
+    else if (k == "likes") t.likes = get_count(f.value(), "likes");
+    else if (k == "replies") t.replies = get_count(f.value(), "replies");
+    else if (k == "quotes") t.quotes = get_count(f.value(), "quotes");
+    else if (k == "reposts") t.reposts = get_count(f.value(), "reposts");
+  }
+  return t;
+}
+
+ProfileStatus parse_profile_status(std::string_view s) {
+  if (s == "ok") return ProfileStatus::ok;
+  if (s == "gone") return ProfileStatus::gone;
+  if (s == "failed") return ProfileStatus::failed;
+  fail("unknown profileStatus \"" + std::string(s) + "\"");
+}
+
+FeedStatus parse_feed_status(std::string_view s) {
+  if (s == "complete") return FeedStatus::complete;
+  if (s == "capped") return FeedStatus::capped;
+  if (s == "gone") return FeedStatus::gone;
+  if (s == "failed") return FeedStatus::failed;
+  if (s == "skipped") return FeedStatus::skipped;
+  fail("unknown feed status \"" + std::string(s) + "\"");
+}
+
+void decode_user(object o, UserRecord& r) {
+  r = UserRecord{};
+  bool have_as_of = false, have_since = false;
+  for (auto f : o) {
+    const std::string_view k = f.unescaped_key();
+    value v = f.value();
+    if (k == "did") r.did = get_identifier(v, k);
+    else if (k == "handle") r.handle = get_identifier(v, k);
+    else if (k == "displayName") r.display_name = get_optional_text(v, k);
+    else if (k == "avatar") r.avatar = get_optional_text(v, k);
+    else if (k == "asOf") { r.as_of = get_time(v, k); have_as_of = true; }
+    else if (k == "since") {
+      have_since = true;
+      bool is_null = false;
+      if (!v.is_null().get(is_null) && is_null) r.since.reset();
+      else r.since = get_time(v, k);
+    } else if (k == "baseline") r.baseline = get_totals(v, k);
+    else if (k == "profileStatus") r.profile_status = parse_profile_status(get_string(v, k));
+    else if (k == "profileError") r.profile_error = get_optional_text(v, k);
+    else if (k == "profile") {
+      bool is_null = false;
+      if (!v.is_null().get(is_null) && is_null) continue;
+      object p;
+      if (v.get_object().get(p)) fail("field \"profile\" must be an object");
+      Profile prof;
+      for (auto pf : p) {
+        const std::string_view pk = pf.unescaped_key();
+        value pv = pf.value();
+        if (pk == "handle") prof.handle = get_identifier(pv, "profile.handle");
+        else if (pk == "displayName") prof.display_name = get_optional_text(pv, "profile.displayName");
+        else if (pk == "avatar") prof.avatar = get_optional_text(pv, "profile.avatar");
+        else if (pk == "followers") prof.followers = get_count(pv, "profile.followers");
+        else if (pk == "following") prof.following = get_count(pv, "profile.following");
+        else if (pk == "posts") prof.posts = get_count(pv, "profile.posts");
+      }
+      if (prof.handle.empty()) fail("field \"profile.handle\" is missing");
+      r.profile = std::move(prof);
+    } else if (k == "feed") {
+      object fo;
+      if (v.get_object().get(fo)) fail("field \"feed\" must be an object");
+      for (auto ff : fo) {
+        const std::string_view fk = ff.unescaped_key();
+        value fv = ff.value();
+        if (fk == "status") r.feed.status = parse_feed_status(get_string(fv, "feed.status"));
+        else if (fk == "pages") r.feed.pages = get_count(fv, "feed.pages");
+        else if (fk == "posts") r.feed.posts = get_count(fv, "feed.posts");
+        else if (fk == "requests") r.feed.requests = get_count(fv, "feed.requests");
+        else if (fk == "error") r.feed.error = get_optional_text(fv, "feed.error");
+      }
+    }
+  }
+  if (r.did.empty()) fail("missing field \"did\"");
+  if (r.handle.empty()) fail("missing field \"handle\"");
+  if (!have_as_of) fail("missing field \"asOf\"");
+  if (!have_since) fail("missing field \"since\" (null for a backfill)");
+  if (r.profile_status == ProfileStatus::ok && !r.profile) fail("profileStatus is ok but \"profile\" is missing");
+}
+
+void decode_post(object o, PostRecord& r) {
+  r = PostRecord{};
+  bool have_created = false, have_sort = false;
+  for (auto f : o) {
+    const std::string_view k = f.unescaped_key();
+    value v = f.value();
+    if (k == "uri") r.uri = get_identifier(v, k);
+    else if (k == "did") r.did = get_identifier(v, k);
+    else if (k == "createdAt") { r.created_at = get_time(v, k); have_created = true; }
+    else if (k == "sortAt") { r.sort_at = get_time(v, k); have_sort = true; }
+    else if (k == "likes") r.likes = get_count(v, k);
+    else if (k == "replies") r.replies = get_count(v, k);
+    else if (k == "quotes") r.quotes = get_count(v, k);
+    else if (k == "reposts") r.reposts = get_count(v, k);
+  }
+  if (r.uri.empty()) fail("missing field \"uri\"");
+  if (r.did.empty()) fail("missing field \"did\"");
+  if (!have_created) fail("missing field \"createdAt\"");
+  if (!have_sort) r.sort_at = r.created_at;
+}
+
+void decode_snapshot(object o, SnapshotRecord& r) {
+  r = SnapshotRecord{};
+  for (auto f : o) {
+    const std::string_view k = f.unescaped_key();
+    value v = f.value();
+    if (k == "did") r.did = get_identifier(v, k);
+    else if (k == "date") {
+      r.date = std::string(get_string(v, k));
+      if (!parse_timestamp(r.date + "T00:00:00Z")) fail("field \"date\" is not YYYY-MM-DD");
+    } else if (k == "followers") r.followers = get_count(v, k);
+    else if (k == "following") r.following = get_count(v, k);
+    else if (k == "posts") r.posts = get_count(v, k);
+    else if (k == "likes") r.likes = get_count(v, k);
+    else if (k == "replies") r.replies = get_count(v, k);
+    else if (k == "quotes") r.quotes = get_count(v, k);
+    else if (k == "reposts") r.reposts = get_count(v, k);
+  }
+  if (r.did.empty()) fail("missing field \"did\"");
+  if (r.date.empty()) fail("missing field \"date\"");
+}
+
+void decode_end(object o, EndRecord& r) {
+  r = EndRecord{};
+  r.contract = 0;
+  for (auto f : o) {
+    const std::string_view k = f.unescaped_key();
+    value v = f.value();
+    if (k == "stage") r.stage = get_identifier(v, k);
+    else if (k == "contract") {
+      std::int64_t c;
+      if (v.get_int64().get(c)) fail("field \"contract\" must be an integer");
+      r.contract = static_cast<int>(c);
+    } else if (k == "elapsed_s") {
+      double d;
+      if (!v.get_double().get(d)) r.elapsed_s = d;
+    } else if (k == "counters") {
+      object c;
+      if (v.get_object().get(c)) fail("field \"counters\" must be an object");
+      for (auto cf : c) {
+        const std::string_view ck = cf.unescaped_key();
+        std::int64_t n;
+        if (cf.value().get_int64().get(n)) fail("counter \"" + std::string(ck) + "\" must be an integer");
+        r.counters.emplace_back(std::string(ck), n);
+      }
+    }
+  }
+  if (r.stage.empty()) fail("missing field \"stage\"");
+  if (r.contract != record_contract_version)
+    fail("end record of contract " + std::to_string(r.contract) + ", this program speaks contract " +
+         std::to_string(record_contract_version));
+}
+
+}  // namespace
+
+std::string RecordDecoder::decode(std::string_view line, std::size_t capacity, unsigned mask,
+                                  InputRecord& out, EndRecord* end) {
+  try {
+    simdjson::ondemand::document doc;
+    if (auto err = parser_.iterate(simdjson::padded_string_view(line.data(), line.size(), capacity)).get(doc))
+      return std::string("malformed JSON (") + simdjson::error_message(err) + ")";
+    object o;
+    if (auto err = doc.get_object().get(o)) {
+      return err == simdjson::INCORRECT_TYPE ? "not a JSON object"
+                                             : std::string("malformed JSON (") + simdjson::error_message(err) + ")";
+    }
+    std::string_view type;
+    auto tf = o.find_field_unordered("type");
+    if (tf.error() == simdjson::NO_SUCH_FIELD) return "record has no \"type\"";
+    if (tf.get_string().get(type)) return "field \"type\" must be a string";
+    if (type == "user") out.type = RecordType::user;
+    else if (type == "post") out.type = RecordType::post;
+    else if (type == "snapshot") out.type = RecordType::snapshot;
+    else if (type == "end") out.type = RecordType::end;
+    else out.type = RecordType::other;
+
+    const bool wanted = (out.type == RecordType::user && (mask & want_user)) ||
+                        (out.type == RecordType::post && (mask & want_post)) ||
+                        (out.type == RecordType::snapshot && (mask & want_snapshot)) ||
+                        (out.type == RecordType::end && end);
+    if (wanted) {
+      o.reset();
+      switch (out.type) {
+        case RecordType::user: decode_user(o, out.user); break;
+        case RecordType::post: decode_post(o, out.post); break;
+        case RecordType::snapshot: decode_snapshot(o, out.snapshot); break;
+        case RecordType::end: decode_end(o, *end); break;
+        case RecordType::other: break;
+      }
+    } else {
+      // Lines we only forward are checked as far as an object with a string "type": the stage
+      // that consumes them validates the rest.
+    }
+  } catch (const FieldError& e) {
+    return e.what;
+  } catch (const simdjson::simdjson_error& e) {
+    return std::string("malformed JSON (") + e.what() + ")";
+  }
+  return {};
+}
+
+RecordInput::RecordInput(std::string stage, LineReader& reader, OutputWriter& out, unsigned mask,
+                         bool strict)
+    : stage_(std::move(stage)), reader_(reader), out_(out), mask_(mask), strict_(strict) {
+  reader_.set_before_read(&OutputWriter::flush_hook, &out_);
+}
+
+void RecordInput::bad_line(const Line& line, const std::string& what) {
+  ++bad_lines_;
+  const std::string msg = reader_.name() + ":" + std::to_string(line.number) + ": " + what + ": " +
+                          excerpt(line.text);
+  if (strict_) throw BadInputError(msg);
+  spdlog::error("{} (line skipped)", msg);
+}
+
+bool RecordInput::next(InputRecord& rec) {
+  Line line;
+  EndRecord end;
+  while (reader_.next(line)) {
+    ++lines_;
+    if (line.too_long) {
+      bad_line(line, "line longer than 1 MiB");
+      continue;
+    }
+    if (line.text.empty() && !line.unterminated) {
+      continue;  // blank lines carry nothing; tolerate them
+    }
+    if (line.text.find('\0') != std::string_view::npos) {
+      bad_line(line, "NUL byte in line");
+      continue;
+    }
+    if (line.unterminated)
+      spdlog::warn("{}:{}: last line has no newline (truncated stream?)", reader_.name(), line.number);
+    rec.line_number = line.number;
+    rec.raw = line.text;
+    const std::string err = decoder_.decode(line.text, line.text.size() + 64, mask_, rec, &end);
+    if (!err.empty()) {
+      bad_line(line, err);
+      continue;
+    }
+    switch (rec.type) {
+      case RecordType::end:
+        upstream_end_lines_.emplace_back(line.text);
+        upstream_ends_.push_back(std::move(end));
+        continue;
+      case RecordType::user:
+        if (mask_ & want_user) return true;
+        break;
+      case RecordType::post:
+        if (mask_ & want_post) return true;
+        break;
+      case RecordType::snapshot:
+        if (mask_ & want_snapshot) return true;
+        break;
+      case RecordType::other:
+        break;
+    }
+    out_.write_line(line.text);
+  }
+  return false;
+}
+
+void RecordInput::write_upstream_ends() {
+  for (const auto& l : upstream_end_lines_) out_.write_line(l);
+}
+
+}  // namespace ds

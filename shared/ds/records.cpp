@@ -1,0 +1,148 @@
+// Encoding of the contract-v1 records (docs/records.md): one line per record, fields in a fixed
+// order with "type" first, so saved files diff cleanly and decoders find the type at once.
+#include "ds/records.hpp"
+
+#include "ds/json_writer.hpp"
+
+namespace ds {
+
+const char* to_string(ProfileStatus s) {
+  switch (s) {
+    case ProfileStatus::ok: return "ok";
+    case ProfileStatus::gone: return "gone";
+    case ProfileStatus::failed: return "failed";
+    case ProfileStatus::not_fetched: break;
+  }
+  return "not_fetched";
+}
+
+const char* to_string(FeedStatus s) {
+  switch (s) {
+    case FeedStatus::complete: return "complete";
+    case FeedStatus::capped: return "capped";
+    case FeedStatus::gone: return "gone";
+    case FeedStatus::failed: return "failed";
+    case FeedStatus::skipped: return "skipped";
+    case FeedStatus::not_fetched: break;
+  }
+  return "not_fetched";
+}
+
+std::int64_t EndRecord::counter(std::string_view name) const {
+  for (const auto& [k, v] : counters)
+    if (k == name) return v;
+  return 0;
+}
+
+void EndRecord::set(std::string_view name, std::int64_t value) {
+  for (auto& [k, v] : counters)
+    if (k == name) {
+      v = value;
+      return;
+    }
+  counters.emplace_back(std::string(name), value);
+}
+
+void EndRecord::add(std::string_view name, std::int64_t delta) { set(name, counter(name) + delta); }
+
+namespace {
+void write_totals(JsonWriter& w, const Totals& t) {
+  w.begin_object()
+      .field("posts", t.posts)
+      .field("likes", t.likes)
+      .field("replies", t.replies)
+      .field("quotes", t.quotes)
+      .field("reposts", t.reposts)
+      .end_object();
+}
+}  // namespace
+
+void encode(std::string& out, const UserRecord& r) {
+  JsonWriter w(out);
+  w.begin_object()
+      .field("type", "user")
+      .field("did", r.did)
+      .field("handle", r.handle)
+      .field("displayName", r.display_name)
+      .field("avatar", r.avatar)
+      .field("asOf", format_timestamp(r.as_of));
+  w.key("since");
+  if (r.since) w.string(format_timestamp(*r.since));
+  else w.null();
+  w.key("baseline");
+  write_totals(w, r.baseline);
+  if (r.profile_status != ProfileStatus::not_fetched) {
+    w.field("profileStatus", to_string(r.profile_status));
+    if (r.profile) {
+      const Profile& p = *r.profile;
+      w.key("profile")
+          .begin_object()
+          .field("handle", p.handle)
+          .field("displayName", p.display_name)
+          .field("avatar", p.avatar)
+          .field("followers", p.followers)
+          .field("following", p.following)
+          .field("posts", p.posts)
+          .end_object();
+    }
+    if (r.profile_error) w.field("profileError", *r.profile_error);
+  }
+  if (r.feed.status != FeedStatus::not_fetched) {
+    w.key("feed")
+        .begin_object()
+        .field("status", to_string(r.feed.status))
+        .field("pages", r.feed.pages)
+        .field("posts", r.feed.posts)
+        .field("requests", r.feed.requests)
+        .field("error", r.feed.error)
+        .end_object();
+  }
+  w.end_object();
+  out += '\n';
+}
+
+void encode(std::string& out, const PostRecord& r) {
+  JsonWriter w(out);
+  w.begin_object()
+      .field("type", "post")
+      .field("uri", r.uri)
+      .field("did", r.did)
+      .field("createdAt", format_timestamp(r.created_at))
+      .field("sortAt", format_timestamp(r.sort_at))
+      .field("likes", r.likes)
+      .field("replies", r.replies)
+      .field("quotes", r.quotes)
+      .field("reposts", r.reposts)
+      .end_object();
+  out += '\n';
+}
+
+void encode(std::string& out, const SnapshotRecord& r) {
+  JsonWriter w(out);
+  w.begin_object()
+      .field("type", "snapshot")
+      .field("did", r.did)
+      .field("date", r.date)
+      .field("followers", r.followers)
+      .field("following", r.following)
+      .field("posts", r.posts)
+      .field("likes", r.likes)
+      .field("replies", r.replies)
+      .field("quotes", r.quotes)
+      .field("reposts", r.reposts)
+      .end_object();
+  out += '\n';
+}
+
+void encode(std::string& out, const EndRecord& r) {
+  JsonWriter w(out);
+  w.begin_object().field("type", "end").field("stage", r.stage).field("contract", r.contract);
+  w.key("counters").begin_object();
+  for (const auto& [k, v] : r.counters) w.field(k, v);
+  w.end_object();
+  w.key("elapsed_s").number(r.elapsed_s);
+  w.end_object();
+  out += '\n';
+}
+
+}  // namespace ds
