@@ -1,0 +1,32 @@
+// ds-aggregate: reads fetched posts and users on stdin, writes them through plus one snapshot
+// per complete user (baseline + window totals). See docs/records.md and docs/stages.md.
+#include <spdlog/spdlog.h>
+
+#include "aggregator.hpp"
+#include "ds/exit_codes.hpp"
+#include "ds/stage.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "ds-aggregate: totals each user's window posts plus its stored baseline into one snapshot\n"
+      "record per user whose profile and feed are complete. NDJSON stdin -> stdout; every record\n"
+      "is passed through unchanged. Exit codes: 0 ok, 1 failure, 2 usage, 3 bad lines skipped.",
+      "ds-aggregate"};
+  ds::CommonOptions common;
+  ds::add_common_options(app, common);
+  if (auto code = ds::parse_command_line(app, argc, argv)) return *code;
+  if (!ds::init_program("ds-aggregate", common)) return ds::exit_code::usage;
+  try {
+    ds::LineReader reader(0);
+    ds::OutputWriter out(1);
+    ds::RecordInput input("ds-aggregate", reader, out, ds::want_user | ds::want_post, common.strict);
+    ds::aggregate::Counters counters;
+    return ds::aggregate::run(input, out, counters);
+  } catch (const ds::BadInputError& e) {
+    spdlog::error("{} (--strict: stopping)", e.what());
+    return ds::exit_code::runtime;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return ds::exit_code::runtime;
+  }
+}

@@ -1,0 +1,165 @@
+// Tests for the record contract: encode -> decode round trips for every type, and one clear
+// error per kind of bad line, through the same RecordInput every stage uses.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <fstream>
+
+#include "ds/record_input.hpp"
+
+namespace {
+
+// Runs `text` through a RecordInput; returns the consumed records and what was forwarded.
+struct Run {
+  std::vector<ds::InputRecord> records;
+  std::string forwarded;
+  std::int64_t bad_lines = 0;
+  std::vector<ds::EndRecord> ends;
+};
+
+Run read_all(const std::string& text, unsigned mask, bool strict = false) {
+  char in_path[] = "/tmp/ds-rec-in.XXXXXX";
+  char out_path[] = "/tmp/ds-rec-out.XXXXXX";
+  const int in_fd = mkstemp(in_path), out_fd = mkstemp(out_path);
+  REQUIRE(::write(in_fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  ::lseek(in_fd, 0, SEEK_SET);
+  Run run;
+  {
+    ds::LineReader reader(in_fd, "input");
+    ds::OutputWriter out(out_fd);
+    ds::RecordInput input("test", reader, out, mask, strict);
+    ds::InputRecord rec;
+    while (input.next(rec)) run.records.push_back(rec);
+    input.write_upstream_ends();
+    run.bad_lines = input.bad_lines();
+    run.ends = input.upstream_ends();
+  }
+  std::ifstream f(out_path);
+  run.forwarded.assign(std::istreambuf_iterator<char>(f), {});
+  ::close(in_fd);
+  ::close(out_fd);
+  ::unlink(in_path);
+  ::unlink(out_path);
+  return run;
+}
+
+ds::UserRecord sample_user() {
+  ds::UserRecord u;
+  u.did = "did:plc:aaaa";
+  u.handle = "alice.test";
+  u.display_name = "Alice \"A\" ✨";
+  u.as_of = *ds::parse_timestamp("2026-11-29T06:00:00Z");
+  u.since = u.as_of - 7 * ds::micros_per_day;
+  u.baseline = {120, 340, 41, 3, 17};
+  u.profile_status = ds::ProfileStatus::ok;
+  u.profile = ds::Profile{"alice.test", std::string("Alice"), std::nullopt, 210, 80, 131};
+  u.feed = {ds::FeedStatus::complete, 1, 11, 1, std::nullopt};
+  return u;
+}
+
+}  // namespace
+
+TEST_CASE("every record type round-trips through encode and decode") {
+  ds::UserRecord u = sample_user();
+  ds::UserRecord backfill = sample_user();
+  backfill.did = "did:plc:bbbb";
+  backfill.since.reset();
+  backfill.profile_status = ds::ProfileStatus::failed;
+  backfill.profile.reset();
+  backfill.profile_error = "HTTP 503";
+  backfill.feed = {};
+  ds::PostRecord p{"at://did:plc:aaaa/app.bsky.feed.post/1", "did:plc:aaaa",
+                   *ds::parse_timestamp("2026-11-28T10:00:00.123456Z"),
+                   *ds::parse_timestamp("2026-11-28T09:59:00Z"), 4, 1, 0, 2};
+  ds::SnapshotRecord s{"did:plc:aaaa", "2026-11-29", 210, 80, 131, 352, 43, 3, 19};
+  std::string text;
+  ds::encode(text, u);
+  ds::encode(text, backfill);
+  ds::encode(text, p);
+  ds::encode(text, s);
+  const Run run = read_all(text, ds::want_user | ds::want_post | ds::want_snapshot);
+  REQUIRE(run.records.size() == 4);
+  CHECK(run.records[0].user == u);
+  CHECK(run.records[1].user == backfill);
+  CHECK_FALSE(run.records[1].user.since.has_value());
+  CHECK(run.records[2].post == p);
+  CHECK(run.records[3].snapshot == s);
+  CHECK(run.forwarded.empty());
+  CHECK(run.records[2].line_number == 3);
+}
+
+TEST_CASE("types a stage does not consume pass through byte for byte; end records are held back") {
+  const std::string other = R"({"zzz":1, "type":"future_thing","nested":{"a":[1,2]}})";
+  ds::EndRecord e;
+  e.stage = "ds-select-users";
+  e.set("users", 3);
+  std::string end_line;
+  ds::encode(end_line, e);
+  std::string post;
+  ds::encode(post, ds::PostRecord{"at://x/p/1", "did:plc:x", 0, 0, 1, 2, 3, 4});
+  const Run run = read_all(other + "\n" + end_line + post, ds::want_user);
+  CHECK(run.records.empty());
+  // The unknown line and the post come through unchanged, the end record last.
+  CHECK(run.forwarded == other + "\n" + post + end_line);
+  REQUIRE(run.ends.size() == 1);
+  CHECK(run.ends[0].stage == "ds-select-users");
+  CHECK(run.ends[0].counter("users") == 3);
+}
+
+TEST_CASE("bad lines are reported, counted and skipped; good lines around them survive") {
+  std::string good;
+  ds::encode(good, ds::PostRecord{"at://x/p/1", "did:plc:x", 0, 0, 1, 2, 3, 4});
+  static constexpr char nul_literal[] = "{\"type\":\"post\",\"uri\":\"u\0\",\"did\":\"d\"}\n";
+  const std::string nul_line(nul_literal, sizeof nul_literal - 1);
+  const std::string long_line = "{\"type\":\"post\",\"pad\":\"" + std::string(1 << 21, 'x') + "\"}\n";
+  const std::vector<std::string> bad = {
+      "{not json\n",
+      "[1,2,3]\n",
+      "{\"uri\":\"at://x\"}\n",                                     // no type
+      "{\"type\":7}\n",                                             // type not a string
+      "{\"type\":\"post\",\"did\":\"did:plc:x\",\"createdAt\":\"2026-01-01T00:00:00Z\"}\n",  // no uri
+      "{\"type\":\"post\",\"uri\":\"u\",\"did\":\"d\",\"createdAt\":\"2026-01-01T00:00:00Z\",\"likes\":\"3\"}\n",
+      "{\"type\":\"post\",\"uri\":\"u\",\"did\":\"d\",\"createdAt\":\"2026-01-01T00:00:00Z\",\"likes\":-1}\n",
+      "{\"type\":\"post\",\"uri\":\"u\",\"did\":\"d\",\"createdAt\":\"2026-01-01T00:00:00Z\",\"likes\":1e400}\n",
+      "{\"type\":\"post\",\"uri\":\"u\",\"did\":\"d\",\"createdAt\":\"2026-01-01T00:00:00Z\",\"likes\":99999999999999999999}\n",
+      "{\"type\":\"post\",\"uri\":\"u\",\"did\":\"d\",\"createdAt\":\"yesterday\"}\n",
+      nul_line,
+      "{\"type\":\"post\",\"uri\":\"\xff\xfe\",\"did\":\"d\",\"createdAt\":\"2026-01-01T00:00:00Z\"}\n",
+      "{\"type\":\"end\",\"stage\":\"x\",\"contract\":99,\"counters\":{}}\n",
+      long_line,
+  };
+  for (const auto& b : bad) {
+    INFO(b.substr(0, 100));
+    const Run run = read_all(good + b + good, ds::want_post);
+    CHECK(run.bad_lines == 1);
+    CHECK(run.records.size() == 2);
+    CHECK_THROWS_AS(read_all(good + b + good, ds::want_post, /*strict=*/true), ds::BadInputError);
+  }
+}
+
+TEST_CASE("the strict error names the input, the line and the problem") {
+  std::string good;
+  ds::encode(good, ds::PostRecord{"at://x/p/1", "did:plc:x", 0, 0, 1, 2, 3, 4});
+  try {
+    read_all(good + good + "{\"type\":\"post\",\"uri\":\"u\"}\n", ds::want_post, true);
+    FAIL("no error");
+  } catch (const ds::BadInputError& e) {
+    const std::string msg = e.what();
+    CHECK(msg.find("input:3:") == 0);
+    CHECK(msg.find("missing field \"did\"") != std::string::npos);
+  }
+}
+
+TEST_CASE("a truncated last line is still read when it is complete JSON; empty input is empty") {
+  std::string good;
+  ds::encode(good, ds::PostRecord{"at://x/p/1", "did:plc:x", 0, 0, 1, 2, 3, 4});
+  good.pop_back();  // no final newline
+  CHECK(read_all(good, ds::want_post).records.size() == 1);
+  const Run truncated = read_all(good.substr(0, good.size() - 5), ds::want_post);
+  CHECK(truncated.records.empty());
+  CHECK(truncated.bad_lines == 1);
+  const Run empty = read_all("", ds::want_post);
+  CHECK(empty.records.empty());
+  CHECK(empty.forwarded.empty());
+}
