@@ -1,0 +1,60 @@
+# dopplersky workers: build, test, demo and run the daily snapshot.
+# `make demo` and `make test` are the two commands a new machine needs (see README.md).
+SHELL := /bin/bash
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+BIN := $(BUILD)/bin
+RUN_DIR ?= .run
+ARGS ?=
+
+.PHONY: all build deps test test-unit test-sanitize demo demo-stop snapshot migrate health clean \
+        bench bench-fetch bench-load install
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Every test: unit, [db] (private cluster), CLI golden tests and end to end.
+test: deps
+	$(MAKE) build
+	cd $(BUILD) && ctest --output-on-failure -j1
+
+test-unit: build
+	$(BIN)/ds-unit-tests "~[db]"
+
+# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build dir.
+test-sanitize: deps
+	$(MAKE) build-sanitize/CMakeCache.txt && cmake --build build-sanitize -j$(JOBS)
+	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j1
+
+build-sanitize/CMakeCache.txt:
+	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DDS_SANITIZE=ON
+
+# A local demo: private PostgreSQL + the fake AppView, two days of snapshots, a table of results.
+demo: deps
+	$(MAKE) build
+	scripts/demo.sh $(RUN_DIR)
+
+demo-stop:
+	scripts/demo.sh --stop $(RUN_DIR)
+
+# The real daily job. Configure with DATABASE_URL / DB_* / PG* / .env and BLUESKY_BASE_URL.
+snapshot: build
+	pipelines/snapshot.sh $(ARGS)
+
+migrate: build
+	$(BIN)/ds-migrate $(ARGS)
+
+health: build
+	pipelines/snapshot.sh --health-check $(ARGS)
+
+clean:
+	rm -rf $(BUILD) build-sanitize

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The daily snapshot as one shell pipeline:
+#   ds-select-users | ds-fetch-profiles | ds-fetch-feeds | ds-aggregate | ds-load
+# Configuration comes from each stage's flags, the environment or .env (see docs/operations.md).
+set -uo pipefail
+
+usage() {
+  cat <<'TXT'
+Usage: pipelines/snapshot.sh [--all|--simple-query] [--did DID]... [--config FILE] [--save-dir DIR]
+                             [--verbose|--quiet] [--health-check]
+Runs the daily snapshot for the active users (a views row in the last 7 days), or --all users.
+  --all, --simple-query  every user in the users table (the original's --simple-query)
+  --did DID              only this account (repeatable)
+  --config FILE          read settings from FILE instead of ./.env
+  --save-dir DIR         keep each stage's output in DIR (1-users.ndjson ... 4-aggregate.ndjson)
+                         for debugging and replay: `build/bin/ds-aggregate < DIR/3-feeds.ndjson | build/bin/ds-load`
+  --health-check         check the database and the API, run nothing (exit 0, 5 db, 6 api)
+  --verbose, --quiet     log level for every stage
+Environment: DATABASE_URL or DB_HOST/DB_PORT/DB_NAME/DB_USER/DB_PASSWORD or PG*, BLUESKY_BASE_URL,
+MAX_WORKERS, TIME_RANGE_DAYS, LOG_LEVEL, DS_BIN_DIR (where the ds-* programs are),
+DS_LOCK_FILE (the local run lock, default /tmp/dopplersky-snapshot.lock).
+Exit codes: 0 completed, 1 failed, 2 usage, 3 partial (some users failed), 4 another run holds the lock.
+TXT
+}
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+bin=${DS_BIN_DIR:-}
+if [ -z "$bin" ]; then
+  if [ -x "$here/../build/bin/ds-load" ]; then bin="$here/../build/bin"; else bin=$(dirname "$(command -v ds-load || echo /usr/local/bin/ds-load)"); fi
+fi
+
+select_args=() common=() save_dir="" health=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --all|--simple-query) select_args+=(--all) ;;
+    --did) [ $# -ge 2 ] || { echo "snapshot.sh: --did needs a DID" >&2; exit 2; }; select_args+=(--did "$2"); shift ;;
+    --config) [ $# -ge 2 ] || { echo "snapshot.sh: --config needs a file" >&2; exit 2; }; common+=(--config "$2"); shift ;;
+    --save-dir) [ $# -ge 2 ] || { echo "snapshot.sh: --save-dir needs a directory" >&2; exit 2; }; save_dir=$2; shift ;;
+    --verbose|-v) common+=(--verbose) ;;
+    --quiet|-q) common+=(--quiet) ;;
+    --health-check|--health) health=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "snapshot.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+for p in ds-select-users ds-fetch-profiles ds-fetch-feeds ds-aggregate ds-load; do
+  [ -x "$bin/$p" ] || { echo "snapshot.sh: $bin/$p not found: run 'make' first (or set DS_BIN_DIR)" >&2; exit 1; }
+done
+
+if [ $health = 1 ]; then
+  "$bin/ds-select-users" "${common[@]}" --health || exit $?
+  "$bin/ds-fetch-profiles" "${common[@]}" --health || exit $?
+  echo "health: database and API OK" >&2
+  exit 0
+fi
+
+# A local lock stops cron overlap before any API request is spent; ds-load also holds a database
+# lock, which covers runs on different machines.
+lock=${DS_LOCK_FILE:-/tmp/dopplersky-snapshot.lock}
+exec 9>"$lock" || { echo "snapshot.sh: cannot open lock file $lock" >&2; exit 1; }
+if ! flock -n 9; then
+  echo "snapshot.sh: another snapshot run holds $lock; not starting (exit 4)" >&2
+  exit 4
+fi
+
+save() {  # save NAME: copy the stream to the save dir when one was asked for
+  if [ -n "$save_dir" ]; then tee "$save_dir/$1"; else cat; fi
+}
+if [ -n "$save_dir" ]; then mkdir -p "$save_dir" || exit 1; fi
+
+started=$(date +%s)
+"$bin/ds-select-users" "${common[@]}" "${select_args[@]}" | save 1-users.ndjson \
+  | "$bin/ds-fetch-profiles" "${common[@]}" | save 2-profiles.ndjson \
+  | "$bin/ds-fetch-feeds" "${common[@]}" | save 3-feeds.ndjson \
+  | "$bin/ds-aggregate" "${common[@]}" | save 4-aggregate.ndjson \
+  | "$bin/ds-load" "${common[@]}" >/dev/null
+codes=("${PIPESTATUS[@]}")
+names=(ds-select-users - ds-fetch-profiles - ds-fetch-feeds - ds-aggregate - ds-load)
+
+# ds-load's code says how the run was recorded; a stage that failed outright is reported too.
+load_rc=${codes[${#codes[@]}-1]}
+rc=$load_rc
+for i in "${!codes[@]}"; do
+  c=${codes[$i]}
+  [ "${names[$i]}" = - ] && continue
+  if [ "$c" != 0 ] && [ "$c" != 3 ] && [ "${names[$i]}" != ds-load ]; then
+    echo "snapshot.sh: ${names[$i]} exited with $c" >&2
+    [ "$rc" = 0 ] || [ "$rc" = 3 ] && rc=1
+  fi
+done
+echo "snapshot.sh: finished in $(( $(date +%s) - started ))s with exit code $rc" >&2
+exit "$rc"

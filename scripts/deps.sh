@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the project builds, tests and demos with, when any is missing.
+# Quick when everything is present (one dpkg query); needs root (or sudo) only to install.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git ca-certificates
+  libsimdjson-dev libcli11-dev libspdlog-dev libfmt-dev catch2 libcpp-httplib-dev
+  libpq-dev libcurl4-openssl-dev
+  postgresql postgresql-client
+  jq procps util-linux curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: not root and no sudo; install: ${missing[*]}" >&2; exit 1; }
+  sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# Debian's postgresql package starts a system cluster where it can; ours are private, so that one
+# is left alone and does not matter.
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
