@@ -1,0 +1,171 @@
+// The selection query and record building of ds-select-users: set-based (one statement for all
+// users, baselines included), streamed through a cursor, every value passed as a parameter.
+#include "select-users/select_users.hpp"
+
+#include <algorithm>
+#include <string_view>
+
+#include <spdlog/spdlog.h>
+
+#include "migrate/migrate.hpp"
+
+namespace ds::select_users {
+namespace {
+
+// The whole selection. $1 = active cutoff date, $2 = did list (text[]), $3 = window start.
+// The filter is one of the constant fragments below, so each mode gets its own plain plan.
+// skip_user rows are read (and counted) but get no baseline work and are never emitted.
+// The baseline is a LATERAL aggregate per user, gated on the backfill marker: users without one
+// get since = null and all-zero baselines, so their posts are not even read. The stored sort key
+// is sort_at; rows the original wrote have none and fall back to "createdAt" (DESIGN §4).
+constexpr std::string_view select_head = R"SQL(
+DECLARE ds_select_users NO SCROLL CURSOR FOR
+SELECT u.did, u.handle, u."displayName", u.avatar,
+       COALESCE(u.skip_user, false) AS skip,
+       s.backfilled_at IS NOT NULL AS backfilled,
+       b.posts, b.likes, b.replies, b.quotes, b.reposts
+  FROM users u
+  LEFT JOIN ds_user_state s ON s.did = u.did
+  CROSS JOIN LATERAL (
+    SELECT count(*) AS posts,
+           COALESCE(sum(p.likes), 0) AS likes,
+           COALESCE(sum(p.replies), 0) AS replies,
+           COALESCE(sum(p.quotes), 0) AS quotes,
+           COALESCE(sum(p.reposts), 0) AS reposts
+      FROM posts p
+     WHERE s.backfilled_at IS NOT NULL
+       AND NOT COALESCE(u.skip_user, false)
+       AND p.did = u.did
+       AND p.deleted_at IS NULL
+       AND COALESCE(p.sort_at, p."createdAt") < $3::timestamptz
+  ) b
+ WHERE )SQL";
+
+// The original's default: `views.date >= CURRENT_DATE - 7 days`, on the run clock's UTC date.
+// EXISTS rather than the original's JOIN, so several views rows never duplicate a user.
+constexpr std::string_view filter_active =
+    "EXISTS (SELECT 1 FROM views v WHERE v.did = u.did AND v.date >= $1::date) AND $2::text[] IS NULL";
+constexpr std::string_view filter_all = "$1::date IS NULL AND $2::text[] IS NULL";
+constexpr std::string_view filter_dids = "$1::date IS NULL AND u.did = ANY($2::text[])";
+
+constexpr std::string_view select_tail = "\n ORDER BY u.did";
+
+// A PostgreSQL array literal as a parameter value (not SQL): every element double-quoted, with
+// its quotes and backslashes escaped, so any text round-trips.
+std::string array_literal(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (const char ch : items[i]) {
+      if (ch == '"' || ch == '\\') out += '\\';
+      out += ch;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+// Warns about requested accounts that will not be emitted, before streaming the rest.
+void check_requested(PgConnection& c, const std::string& dids, Counters& k) {
+  auto r = c.exec(
+      "SELECT d.did, u.did IS NOT NULL, COALESCE(u.skip_user, false)"
+      "  FROM unnest($1::text[]) AS d(did) LEFT JOIN users u ON u.did = d.did ORDER BY d.did",
+      {dids});
+  for (int i = 0; i < r.rows(); ++i) {
+    if (r.text(i, 1) != "t") {
+      ++k.missing;
+      spdlog::warn("--did {}: not in the users table; not selected", r.text(i, 0));
+    } else if (r.text(i, 2) == "t") {
+      spdlog::info("--did {}: skip_user is set; not selected", r.text(i, 0));
+    }
+  }
+}
+
+}  // namespace
+
+Counters select(PgConnection& c, const Options& o, const Sink& sink) {
+  Counters k;
+  const Micros since = o.as_of - o.window_days * micros_per_day;
+  PgParam cutoff;  // NULL unless active
+  PgParam did_list;
+  std::string_view filter = filter_all;
+  if (o.mode == Mode::active) {
+    cutoff = format_date(o.as_of - o.active_days * micros_per_day);
+    filter = filter_active;
+  } else if (o.mode == Mode::dids) {
+    std::vector<std::string> dids = o.dids;
+    std::sort(dids.begin(), dids.end());
+    dids.erase(std::unique(dids.begin(), dids.end()), dids.end());
+    did_list = array_literal(dids);
+    filter = filter_dids;
+  }
+
+  PgTransaction tx(c);
+  // One snapshot for the warnings and the whole cursor; nothing here writes.
+  c.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+  // The plan is many small index lookups; JIT-compiling it costs about a second and gains nothing.
+  c.exec("SET LOCAL jit = off");
+  if (o.mode == Mode::dids) check_requested(c, *did_list, k);
+
+  std::string sql(select_head);
+  sql += filter;
+  sql += select_tail;
+  c.exec(sql, {cutoff, did_list, format_timestamp(since)});
+
+  const std::string fetch = "FETCH " + std::to_string(std::max(1, o.fetch_rows)) + " FROM ds_select_users";
+  UserRecord rec;
+  for (;;) {
+    PgResult r = c.exec(fetch);
+    if (r.rows() == 0) break;
+    for (int i = 0; i < r.rows(); ++i) {
+      if (r.text(i, 4) == "t") {
+        ++k.skipped;
+        continue;
+      }
+      rec = UserRecord{};
+      rec.did = std::string(r.text(i, 0));
+      rec.handle = r.optional_text(i, 1).value_or("");
+      rec.display_name = r.optional_text(i, 2);
+      rec.avatar = r.optional_text(i, 3);
+      rec.as_of = o.as_of;
+      if (r.text(i, 5) == "t") {
+        rec.since = since;
+        rec.baseline = Totals{r.int64(i, 6), r.int64(i, 7), r.int64(i, 8), r.int64(i, 9), r.int64(i, 10)};
+        ++k.incremental;
+        k.baseline_posts += rec.baseline.posts;
+      } else {
+        ++k.backfill;
+      }
+      ++k.users;
+      sink(rec);
+    }
+  }
+  c.exec("CLOSE ds_select_users");
+  tx.commit();
+  return k;
+}
+
+EndRecord end_record(const Counters& k, double elapsed_s) {
+  EndRecord e;
+  e.stage = "ds-select-users";
+  e.set("users", k.users);
+  e.set("backfill", k.backfill);
+  e.set("incremental", k.incremental);
+  e.set("skipped", k.skipped);
+  e.set("missing", k.missing);
+  e.set("baseline_posts", k.baseline_posts);
+  e.elapsed_s = elapsed_s;
+  return e;
+}
+
+std::string schema_problem(PgConnection& c) {
+  const auto status = migrate::read_status(c, migrate::embedded_migrations());
+  if (status.current()) return {};
+  std::string names;
+  for (const auto& m : status.pending) names += (names.empty() ? "" : ", ") + m.label();
+  return std::to_string(status.pending.size()) + " migration(s) pending (" + names + "); run ds-migrate";
+}
+
+}  // namespace ds::select_users
