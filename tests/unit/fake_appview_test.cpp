@@ -1,0 +1,529 @@
+// Tests for the fake AppView over real loopback HTTP: paging, errors, day switching, counters,
+// and that its responses have the JSON types of the real captures in tests/fixtures/bsky.
+#include <catch2/catch.hpp>
+#include <httplib.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ds/clock.hpp"
+#include "server.hpp"
+
+using ds::Micros;
+using ds::fake::AppView;
+using ds::fake::DatasetParams;
+using ds::fake::FeedItem;
+
+namespace {
+
+// An AppView served on a free loopback port for one test. Clients must go out of scope first:
+// the server waits for open keep-alive connections when it stops.
+struct Served {
+  explicit Served(int day = 1, std::chrono::milliseconds latency = std::chrono::milliseconds(0))
+      : app(DatasetParams{}, day) {
+    ds::fake::ServerOptions options;
+    options.keep_alive_s = 2;
+    options.threads = 8;
+    ds::fake::Handler handler = [this](const ds::fake::Request& r) { return app.handle(r); };
+    http = std::make_unique<ds::fake::HttpServer>(app, ds::fake::with_latency(handler, latency), options);
+    port = http->start();
+  }
+  ~Served() { http->stop(); }
+  const ds::fake::Dataset& data() const { return app.dataset(); }
+
+  AppView app;
+  std::unique_ptr<ds::fake::HttpServer> http;
+  int port = 0;
+};
+
+httplib::Result get(httplib::Client& cli, const std::string& path, const httplib::Params& params) {
+  auto res = cli.Get(path, params, httplib::Headers{});
+  REQUIRE(res);
+  return res;
+}
+
+Micros floor_ms(Micros t) { return (t / 1000 - (t % 1000 < 0 ? 1 : 0)) * 1000; }
+
+std::optional<std::string> opt_string(simdjson::dom::element e, const char* key) {
+  auto v = e.get_object().at_key(key);
+  if (v.error()) return std::nullopt;
+  return std::string(std::string_view(v.value()));
+}
+std::optional<std::int64_t> opt_int(simdjson::dom::element e, const char* key) {
+  auto v = e.get_object().at_key(key);
+  if (v.error()) return std::nullopt;
+  return std::int64_t(v.value());
+}
+
+struct Walked {
+  std::string uri, author, reason, indexed_at;
+  std::optional<std::string> created_at;
+  std::optional<std::int64_t> likes, replies, reposts, quotes;
+};
+
+// Follows cursors to the end like a client would, checking every page's cursor on the way.
+std::vector<Walked> walk(httplib::Client& cli, const std::string& actor, int limit, int* pages_out = nullptr) {
+  std::vector<Walked> out;
+  std::optional<std::string> cursor;
+  int pages = 0;
+  simdjson::dom::parser parser;
+  for (;;) {
+    httplib::Params params{{"actor", actor}, {"limit", std::to_string(limit)}};
+    if (cursor) params.emplace("cursor", *cursor);
+    auto res = get(cli, "/xrpc/app.bsky.feed.getAuthorFeed", params);
+    REQUIRE(res->status == 200);
+    ++pages;
+    simdjson::dom::element doc = parser.parse(res->body);
+    simdjson::dom::array feed = doc["feed"].get_array();
+    std::size_t n = 0;
+    for (simdjson::dom::element item : feed) {
+      ++n;
+      simdjson::dom::element post = item["post"];
+      Walked w;
+      w.uri = std::string(std::string_view(post["uri"]));
+      w.author = std::string(std::string_view(post["author"]["did"]));
+      w.indexed_at = std::string(std::string_view(post["indexedAt"]));
+      w.created_at = opt_string(post["record"], "createdAt");
+      w.likes = opt_int(post, "likeCount");
+      w.replies = opt_int(post, "replyCount");
+      w.reposts = opt_int(post, "repostCount");
+      w.quotes = opt_int(post, "quoteCount");
+      auto reason = item.get_object().at_key("reason");
+      if (!reason.error()) w.reason = std::string(std::string_view(reason.value()["$type"]));
+      out.push_back(std::move(w));
+    }
+    auto next = doc.get_object().at_key("cursor");
+    if (next.error()) break;
+    REQUIRE(n == static_cast<std::size_t>(limit));  // only the last page may be short
+    cursor = std::string(std::string_view(next.value()));
+    REQUIRE(pages < 10000);
+  }
+  if (pages_out) *pages_out = pages;
+  return out;
+}
+
+void compare_with_dataset(const std::vector<Walked>& walked, const std::vector<FeedItem>& truth) {
+  REQUIRE(walked.size() == truth.size());
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    const auto& w = walked[i];
+    const auto& t = truth[i];
+    REQUIRE(w.uri == t.post.uri);
+    REQUIRE(w.author == t.post.author_did);
+    REQUIRE(w.reason == (t.is_repost_of_other() ? "app.bsky.feed.defs#reasonRepost" : ""));
+    REQUIRE(w.indexed_at == t.post.indexed_at_text);
+    REQUIRE(w.created_at == t.post.created_at_raw);
+    REQUIRE(w.likes == t.post.counts.likes);
+    REQUIRE(w.replies == t.post.counts.replies);
+    REQUIRE(w.reposts == t.post.counts.reposts);
+    REQUIRE(w.quotes == t.post.counts.quotes);
+  }
+}
+
+void expect_invalid(const httplib::Result& res, const std::string& message_part) {
+  REQUIRE(res->status == 400);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse(res->body);
+  CHECK(std::string_view(doc["error"]) == "InvalidRequest");
+  CHECK(std::string(std::string_view(doc["message"])).find(message_part) != std::string::npos);
+}
+
+using Types = std::set<simdjson::dom::element_type>;
+
+// The JSON types found at a path such as "feed/[]/post/uri" ("[]" steps into every element).
+void collect_types(simdjson::dom::element e, const std::vector<std::string>& path, std::size_t i, Types& out) {
+  if (i == path.size()) {
+    out.insert(e.type());
+    return;
+  }
+  if (path[i] == "[]") {
+    if (e.is_array())
+      for (simdjson::dom::element c : e.get_array()) collect_types(c, path, i + 1, out);
+    return;
+  }
+  if (!e.is_object()) return;
+  auto child = e.get_object().at_key(path[i]);
+  if (!child.error()) collect_types(child.value(), path, i + 1, out);
+}
+
+Types types_at(simdjson::dom::element doc, const std::string& path) {
+  std::vector<std::string> steps;
+  std::size_t pos = 0;
+  while (pos <= path.size()) {
+    const std::size_t slash = path.find('/', pos);
+    steps.push_back(path.substr(pos, slash - pos));
+    if (slash == std::string::npos) break;
+    pos = slash + 1;
+  }
+  Types out;
+  collect_types(doc, steps, 0, out);
+  return out;
+}
+
+int first_user_where(const ds::fake::Dataset& ds, const std::function<bool(const ds::fake::User&)>& pred) {
+  for (const auto& u : ds.users())
+    if (pred(u)) return u.index;
+  FAIL("no account matches");
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("getAuthorFeed pages through exactly the dataset's feed", "[fake][http]") {
+  Served s;
+  httplib::Client cli("127.0.0.1", s.port);
+  cli.set_keep_alive(true);
+  const auto& ds = s.data();
+
+  // A big feed with reposts, a reposts-only feed, an empty one and an ordinary one.
+  const int big = first_user_where(ds, [&](const ds::fake::User& u) {
+    const auto n = ds.feed_index(u.index, 1)->entries.size();
+    return u.registered && n > 1000 && n < 5000;
+  });
+  const int ordinary = first_user_where(ds, [&](const ds::fake::User& u) {
+    const auto n = ds.feed_index(u.index, 1)->entries.size();
+    return u.registered && u.index > 20 && n > 120 && n < 400;
+  });
+  for (int user : {big, ordinary}) {
+    int pages = 0;
+    const auto truth = ds.author_feed(user, 1);
+    compare_with_dataset(walk(cli, ds.users()[static_cast<std::size_t>(user)].did, 100, &pages), truth);
+    CHECK(pages == static_cast<int>((truth.size() + 99) / 100));
+  }
+  compare_with_dataset(walk(cli, ds.handle_at(ordinary, 1), 37), ds.author_feed(ordinary, 1));
+
+  int reposts_only = 0, empty = 0;
+  for (const auto& u : ds.users()) {
+    if (!u.registered || !ds.exists(u.index, 1)) continue;
+    const auto truth = ds.author_feed(u.index, 1);
+    const bool only = !truth.empty() && std::all_of(truth.begin(), truth.end(), [](const FeedItem& i) { return i.is_repost_of_other(); });
+    if ((only && reposts_only++ == 0) || (truth.empty() && empty++ == 0)) {
+      int pages = 0;
+      compare_with_dataset(walk(cli, u.did, 100, &pages), truth);
+      CHECK(pages == 1);
+    }
+  }
+  CHECK(reposts_only > 0);
+  CHECK(empty > 0);
+}
+
+TEST_CASE("the cursor is the sort time of the page's last item", "[fake][http]") {
+  Served s;
+  httplib::Client cli("127.0.0.1", s.port);
+  const auto& ds = s.data();
+  const int user = first_user_where(ds, [&](const ds::fake::User& u) {
+    return u.registered && ds.feed_index(u.index, 1)->entries.size() > 60;
+  });
+  const auto truth = ds.author_feed(user, 1);
+  simdjson::dom::parser parser;
+  auto res = get(cli, "/xrpc/app.bsky.feed.getAuthorFeed", {{"actor", ds.users()[static_cast<std::size_t>(user)].did}, {"limit", "25"}});
+  REQUIRE(res->status == 200);
+  simdjson::dom::element doc = parser.parse(res->body);
+  const std::string cursor{std::string_view(doc["cursor"])};
+  CHECK(cursor == ds::format_timestamp(floor_ms(truth[24].sort_at)));
+  CHECK(cursor.size() == 24);  // "2024-03-21T23:36:16.378Z": milliseconds, Z
+  CHECK(doc["feed"].get_array().size() == 25);
+
+  // Default limit is 50; the next page starts right after the cursor.
+  res = get(cli, "/xrpc/app.bsky.feed.getAuthorFeed", {{"actor", ds.users()[static_cast<std::size_t>(user)].did}, {"cursor", cursor}});
+  REQUIRE(res->status == 200);
+  doc = parser.parse(res->body);
+  simdjson::dom::array feed = doc["feed"].get_array();
+  CHECK(feed.size() == std::min<std::size_t>(50, truth.size() - 25));
+  CHECK(std::string_view((*feed.begin())["post"]["uri"]) == truth[25].post.uri);
+}
+
+TEST_CASE("includePins puts the pinned post first on page 1 only", "[fake][http]") {
+  Served s;
+  httplib::Client cli("127.0.0.1", s.port);
+  const auto& ds = s.data();
+  const int user = first_user_where(ds, [&](const ds::fake::User& u) { return u.registered && ds.pinned_item(u.index, 1); });
+  const auto pin = ds.pinned_item(user, 1);
+  const std::string did = ds.users()[static_cast<std::size_t>(user)].did;
+  simdjson::dom::parser parser;
+
+  auto res = get(cli, "/xrpc/app.bsky.feed.getAuthorFeed", {{"actor", did}, {"limit", "10"}, {"includePins", "true"}});
+  simdjson::dom::element doc = parser.parse(res->body);
+  simdjson::dom::array feed = doc["feed"].get_array();
+  CHECK(feed.size() == 11);
+  simdjson::dom::element first = *feed.begin();
+  CHECK(std::string_view(first["reason"]["$type"]) == "app.bsky.feed.defs#reasonPin");
+  CHECK(std::string_view(first["post"]["uri"]) == pin->post.uri);
+  const std::string cursor{std::string_view(doc["cursor"])};
+
+  res = get(cli, "/xrpc/app.bsky.feed.getAuthorFeed", {{"actor", did}, {"limit", "10"}, {"includePins", "true"}, {"cursor", cursor}});
+  doc = parser.parse(res->body);
+  for (simdjson::dom::element item : doc["feed"].get_array()) {
+    auto reason = item.get_object().at_key("reason");
+    if (!reason.error()) CHECK(std::string_view(reason.value()["$type"]) != "app.bsky.feed.defs#reasonPin");
+  }
+  // Without includePins the pinned post shows only in its normal place.
+  const auto all = walk(cli, did, 100);
+  CHECK(std::count_if(all.begin(), all.end(), [&](const Walked& w) { return w.uri == pin->post.uri; }) == 1);
+}
+
+TEST_CASE("bad parameters get 400 InvalidRequest", "[fake][http]") {
+  Served s;
+  httplib::Client cli("127.0.0.1", s.port);
+  const auto& ds = s.data();
+  const std::string did = ds.users()[1].did;
+  const std::string feed = "/xrpc/app.bsky.feed.getAuthorFeed";
+  expect_invalid(get(cli, feed, {{"actor", did}, {"limit", "0"}}), "limit");
+  expect_invalid(get(cli, feed, {{"actor", did}, {"limit", "101"}}), "limit");
+  expect_invalid(get(cli, feed, {{"actor", did}, {"limit", "ten"}}), "limit");
+  expect_invalid(get(cli, feed, {{"limit", "10"}}), "actor");
+  expect_invalid(get(cli, feed, {{"actor", did}, {"cursor", "yesterday"}}), "cursor");
+  expect_invalid(get(cli, feed, {{"actor", did}, {"filter", "everything"}}), "filter");
+  CHECK(get(cli, feed, {{"actor", did}, {"limit", "1"}})->status == 200);
+  CHECK(get(cli, feed, {{"actor", did}, {"limit", "100"}, {"filter", "posts_and_author_threads"}})->status == 200);
+
+  const std::string profiles = "/xrpc/app.bsky.actor.getProfiles";
+  httplib::Params many;
+  for (int i = 0; i < 26; ++i) many.emplace("actors", ds.users()[static_cast<std::size_t>(i)].did);
+  expect_invalid(get(cli, profiles, many), "25");
+  many.erase(many.begin());
+  auto ok = get(cli, profiles, many);
+  CHECK(ok->status == 200);
+  expect_invalid(get(cli, profiles, {}), "actors");
+}
+
+TEST_CASE("unknown and gone actors: 400 from getAuthorFeed, left out by getProfiles", "[fake][http]") {
+  Served s(2);
+  httplib::Client cli("127.0.0.1", s.port);
+  const auto& ds = s.data();
+  const auto& users = ds.users();
+  const int never = first_user_where(ds, [](const ds::fake::User& u) { return u.never_existed; });
+  const int gone = first_user_where(ds, [](const ds::fake::User& u) { return u.gone_from_day == 2; });
+  const std::string feed = "/xrpc/app.bsky.feed.getAuthorFeed";
+  for (const std::string& actor : {std::string("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"), users[static_cast<std::size_t>(never)].did,
+                                  users[static_cast<std::size_t>(gone)].did, std::string("nobody.fake.test")}) {
+    auto res = get(cli, feed, {{"actor", actor}});
+    REQUIRE(res->status == 400);
+    CHECK(res->body == R"({"error":"InvalidRequest","message":"Profile not found"})");
+  }
+
+  httplib::Params params;
+  params.emplace("actors", users[3].did);
+  params.emplace("actors", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
+  params.emplace("actors", users[static_cast<std::size_t>(never)].did);
+  params.emplace("actors", ds.handle_at(30, 2));
+  params.emplace("actors", users[static_cast<std::size_t>(gone)].did);
+  params.emplace("actors", users[1].did);
+  auto res = get(cli, "/xrpc/app.bsky.actor.getProfiles", params);
+  REQUIRE(res->status == 200);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse(res->body);
+  std::vector<std::string> dids;
+  for (simdjson::dom::element p : doc["profiles"].get_array()) dids.emplace_back(std::string_view(p["did"]));
+  CHECK(dids == std::vector<std::string>{users[3].did, users[30].did, users[1].did});
+}
+
+TEST_CASE("POST /_fake/day changes the answers without a restart", "[fake][http]") {
+  Served s(1);
+  httplib::Client cli("127.0.0.1", s.port);
+  const auto& ds = s.data();
+  // The account that takes another's handle on day 2.
+  int taker = -1, giver = -1;
+  for (const auto& a : ds.users())
+    for (const auto& b : ds.users())
+      if (a.index != b.index && ds.exists(a.index, 2) && ds.exists(b.index, 2) && ds.handle_at(a.index, 2) == ds.handle_at(b.index, 1)) {
+        taker = a.index;
+        giver = b.index;
+      }
+  REQUIRE(taker >= 0);
+  const int gone = first_user_where(ds, [](const ds::fake::User& u) { return u.gone_from_day == 2; });
+  simdjson::dom::parser parser;
+  auto profile_of = [&](const std::string& actor) -> std::optional<std::string> {
+    auto res = get(cli, "/xrpc/app.bsky.actor.getProfiles", {{"actors", actor}});
+    simdjson::dom::element doc = parser.parse(res->body);
+    for (simdjson::dom::element p : doc["profiles"].get_array()) return std::string(std::string_view(p["did"]));
+    return std::nullopt;
+  };
+  const std::string contested = ds.handle_at(giver, 1);
+  CHECK(profile_of(contested) == ds.users()[static_cast<std::size_t>(giver)].did);
+  CHECK(profile_of(ds.users()[static_cast<std::size_t>(gone)].did).has_value());
+  const auto first_day1 = get(cli, "/xrpc/app.bsky.feed.getAuthorFeed", {{"actor", ds.users()[0].did}, {"limit", "1"}})->body;
+
+  auto res = cli.Post("/_fake/day?day=2");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  CHECK(s.app.day() == 2);
+  CHECK(profile_of(contested) == ds.users()[static_cast<std::size_t>(taker)].did);
+  CHECK_FALSE(profile_of(ds.users()[static_cast<std::size_t>(gone)].did).has_value());
+  const auto first_day2 = get(cli, "/xrpc/app.bsky.feed.getAuthorFeed", {{"actor", ds.users()[0].did}, {"limit", "1"}})->body;
+  CHECK(first_day1 != first_day2);
+  simdjson::dom::element doc = parser.parse(first_day2);
+  const auto indexed = ds::parse_timestamp(std::string_view((*doc["feed"].get_array().begin())["post"]["indexedAt"]));
+  CHECK(*indexed > ds.now_of_day(1));  // day 2 brought newer posts
+
+  CHECK(cli.Post("/_fake/day?day=-1")->status == 400);
+  CHECK(cli.Post("/_fake/day?day=two")->status == 400);
+  CHECK(s.app.day() == 2);
+  CHECK(cli.Post("/_fake/day?day=1")->status == 200);
+  CHECK(profile_of(contested) == ds.users()[static_cast<std::size_t>(giver)].did);
+}
+
+TEST_CASE("headers, keep-alive and the stats endpoint", "[fake][http]") {
+  Served s;
+  const auto& ds = s.data();
+  {
+    // Reset over its own connection, which is counted before the reset and closed after it.
+    httplib::Client reset("127.0.0.1", s.port);
+    CHECK(reset.Post("/_fake/stats/reset")->status == 200);
+  }
+  {
+    httplib::Client cli("127.0.0.1", s.port);
+    cli.set_keep_alive(true);
+    for (int i = 0; i < 3; ++i) {
+      auto res = get(cli, "/xrpc/app.bsky.feed.getAuthorFeed", {{"actor", ds.users()[static_cast<std::size_t>(i)].did}});
+      CHECK(res->get_header_value("Content-Type") == "application/json; charset=utf-8");
+      CHECK(res->get_header_value("RateLimit-Limit") == "3000");
+      CHECK(res->get_header_value("RateLimit-Policy") == "3000;w=300");
+      const long long remaining = std::stoll(res->get_header_value("RateLimit-Remaining"));
+      CHECK(remaining < 3000);
+      CHECK(remaining >= 0);
+      const long long reset = std::stoll(res->get_header_value("RateLimit-Reset"));
+      const long long now = static_cast<long long>(std::time(nullptr));
+      CHECK(reset > now - 1);  // absolute epoch seconds, not a delay
+      CHECK(reset <= now + 301);
+    }
+    for (int i = 0; i < 2; ++i) CHECK(get(cli, "/xrpc/app.bsky.actor.getProfiles", {{"actors", ds.users()[4].did}})->status == 200);
+    CHECK(get(cli, "/xrpc/app.bsky.feed.getTimeline", {})->status == 501);
+    CHECK(get(cli, "/_fake/health", {})->status == 200);
+
+    auto res = get(cli, "/_fake/stats", {});
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc = parser.parse(res->body);
+    CHECK(std::int64_t(doc["requests"]["getAuthorFeed"]) == 3);
+    CHECK(std::int64_t(doc["requests"]["getProfiles"]) == 2);
+    CHECK(std::int64_t(doc["requests"]["other"]) == 1);
+    CHECK(std::int64_t(doc["connections_opened"]) == 1);  // one keep-alive connection for all of it
+    CHECK(std::int64_t(doc["max_in_flight"]) == 1);
+  }
+  httplib::Client second("127.0.0.1", s.port);
+  CHECK(second.Get("/_fake/health")->status == 200);
+  CHECK(s.app.stats().connections_opened == 2);
+}
+
+TEST_CASE("latency applies per request and concurrent requests are counted", "[fake][http]") {
+  Served s(1, std::chrono::milliseconds(150));
+  const auto& ds = s.data();
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  std::vector<int> status(4, 0);
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      httplib::Client cli("127.0.0.1", s.port);
+      auto res = cli.Get("/xrpc/app.bsky.actor.getProfiles?actors=" + ds.users()[static_cast<std::size_t>(t)].did);
+      status[static_cast<std::size_t>(t)] = res ? res->status : -1;
+    });
+  for (auto& t : threads) t.join();
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  CHECK(status == std::vector<int>{200, 200, 200, 200});
+  CHECK(elapsed >= std::chrono::milliseconds(150));
+  CHECK(elapsed < std::chrono::milliseconds(550));  // served side by side, not one after another
+  CHECK(s.app.stats().max_in_flight >= 2);
+  CHECK(s.app.stats().connections_opened == 4);
+}
+
+TEST_CASE("fake responses have the JSON types of the real captures", "[fake][http]") {
+  const std::string dir = std::string(DS_SOURCE_DIR) + "/tests/fixtures/bsky/";
+  simdjson::dom::parser real_profiles_parser, real_feed_parser, fake_profiles_parser, fake_feed_parser;
+  simdjson::dom::element real_profiles = real_profiles_parser.load(dir + "getProfiles.2025-05-19.json");
+  simdjson::dom::element real_feed = real_feed_parser.load(dir + "getAuthorFeed.2025-05-19.json");
+
+  Served s;
+  httplib::Client cli("127.0.0.1", s.port);
+  const auto& ds = s.data();
+  // Profiles with every optional field and without some, so present fields are typed right.
+  httplib::Params actors;
+  for (int i = 0; i < 25; ++i) actors.emplace("actors", ds.users()[static_cast<std::size_t>(i)].did);
+  auto pres = get(cli, "/xrpc/app.bsky.actor.getProfiles", actors);
+  simdjson::dom::element fake_profiles = fake_profiles_parser.parse(pres->body);
+  const int with_reposts = first_user_where(ds, [&](const ds::fake::User& u) {
+    const auto f = ds.author_feed(u.index, 1);
+    int reposts = 0;
+    for (std::size_t i = 0; i < std::min<std::size_t>(f.size(), 100); ++i) reposts += f[i].is_repost_of_other();
+    return u.registered && reposts >= 3 && f.size() > 100;
+  });
+  auto fres = get(cli, "/xrpc/app.bsky.feed.getAuthorFeed", {{"actor", ds.users()[static_cast<std::size_t>(with_reposts)].did}, {"limit", "100"}});
+  simdjson::dom::element fake_feed = fake_feed_parser.parse(fres->body);
+
+  for (const char* path : {"profiles/[]/did", "profiles/[]/handle", "profiles/[]/displayName", "profiles/[]/avatar",
+                           "profiles/[]/followersCount", "profiles/[]/followsCount", "profiles/[]/postsCount",
+                           "profiles/[]/createdAt", "profiles/[]/indexedAt"}) {
+    INFO(path);
+    const Types real = types_at(real_profiles, path);
+    CHECK_FALSE(real.empty());
+    CHECK(types_at(fake_profiles, path) == real);
+  }
+  for (const char* path : {"feed/[]/post/uri", "feed/[]/post/cid", "feed/[]/post/author/did", "feed/[]/post/author/handle",
+                           "feed/[]/post/record/$type", "feed/[]/post/record/createdAt", "feed/[]/post/indexedAt",
+                           "feed/[]/post/likeCount", "feed/[]/post/replyCount", "feed/[]/post/repostCount",
+                           "feed/[]/post/quoteCount", "feed/[]/reason/$type", "feed/[]/reason/by/did",
+                           "feed/[]/reason/indexedAt", "feed/[]/reply/parent/uri", "cursor"}) {
+    INFO(path);
+    const Types real = types_at(real_feed, path);
+    CHECK_FALSE(real.empty());
+    CHECK(types_at(fake_feed, path) == real);
+  }
+  // The repost marker is the same string in both.
+  std::set<std::string> real_reasons, fake_reasons;
+  for (simdjson::dom::element item : real_feed["feed"].get_array())
+    if (auto r = item.get_object().at_key("reason"); !r.error()) real_reasons.emplace(std::string_view(r.value()["$type"]));
+  for (simdjson::dom::element item : fake_feed["feed"].get_array())
+    if (auto r = item.get_object().at_key("reason"); !r.error()) fake_reasons.emplace(std::string_view(r.value()["$type"]));
+  CHECK(real_reasons == fake_reasons);
+}
+
+TEST_CASE("unusual displayNames arrive intact, NUL as \\u0000", "[fake][http]") {
+  Served s(2);
+  httplib::Client cli("127.0.0.1", s.port);
+  const auto& ds = s.data();
+  int checked_nul = 0, checked = 0;
+  for (const auto& u : ds.users()) {
+    const auto p = ds.profile(u.index, 2);
+    if (!p || !p->display_name) continue;
+    const std::string& name = *p->display_name;
+    const bool plain = std::all_of(name.begin(), name.end(), [](char c) { return c >= ' ' && c <= '~'; });
+    if (plain) continue;
+    auto res = get(cli, "/xrpc/app.bsky.actor.getProfiles", {{"actors", u.did}});
+    if (name.find('\0') != std::string::npos) {
+      CHECK(res->body.find("\\u0000") != std::string::npos);
+      ++checked_nul;
+    }
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc = parser.parse(res->body);
+    CHECK(std::string_view((*doc["profiles"].get_array().begin())["displayName"]) == name);
+    ++checked;
+  }
+  CHECK(checked >= 2);
+  CHECK(checked_nul == 1);
+}
+
+TEST_CASE("the handler answers without HTTP and the server refuses non-loopback hosts", "[fake]") {
+  AppView app(DatasetParams{}, 1);
+  ds::fake::Request req;
+  req.method = "GET";
+  req.path = "/xrpc/com.atproto.sync.getRepo";
+  CHECK(app.handle(req).status == 501);
+  req.path = "/elsewhere";
+  CHECK(app.handle(req).status == 404);
+  req.path = "/xrpc/app.bsky.actor.getProfiles";
+  req.params.emplace("actors", app.dataset().users()[0].did);
+  const auto res = app.handle(req);
+  CHECK(res.status == 200);
+  CHECK(res.body.find(app.dataset().users()[0].did) != std::string::npos);
+
+  ds::fake::ServerOptions options;
+  options.host = "0.0.0.0";
+  ds::fake::HttpServer http(app, [&](const ds::fake::Request& r) { return app.handle(r); }, options);
+  CHECK_THROWS(http.bind());
+}

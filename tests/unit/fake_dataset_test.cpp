@@ -1,0 +1,382 @@
+// Tests for the fake AppView's generated dataset: determinism, the feed invariants the pipeline
+// relies on (sort order, unique sort keys, window-only deletions) and that every oddity exists.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+#include <regex>
+#include <set>
+#include <string>
+
+#include "dataset.hpp"
+#include "ds/clock.hpp"
+
+using ds::Micros;
+using ds::fake::CreatedAtKind;
+using ds::fake::Dataset;
+using ds::fake::DatasetParams;
+using ds::fake::FeedItem;
+
+namespace {
+
+constexpr Micros kDay = ds::micros_per_day;
+
+const Dataset& shared_dataset() {
+  static const Dataset ds{DatasetParams{}};
+  return ds;
+}
+
+// Feeds are expensive to expand (the 10,600-post account), so each (user, day) is built once.
+const std::vector<FeedItem>& feed(int user, int day) {
+  static std::map<std::pair<int, int>, std::vector<FeedItem>> cache;
+  auto key = std::make_pair(user, day);
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, shared_dataset().author_feed(user, day)).first;
+  return it->second;
+}
+
+std::int64_t own_posts(const std::vector<FeedItem>& items) {
+  return std::count_if(items.begin(), items.end(), [](const FeedItem& i) { return !i.is_repost_of_other(); });
+}
+
+Micros floor_ms(Micros t) { return (t / 1000 - (t % 1000 < 0 ? 1 : 0)) * 1000; }
+
+}  // namespace
+
+TEST_CASE("same params give the same dataset, another seed another one", "[fake]") {
+  const Dataset a{DatasetParams{}};
+  const Dataset b{DatasetParams{}};
+  DatasetParams other;
+  other.seed = 2;
+  const Dataset c{other};
+  REQUIRE(a.users().size() == b.users().size());
+  for (std::size_t i = 0; i < a.users().size(); ++i) {
+    CHECK(a.users()[i].did == b.users()[i].did);
+    CHECK(a.users()[i].did != c.users()[i].did);
+  }
+  CHECK(a.seed_sql(1) == b.seed_sql(1));
+  for (int user : {1, 14, 30, static_cast<int>(a.users().size()) - 1}) {
+    for (int day : {1, 2}) {
+      const auto fa = a.author_feed(user, day);
+      const auto fb = b.author_feed(user, day);
+      REQUIRE(fa.size() == fb.size());
+      for (std::size_t i = 0; i < fa.size(); ++i) {
+        CHECK(fa[i].post.uri == fb[i].post.uri);
+        CHECK(fa[i].sort_at == fb[i].sort_at);
+        CHECK(fa[i].post.created_at_raw == fb[i].post.created_at_raw);
+        CHECK(fa[i].post.text == fb[i].post.text);
+        CHECK(fa[i].post.counts.likes == fb[i].post.counts.likes);
+      }
+      const auto pa = a.profile(user, day);
+      const auto pb = b.profile(user, day);
+      REQUIRE(pa.has_value() == pb.has_value());
+      if (pa) {
+        CHECK(pa->handle == pb->handle);
+        CHECK(pa->display_name == pb->display_name);
+        CHECK(pa->followers == pb->followers);
+      }
+    }
+  }
+}
+
+TEST_CASE("feeds are newest first with distinct millisecond sort keys and consistent timestamps", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  std::size_t checked = 0;
+  for (const auto& u : ds.users()) {
+    for (int day : {1, 2}) {
+      const auto& items = feed(u.index, day);
+      std::set<std::string> uris;
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        const FeedItem& it = items[i];
+        if (i > 0) REQUIRE(floor_ms(it.sort_at) < floor_ms(items[i - 1].sort_at));
+        REQUIRE(uris.insert(it.post.uri).second);
+        REQUIRE(it.post.indexed_at <= ds.now_of_day(day));
+        REQUIRE(ds::parse_timestamp(it.post.indexed_at_text) == it.post.indexed_at);
+        REQUIRE(it.post.uri.rfind("at://" + it.post.author_did + "/app.bsky.feed.post/", 0) == 0);
+        // The documented truth agrees with the project's own parser on every raw createdAt.
+        const auto parsed = it.post.created_at_raw ? ds::parse_timestamp(*it.post.created_at_raw) : std::nullopt;
+        REQUIRE(parsed == it.post.created_at);
+        if (it.is_repost_of_other()) {
+          REQUIRE(it.post.author_did != u.did);
+          REQUIRE(it.sort_at <= ds.now_of_day(day));
+        } else {
+          REQUIRE(it.post.author_did == u.did);
+          const Micros expect = parsed ? std::min(*parsed, it.post.indexed_at) : it.post.indexed_at;
+          REQUIRE(it.sort_at == expect);
+          REQUIRE(it.post.sort_at == expect);
+        }
+        ++checked;
+      }
+    }
+  }
+  CHECK(checked > 20000);
+}
+
+TEST_CASE("counts and followers never decrease from day 1 to day 2, and some grow", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  std::size_t grew = 0, compared = 0;
+  for (const auto& u : ds.users()) {
+    if (!ds.exists(u.index, 2)) continue;
+    std::map<std::string, ds::fake::Counts> before;
+    for (const auto& it : feed(u.index, 1)) before[it.post.uri] = it.post.counts;
+    for (const auto& it : feed(u.index, 2)) {
+      auto b = before.find(it.post.uri);
+      if (b == before.end()) continue;
+      const auto& c1 = b->second;
+      const auto& c2 = it.post.counts;
+      REQUIRE(c2.likes.value_or(0) >= c1.likes.value_or(0));
+      REQUIRE(c2.replies.value_or(0) >= c1.replies.value_or(0));
+      REQUIRE(c2.reposts.value_or(0) >= c1.reposts.value_or(0));
+      REQUIRE(c2.quotes.value_or(0) >= c1.quotes.value_or(0));
+      REQUIRE(c1.quotes.has_value() == c2.quotes.has_value());
+      if (c2.likes.value_or(0) > c1.likes.value_or(0)) ++grew;
+      ++compared;
+    }
+    const auto p1 = ds.profile(u.index, 1);
+    const auto p2 = ds.profile(u.index, 2);
+    REQUIRE(p1);
+    REQUIRE(p2);
+    if (p1->followers) CHECK(*p2->followers > *p1->followers);
+    CHECK(p2->follows.value_or(0) >= p1->follows.value_or(0));
+    if (p2->posts) CHECK(*p2->posts == own_posts(feed(u.index, 2)));
+  }
+  CHECK(compared > 10000);
+  CHECK(grew > 100);
+}
+
+TEST_CASE("every createdAt oddity appears, several inside the day-1 and day-2 windows", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  std::map<CreatedAtKind, int> all, recent;
+  const std::regex kMicros(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)");
+  const std::regex kNoTz(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})");
+  const std::regex kNoFraction(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)");
+  const std::regex kMillis(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+  for (const auto& u : ds.users()) {
+    if (!u.registered) continue;
+    for (const auto& it : feed(u.index, 2)) {
+      if (it.is_repost_of_other()) continue;
+      const auto& p = it.post;
+      ++all[p.kind];
+      if (it.sort_at >= ds.now_of_day(1) - 7 * kDay) ++recent[p.kind];
+      const std::string raw = p.created_at_raw.value_or("");
+      // Check each shape from the raw text itself, not from the label the generator gave it.
+      switch (p.kind) {
+        case CreatedAtKind::Microseconds:
+          REQUIRE(std::regex_match(raw, kMicros));
+          break;
+        case CreatedAtKind::OffsetZero: REQUIRE(raw.size() > 6); REQUIRE(raw.substr(raw.size() - 6) == "+00:00"); break;
+        case CreatedAtKind::OffsetOther: REQUIRE(raw.substr(raw.size() - 6) == "-05:00"); break;
+        case CreatedAtKind::NoTimezone:
+          REQUIRE(std::regex_match(raw, kNoTz));
+          break;
+        case CreatedAtKind::NoFraction:
+          REQUIRE(std::regex_match(raw, kNoFraction));
+          break;
+        case CreatedAtKind::Invalid:
+        case CreatedAtKind::InvalidCalendar:
+          REQUIRE(!raw.empty());
+          REQUIRE_FALSE(ds::parse_timestamp(raw));
+          REQUIRE(it.sort_at == p.indexed_at);
+          break;
+        case CreatedAtKind::FarPast: REQUIRE(raw == "0001-01-01T00:00:00.000Z"); REQUIRE(it.sort_at < 0); break;
+        case CreatedAtKind::Epoch: REQUIRE(raw == "1970-01-01T00:00:00.000Z"); REQUIRE(it.sort_at == 0); break;
+        case CreatedAtKind::Future:
+          REQUIRE(*ds::parse_timestamp(raw) > p.indexed_at + 300 * kDay);
+          REQUIRE(it.sort_at == p.indexed_at);
+          break;
+        case CreatedAtKind::Skew: {
+          const Micros ahead = *ds::parse_timestamp(raw) - p.indexed_at;
+          REQUIRE(ahead > 0);
+          REQUIRE(ahead < 10 * ds::micros_per_second);
+          REQUIRE(it.sort_at == p.indexed_at);
+          break;
+        }
+        case CreatedAtKind::Missing: REQUIRE_FALSE(p.created_at_raw); break;
+        case CreatedAtKind::Normal:
+          // Most posts are normal; matching every one costs seconds in a Debug build.
+          if (all[p.kind] % 50 == 1) REQUIRE(std::regex_match(raw, kMillis));
+          break;
+      }
+    }
+  }
+  for (int k = 0; k < ds::fake::kCreatedAtKinds; ++k) {
+    const auto kind = static_cast<CreatedAtKind>(k);
+    INFO("kind " << ds::fake::to_string(kind));
+    CHECK(all[kind] >= 2);
+    // Far-past createdAt sorts at the very end, so only the others can fall inside a window.
+    if (kind != CreatedAtKind::FarPast && kind != CreatedAtKind::Epoch) CHECK(recent[kind] >= 1);
+  }
+}
+
+TEST_CASE("post volumes: one account over 10,500 posts, others over 1,000, some with none", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  int over_10500 = 0, over_1000 = 0, empty = 0, reposts_only = 0;
+  for (const auto& u : ds.users()) {
+    if (!u.registered || !ds.exists(u.index, 1)) continue;
+    const auto& items = feed(u.index, 1);
+    const auto own = own_posts(items);
+    if (own > 10500) ++over_10500;
+    if (own > 1000) ++over_1000;
+    if (items.empty()) ++empty;
+    if (own == 0 && !items.empty()) ++reposts_only;
+  }
+  CHECK(over_10500 == 1);
+  CHECK(over_1000 >= 3);
+  CHECK(empty >= 1);
+  CHECK(reposts_only >= 1);
+
+  DatasetParams half;
+  half.posts_scale = 0.5;
+  const Dataset small{half};
+  const auto scaled = own_posts(small.author_feed(0, 1));
+  const auto full = own_posts(feed(0, 1));
+  CHECK(scaled > full * 4 / 10);
+  CHECK(scaled < full * 6 / 10);
+}
+
+TEST_CASE("handles move on day 2, including a swap between two registered active accounts", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  bool swap = false;
+  for (const auto& a : ds.users())
+    for (const auto& b : ds.users()) {
+      if (a.index == b.index || !a.registered || !b.registered || !a.active || !b.active) continue;
+      if (!ds.exists(a.index, 2) || !ds.exists(b.index, 2)) continue;
+      if (ds.handle_at(a.index, 2) == ds.handle_at(b.index, 1) && ds.handle_at(b.index, 2) != ds.handle_at(b.index, 1)) {
+        swap = true;
+        CHECK(ds.profile(a.index, 2)->handle == b.handle);
+        CHECK(ds.find_actor(b.handle, 1) == b.index);
+        CHECK(ds.find_actor(b.handle, 2) == a.index);
+        CHECK(ds.find_actor(ds.handle_at(b.index, 2), 2) == b.index);
+      }
+    }
+  CHECK(swap);
+  for (int day : {0, 1, 2, 3}) {
+    std::set<std::string> handles;
+    for (const auto& u : ds.users())
+      if (ds.exists(u.index, day)) CHECK(handles.insert(ds.handle_at(u.index, day)).second);
+  }
+}
+
+TEST_CASE("deletions happen on day 2 and only inside the 7-day window", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  const Micros window = ds.now_of_day(2) - 7 * kDay;
+  int deleted = 0, deleting_active = 0;
+  for (const auto& u : ds.users()) {
+    if (!ds.exists(u.index, 2)) continue;
+    std::set<std::string> day2;
+    for (const auto& it : feed(u.index, 2))
+      if (!it.is_repost_of_other()) day2.insert(it.post.uri);
+    std::set<std::string> vanished;
+    for (const auto& it : feed(u.index, 1)) {
+      if (it.is_repost_of_other() || day2.count(it.post.uri)) continue;
+      vanished.insert(it.post.uri);
+      CHECK(it.sort_at >= window);
+      CHECK(it.post.indexed_at <= ds.now_of_day(1));
+    }
+    std::set<std::string> reported;
+    for (const auto& p : ds.deleted_on(u.index, 2)) reported.insert(p.uri);
+    CHECK(vanished == reported);
+    deleted += static_cast<int>(vanished.size());
+    if (!vanished.empty() && u.registered && u.active && !u.skip_user) ++deleting_active;
+  }
+  CHECK(deleted >= 3);
+  CHECK(deleting_active >= 2);
+}
+
+TEST_CASE("accounts: flags, unknown and gone ones, unusual names", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  int skip = 0, never = 0, gone = 0, inactive = 0, api_only = 0;
+  bool unicode = false, nul = false;
+  for (const auto& u : ds.users()) {
+    REQUIRE(std::regex_match(u.did, std::regex("did:plc:[a-z2-7]{24}")));
+    skip += u.skip_user;
+    inactive += u.registered && !u.active;
+    api_only += !u.registered;
+    if (u.never_existed) {
+      ++never;
+      for (int day : {0, 1, 2}) {
+        CHECK_FALSE(ds.profile(u.index, day));
+        CHECK(ds.author_feed(u.index, day).empty());
+        CHECK_FALSE(ds.find_actor(u.did, day));
+      }
+    }
+    if (u.gone_from_day > 0) {
+      ++gone;
+      CHECK(ds.profile(u.index, u.gone_from_day - 1));
+      CHECK_FALSE(ds.profile(u.index, u.gone_from_day));
+      CHECK_FALSE(ds.find_actor(u.did, u.gone_from_day));
+    }
+    for (int day : {1, 2}) {
+      const auto p = ds.profile(u.index, day);
+      if (!p || !p->display_name) continue;
+      const std::string& n = *p->display_name;
+      if (n.find('\0') != std::string::npos) nul = true;
+      // Four-byte UTF-8 (emoji) and Hebrew/Arabic letters in one name.
+      if (n.find("\xF0\x9F") != std::string::npos && (n.find("\xD7") != std::string::npos || n.find("\xD9") != std::string::npos))
+        unicode = true;
+    }
+  }
+  CHECK(skip >= 2);
+  CHECK(skip <= 3);
+  CHECK(never == 1);
+  CHECK(gone >= 2);
+  CHECK(inactive >= 3);
+  CHECK(api_only >= 3);
+  CHECK(unicode);
+  CHECK(nul);
+}
+
+TEST_CASE("seed SQL registers exactly the registered accounts and makes the active ones active", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  for (int day : {1, 2}) {
+    const std::string sql = ds.seed_sql(day);
+    const std::string today = ds::format_date(ds.now_of_day(day));
+    std::map<std::string, int> user_rows;
+    std::map<std::string, std::vector<std::string>> views;
+    std::regex users_re(R"(INSERT INTO users \(did, handle, "displayName", avatar, skip_user\) VALUES \('([^']+)', '([^']+)', .*, (true|false)\) ON CONFLICT DO NOTHING;)");
+    std::regex views_re(R"(INSERT INTO views \(did, date, view_count\) VALUES \('([^']+)', '(\d{4}-\d\d-\d\d)', \d+\) ON CONFLICT DO NOTHING;)");
+    std::size_t pos = 0;
+    while (pos < sql.size()) {
+      const std::size_t nl = sql.find('\n', pos);
+      const std::string line = sql.substr(pos, nl - pos);
+      pos = nl == std::string::npos ? sql.size() : nl + 1;
+      std::smatch m;
+      if (std::regex_match(line, m, users_re)) ++user_rows[m[1]];
+      else if (std::regex_match(line, m, views_re)) views[m[1]].push_back(m[2]);
+      else REQUIRE((line.empty() || line.rfind("--", 0) == 0 || line == "BEGIN;" || line == "COMMIT;"));
+    }
+    // Dates compare as text; "within 7 days" means on or after today-7 and before today.
+    const std::string week_ago = ds::format_date(ds.now_of_day(day) - 7 * kDay);
+    for (const auto& u : ds.users()) {
+      INFO(u.handle << " " << u.role);
+      CHECK(user_rows[u.did] == (u.registered ? 1 : 0));
+      bool recent = false;
+      for (const auto& d : views[u.did]) recent |= d >= week_ago && d < today;
+      CHECK(recent == u.active);
+    }
+  }
+  // Seeded once for day 1, the active accounts stay active for a day-2 run too.
+  const std::string sql = ds.seed_sql(1);
+  const std::string day2_week_ago = ds::format_date(ds.now_of_day(2) - 7 * kDay);
+  for (const auto& u : ds.users()) {
+    if (!u.active) continue;
+    const std::string prefix = "INSERT INTO views (did, date, view_count) VALUES ('" + u.did + "', '";
+    bool recent = false;
+    for (std::size_t at = sql.find(prefix); at != std::string::npos; at = sql.find(prefix, at + 1))
+      recent |= sql.substr(at + prefix.size(), 10) >= day2_week_ago;
+    CHECK(recent);
+  }
+  CHECK(sql.find("O''Brien") != std::string::npos);  // the apostrophe in a displayName is escaped
+  CHECK(sql.find('\0') == std::string::npos);
+}
+
+TEST_CASE("a large account list is cheap until feeds are asked for", "[fake]") {
+  DatasetParams big;
+  big.users = 2000;
+  const Dataset ds{big};
+  CHECK(ds.registered_count() == 2000);
+  CHECK(ds.users().size() > 2000);
+  const auto p = ds.profile(1999, 1);
+  REQUIRE(p);
+  CHECK(ds.find_actor(p->handle, 1) == 1999);
+}

@@ -1,0 +1,524 @@
+// Request handling and JSON rendering for the fake AppView, and its cpp-httplib binding.
+// Response shapes follow the real captures in tests/fixtures/bsky (key order included).
+#include "server.hpp"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <ctime>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "ds/json_writer.hpp"
+
+namespace ds::fake {
+
+std::string Request::get(const std::string& key) const {
+  auto it = params.find(key);
+  return it == params.end() ? std::string() : it->second;
+}
+
+std::vector<std::string> Request::all(const std::string& key) const {
+  std::vector<std::string> out;
+  auto range = params.equal_range(key);
+  for (auto it = range.first; it != range.second; ++it) out.push_back(it->second);
+  return out;
+}
+
+namespace {
+
+constexpr const char* kGetProfiles = "/xrpc/app.bsky.actor.getProfiles";
+constexpr const char* kGetAuthorFeed = "/xrpc/app.bsky.feed.getAuthorFeed";
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+bool parse_int(const std::string& s, long long& out) {
+  if (s.empty()) return false;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && ptr == s.data() + s.size();
+}
+
+Micros floor_ms(Micros t) {
+  Micros q = t / 1000;
+  if (t % 1000 < 0) --q;
+  return q * 1000;
+}
+
+// JsonWriter has no arrays: the brackets go straight into the buffer, the elements through a
+// fresh writer (so the first gets no comma), and raw("") tells the outer writer a value followed
+// its key.
+template <class F>
+void write_array(JsonWriter& w, std::string& out, F&& elements) {
+  out += '[';
+  JsonWriter inner(out);
+  elements(inner);
+  out += ']';
+  w.raw("");
+}
+
+// JsonWriter turns NUL into U+FFFD, which is right for records but hides the trap a real
+// displayName can hold; the API sends it as \u0000.
+void write_text(JsonWriter& w, std::string_view s) {
+  if (s.find('\0') == std::string_view::npos) {
+    w.string(s);
+    return;
+  }
+  std::string json = "\"";
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t nul = s.find('\0', start);
+    std::string part;
+    JsonWriter pw(part);
+    pw.string(s.substr(start, nul == std::string_view::npos ? std::string_view::npos : nul - start));
+    json.append(part, 1, part.size() - 2);
+    if (nul == std::string_view::npos) break;
+    json += "\\u0000";
+    start = nul + 1;
+  }
+  json += '"';
+  w.raw(json);
+}
+
+void write_author(JsonWriter& w, std::string& out, const Profile& p) {
+  w.begin_object();
+  w.field("did", p.did).field("handle", p.handle);
+  if (p.display_name) {
+    w.key("displayName");
+    write_text(w, *p.display_name);
+  }
+  if (p.avatar) w.field("avatar", *p.avatar);
+  w.key("associated").raw(R"({"chat":{"allowIncoming":"following"}})");
+  w.key("viewer").raw(R"({"muted":false,"blockedBy":false})");
+  w.key("labels");
+  write_array(w, out, [](JsonWriter&) {});
+  w.field("createdAt", p.created_at);
+  w.end_object();
+}
+
+void write_profile_detailed(JsonWriter& w, const Profile& p) {
+  w.begin_object();
+  w.field("did", p.did).field("handle", p.handle);
+  if (p.display_name) {
+    w.key("displayName");
+    write_text(w, *p.display_name);
+  }
+  if (p.avatar) w.field("avatar", *p.avatar);
+  w.key("associated").raw(
+      R"({"lists":0,"feedgens":0,"starterPacks":0,"labeler":false,"chat":{"allowIncoming":"following"}})");
+  w.key("viewer").raw(R"({"muted":false,"blockedBy":false})");
+  w.key("labels").raw("[]");
+  w.field("createdAt", p.created_at);
+  if (p.description) w.field("description", *p.description);
+  w.field("indexedAt", p.indexed_at);
+  if (p.banner) w.field("banner", *p.banner);
+  if (p.followers) w.field("followersCount", *p.followers);
+  if (p.follows) w.field("followsCount", *p.follows);
+  if (p.posts) w.field("postsCount", *p.posts);
+  w.end_object();
+}
+
+// Profiles of the authors on one page, each computed once.
+class Authors {
+ public:
+  Authors(const Dataset& ds, int day) : ds_(ds), day_(day) {}
+  const Profile& get(int user) {
+    auto it = cache_.find(user);
+    if (it != cache_.end()) return it->second;
+    std::optional<Profile> p = ds_.profile(user, day_);
+    if (!p) {
+      // Only reachable through a dataset bug; still answer with what the API does for
+      // accounts whose handle it cannot verify.
+      p = Profile{};
+      p->did = ds_.users().at(static_cast<std::size_t>(user)).did;
+      p->handle = "handle.invalid";
+    }
+    return cache_.emplace(user, std::move(*p)).first->second;
+  }
+
+ private:
+  const Dataset& ds_;
+  int day_;
+  std::unordered_map<int, Profile> cache_;
+};
+
+void write_post_view(JsonWriter& w, std::string& out, const Post& p, Authors& authors, bool typed) {
+  w.begin_object();
+  w.field("uri", p.uri).field("cid", p.cid);
+  w.key("author");
+  write_author(w, out, authors.get(p.ref.user));
+  w.key("record").begin_object();
+  w.field("$type", "app.bsky.feed.post");
+  if (p.created_at_raw) w.field("createdAt", *p.created_at_raw);
+  w.key("langs").raw(R"(["en"])");
+  if (p.reply) {
+    w.key("reply").begin_object();
+    w.key("parent").begin_object().field("cid", p.reply->parent_cid).field("uri", p.reply->parent_uri).end_object();
+    w.key("root").begin_object().field("cid", p.reply->root_cid).field("uri", p.reply->root_uri).end_object();
+    w.end_object();
+  }
+  w.key("text");
+  write_text(w, p.text);
+  w.end_object();
+  if (p.counts.replies) w.field("replyCount", *p.counts.replies);
+  if (p.counts.reposts) w.field("repostCount", *p.counts.reposts);
+  if (p.counts.likes) w.field("likeCount", *p.counts.likes);
+  if (p.counts.quotes) w.field("quoteCount", *p.counts.quotes);
+  w.field("indexedAt", p.indexed_at_text);
+  w.key("viewer").raw(R"({"threadMuted":false,"embeddingDisabled":false})");
+  w.key("labels").raw("[]");
+  if (typed) w.field("$type", "app.bsky.feed.defs#postView");
+  w.end_object();
+}
+
+void write_reply_ref(JsonWriter& w, std::string& out, const std::optional<PostRef>& ref, const std::string& uri,
+                     const Dataset& ds, int day, Authors& authors) {
+  if (!ref) {
+    w.begin_object()
+        .field("$type", "app.bsky.feed.defs#notFoundPost")
+        .field("uri", uri)
+        .field("notFound", true)
+        .end_object();
+    return;
+  }
+  write_post_view(w, out, ds.post(*ref, day), authors, true);
+}
+
+void write_feed_item(JsonWriter& w, std::string& out, const FeedItem& item, const Dataset& ds, int day,
+                     Authors& authors) {
+  w.begin_object();
+  w.key("post");
+  write_post_view(w, out, item.post, authors, false);
+  if (item.post.reply) {
+    w.key("reply").begin_object();
+    w.key("root");
+    write_reply_ref(w, out, item.post.reply->root, item.post.reply->root_uri, ds, day, authors);
+    w.key("parent");
+    write_reply_ref(w, out, item.post.reply->parent, item.post.reply->parent_uri, ds, day, authors);
+    w.end_object();
+  }
+  if (item.reason == FeedItem::Reason::Repost) {
+    w.key("reason").begin_object().field("$type", "app.bsky.feed.defs#reasonRepost");
+    w.key("by");
+    write_author(w, out, authors.get(item.by));
+    w.field("indexedAt", format_timestamp(item.sort_at));
+    w.end_object();
+  } else if (item.reason == FeedItem::Reason::Pin) {
+    w.key("reason").begin_object().field("$type", "app.bsky.feed.defs#reasonPin").end_object();
+  }
+  w.end_object();
+}
+
+Response json_response(std::string body) {
+  Response r;
+  r.body = std::move(body);
+  return r;
+}
+
+}  // namespace
+
+Response xrpc_error(int status, const std::string& error, const std::string& message) {
+  Response r;
+  r.status = status;
+  JsonWriter w(r.body);
+  w.begin_object().field("error", error).field("message", message).end_object();
+  return r;
+}
+
+AppView::AppView(const DatasetParams& params, int day, RateLimitOptions rate)
+    : dataset_(params), day_(day), rate_(rate), window_start_s_(static_cast<std::int64_t>(std::time(nullptr))) {
+  if (day < 0 || day > Dataset::kMaxDay) throw std::out_of_range("day must be 0.." + std::to_string(Dataset::kMaxDay));
+  if (rate_.limit < 1 || rate_.window_s < 1) throw std::invalid_argument("rate limit and window must be positive");
+}
+
+void AppView::set_day(int day) {
+  if (day < 0 || day > Dataset::kMaxDay) throw std::out_of_range("day must be 0.." + std::to_string(Dataset::kMaxDay));
+  day_.store(day);
+}
+
+void AppView::request_began() {
+  const auto now = static_cast<std::uint64_t>(++in_flight_);
+  std::uint64_t seen = max_in_flight_.load();
+  while (now > seen && !max_in_flight_.compare_exchange_weak(seen, now)) {
+  }
+}
+
+Stats AppView::stats() const {
+  Stats s;
+  s.get_profiles = n_profiles_.load();
+  s.get_author_feed = n_feed_.load();
+  s.other = n_other_.load();
+  s.connections_opened = connections_.load();
+  s.max_in_flight = max_in_flight_.load();
+  s.in_flight = static_cast<std::uint64_t>(std::max<std::int64_t>(0, in_flight_.load()));
+  return s;
+}
+
+void AppView::reset_stats() {
+  n_profiles_ = 0;
+  n_feed_ = 0;
+  n_other_ = 0;
+  connections_ = 0;
+  max_in_flight_ = static_cast<std::uint64_t>(std::max<std::int64_t>(0, in_flight_.load()));
+}
+
+Response AppView::handle(const Request& req) {
+  if (starts_with(req.path, "/_fake/")) return control(req);
+  const int day = day_.load();
+  Response res;
+  try {
+    if (req.path == kGetProfiles) {
+      ++n_profiles_;
+      res = get_profiles(req, day);
+    } else if (req.path == kGetAuthorFeed) {
+      ++n_feed_;
+      res = get_author_feed(req, day);
+    } else {
+      ++n_other_;
+      res = starts_with(req.path, "/xrpc/") ? xrpc_error(501, "MethodNotImplemented", "Method Not Implemented")
+                                            : xrpc_error(404, "NotFound", "Not Found");
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("{} failed: {}", req.path, e.what());
+    res = xrpc_error(500, "InternalServerError", "Internal Server Error");
+  }
+  if (starts_with(req.path, "/xrpc/")) add_rate_limit_headers(res);
+  return res;
+}
+
+void AppView::add_rate_limit_headers(Response& res) {
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  std::int64_t remaining, reset;
+  {
+    std::lock_guard<std::mutex> lock(rate_mu_);
+    if (now >= window_start_s_ + rate_.window_s) {
+      window_start_s_ += (now - window_start_s_) / rate_.window_s * rate_.window_s;
+      window_count_ = 0;
+    }
+    ++window_count_;
+    remaining = std::max<std::int64_t>(0, rate_.limit - window_count_);
+    reset = window_start_s_ + rate_.window_s;
+  }
+  res.headers.emplace_back("RateLimit-Limit", std::to_string(rate_.limit));
+  res.headers.emplace_back("RateLimit-Remaining", std::to_string(remaining));
+  res.headers.emplace_back("RateLimit-Reset", std::to_string(reset));
+  res.headers.emplace_back("RateLimit-Policy", std::to_string(rate_.limit) + ";w=" + std::to_string(rate_.window_s));
+}
+
+Response AppView::get_profiles(const Request& req, int day) {
+  const std::vector<std::string> actors = req.all("actors");
+  if (actors.empty()) return xrpc_error(400, "InvalidRequest", "Error: Params must have the property \"actors\"");
+  if (actors.size() > 25) return xrpc_error(400, "InvalidRequest", "Error: actors must not have more than 25 elements");
+  std::string body;
+  JsonWriter w(body);
+  w.begin_object().key("profiles");
+  write_array(w, body, [&](JsonWriter& a) {
+    std::vector<int> seen;
+    for (const std::string& actor : actors) {
+      const auto user = dataset_.find_actor(actor, day);
+      if (!user || std::find(seen.begin(), seen.end(), *user) != seen.end()) continue;
+      seen.push_back(*user);
+      if (auto p = dataset_.profile(*user, day)) write_profile_detailed(a, *p);
+    }
+  });
+  w.end_object();
+  return json_response(std::move(body));
+}
+
+Response AppView::get_author_feed(const Request& req, int day) {
+  if (!req.has("actor")) return xrpc_error(400, "InvalidRequest", "Error: Params must have the property \"actor\"");
+  long long limit = 50;
+  if (req.has("limit")) {
+    if (!parse_int(req.get("limit"), limit)) return xrpc_error(400, "InvalidRequest", "Error: limit must be an integer");
+    if (limit < 1) return xrpc_error(400, "InvalidRequest", "Error: limit can not be less than 1");
+    if (limit > 100) return xrpc_error(400, "InvalidRequest", "Error: limit can not be greater than 100");
+  }
+  if (req.has("filter")) {
+    static const char* const kFilters[] = {"posts_with_replies", "posts_no_replies", "posts_with_media",
+                                           "posts_and_author_threads", "posts_with_video"};
+    const std::string f = req.get("filter");
+    if (std::none_of(std::begin(kFilters), std::end(kFilters), [&](const char* k) { return f == k; }))
+      return xrpc_error(400, "InvalidRequest", "Error: filter must be one of posts_with_replies, posts_no_replies, "
+                                               "posts_with_media, posts_and_author_threads, posts_with_video");
+  }
+  bool include_pins = false;
+  if (req.has("includePins")) {
+    const std::string v = req.get("includePins");
+    if (v != "true" && v != "false") return xrpc_error(400, "InvalidRequest", "Error: includePins must be a boolean");
+    include_pins = v == "true";
+  }
+  std::optional<Micros> cursor;
+  if (req.has("cursor") && !req.get("cursor").empty()) {
+    cursor = parse_timestamp(req.get("cursor"));
+    if (!cursor) return xrpc_error(400, "InvalidRequest", "Malformed cursor");
+  }
+  const auto user = dataset_.find_actor(req.get("actor"), day);
+  if (!user) return xrpc_error(400, "InvalidRequest", "Profile not found");
+
+  const auto index = dataset_.feed_index(*user, day);
+  const auto& entries = index->entries;
+  std::size_t start = 0;
+  if (cursor) {
+    const Micros c = floor_ms(*cursor);
+    start = static_cast<std::size_t>(
+        std::partition_point(entries.begin(), entries.end(), [&](const FeedEntry& e) { return floor_ms(e.sort_at) >= c; }) -
+        entries.begin());
+  }
+  const std::size_t end = std::min(entries.size(), start + static_cast<std::size_t>(limit));
+
+  Authors authors(dataset_, day);
+  std::string body;
+  body.reserve((end - start) * 2048 + 64);
+  JsonWriter w(body);
+  w.begin_object().key("feed");
+  write_array(w, body, [&](JsonWriter& a) {
+    if (!cursor && include_pins && index->pinned)
+      write_feed_item(a, body, dataset_.expand(*index->pinned, *user, day, FeedItem::Reason::Pin), dataset_, day,
+                      authors);
+    for (std::size_t i = start; i < end; ++i) {
+      const FeedEntry& e = entries[i];
+      write_feed_item(a, body,
+                      dataset_.expand(e, *user, day, e.repost ? FeedItem::Reason::Repost : FeedItem::Reason::None),
+                      dataset_, day, authors);
+    }
+  });
+  if (end < entries.size()) w.field("cursor", format_timestamp(floor_ms(entries[end - 1].sort_at)));
+  w.end_object();
+  return json_response(std::move(body));
+}
+
+Response AppView::control(const Request& req) {
+  const int day = day_.load();
+  auto day_body = [](int d) {
+    std::string body;
+    JsonWriter(body).begin_object().field("ok", true).field("day", d).end_object();
+    return json_response(std::move(body));
+  };
+  if (req.path == "/_fake/health") return day_body(day);
+  if (req.path == "/_fake/day") {
+    if (req.method == "GET") return day_body(day);
+    long long d;
+    if (req.method != "POST" || !parse_int(req.get("day"), d) || d < 0 || d > Dataset::kMaxDay)
+      return xrpc_error(400, "InvalidRequest", "POST /_fake/day?day=N with N in 0.." + std::to_string(Dataset::kMaxDay));
+    set_day(static_cast<int>(d));
+    spdlog::debug("day switched to {}", d);
+    return day_body(static_cast<int>(d));
+  }
+  if (req.path == "/_fake/stats") {
+    const Stats s = stats();
+    std::string body;
+    JsonWriter w(body);
+    w.begin_object().key("requests").begin_object();
+    w.field("getProfiles", static_cast<std::int64_t>(s.get_profiles));
+    w.field("getAuthorFeed", static_cast<std::int64_t>(s.get_author_feed));
+    w.field("other", static_cast<std::int64_t>(s.other));
+    w.end_object();
+    w.field("connections_opened", static_cast<std::int64_t>(s.connections_opened));
+    w.field("max_in_flight", static_cast<std::int64_t>(s.max_in_flight));
+    w.field("in_flight", static_cast<std::int64_t>(s.in_flight));
+    w.field("day", day);
+    w.end_object();
+    return json_response(std::move(body));
+  }
+  if (req.path == "/_fake/stats/reset" && req.method == "POST") {
+    reset_stats();
+    return day_body(day);
+  }
+  return xrpc_error(404, "NotFound", "Not Found");
+}
+
+Handler with_latency(Handler inner, std::chrono::milliseconds delay) {
+  if (delay.count() <= 0) return inner;
+  return [inner = std::move(inner), delay](const Request& req) {
+    if (starts_with(req.path, "/xrpc/")) std::this_thread::sleep_for(delay);
+    return inner(req);
+  };
+}
+
+bool is_loopback_host(const std::string& host) {
+  return host == "127.0.0.1" || host == "::1" || host == "localhost";
+}
+
+namespace {
+// httplib hands each accepted connection to the task queue once, so counting enqueues counts
+// connections without touching sockets.
+class CountingPool : public httplib::TaskQueue {
+ public:
+  CountingPool(std::size_t threads, AppView& app) : pool_(threads), app_(app) {}
+  void enqueue(std::function<void()> fn) override {
+    app_.connection_opened();
+    pool_.enqueue(std::move(fn));
+  }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  httplib::ThreadPool pool_;
+  AppView& app_;
+};
+}  // namespace
+
+HttpServer::HttpServer(AppView& app, Handler handler, ServerOptions options)
+    : app_(app), handler_(std::move(handler)), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+  if (options_.threads < 1) throw std::invalid_argument("threads must be at least 1");
+  const auto threads = static_cast<std::size_t>(options_.threads);
+  server_->new_task_queue = [this, threads] { return new CountingPool(threads, app_); };
+  server_->set_keep_alive_max_count(1'000'000);
+  server_->set_keep_alive_timeout(options_.keep_alive_s);
+  server_->set_pre_routing_handler([this](const httplib::Request& hreq, httplib::Response& hres) {
+    Request req;
+    req.method = hreq.method;
+    req.path = hreq.path;
+    req.params.insert(hreq.params.begin(), hreq.params.end());
+    const bool counted = starts_with(req.path, "/xrpc/");
+    if (counted) app_.request_began();
+    Response res;
+    try {
+      res = handler_(req);
+    } catch (const std::exception& e) {
+      spdlog::error("{} failed: {}", req.path, e.what());
+      res = xrpc_error(500, "InternalServerError", "Internal Server Error");
+    }
+    if (counted) app_.request_ended();
+    hres.status = res.status;
+    for (const auto& [name, value] : res.headers) hres.set_header(name.c_str(), value);
+    hres.set_content(res.body, res.content_type.c_str());
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  if (options_.verbose)
+    server_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
+      spdlog::info("{} {} -> {} ({} bytes)", req.method, req.target, res.status, res.body.size());
+    });
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+int HttpServer::bind() {
+  if (!is_loopback_host(options_.host))
+    throw std::runtime_error("refusing to listen on " + options_.host + ": only 127.0.0.1, ::1 or localhost");
+  if (options_.port == 0) {
+    port_ = server_->bind_to_any_port(options_.host);
+  } else {
+    port_ = server_->bind_to_port(options_.host, options_.port) ? options_.port : -1;
+  }
+  if (port_ <= 0)
+    throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(options_.port));
+  return port_;
+}
+
+bool HttpServer::run() { return server_->listen_after_bind(); }
+
+int HttpServer::start() {
+  const int port = bind();
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // stop() only works once the accept loop runs; wait for it so start()+stop() cannot hang.
+  while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return port;
+}
+
+void HttpServer::stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace ds::fake
