@@ -168,9 +168,11 @@ std::string DbParams::describe() const {
       shown = shown.substr(0, pw) + "password=***" + (end == std::string::npos ? "" : shown.substr(end));
     }
     if (!out.empty()) out += ' ';
-    out += k + "=" + shown;
+    // A whole conninfo string or URL travels as "dbname" (libpq expands it): show it as it is.
+    const bool expanded = k == "dbname" && (shown.find('=') != std::string::npos || shown.find("://") != std::string::npos);
+    out += expanded ? shown : k + "=" + shown;
   }
-  return out.empty() ? "(libpq defaults: PG* environment)" : out;
+  return out.empty() ? "libpq defaults from the PG* environment" : out;
 }
 
 }  // namespace ds

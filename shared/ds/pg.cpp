@@ -4,16 +4,28 @@
 
 #include <cstdlib>
 
+#include <spdlog/spdlog.h>
+
 namespace ds {
 namespace {
 
 std::string first_line(const char* msg) {
   std::string s = msg ? msg : "";
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  for (auto& c : s)
-    if (c == '\n') c = ' ';
-  return s;
+  // libpq's messages span lines and indent hints with tabs; a log line must stay one line.
+  std::string out;
+  for (const char c : s) {
+    if (c == '\n' || c == '\t') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
 }
+
+// Server NOTICEs go through spdlog (debug) instead of libpq's default raw stderr print.
+void notice_to_log(void*, const char* message) { spdlog::debug("PostgreSQL: {}", first_line(message)); }
 
 }  // namespace
 
@@ -42,9 +54,10 @@ PgConnection::PgConnection(const DbParams& params) : c_(nullptr, &PQfinish) {
   values.push_back(nullptr);
   c_.reset(PQconnectdbParams(keys.data(), values.data(), 1));
   if (!c_ || PQstatus(c_.get()) != CONNECTION_OK)
-    throw PgError("cannot connect to PostgreSQL (" + params.describe() + "): " +
+    throw PgError("cannot connect to PostgreSQL [" + params.describe() + "]: " +
                       first_line(c_ ? PQerrorMessage(c_.get()) : "out of memory"),
                   {}, true);
+  PQsetNoticeProcessor(c_.get(), &notice_to_log, nullptr);
   // Every timestamp we send or read is UTC; the session must not reinterpret them.
   exec("SET TIME ZONE 'UTC'");
 }

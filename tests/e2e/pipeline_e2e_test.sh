@@ -7,6 +7,7 @@ bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
 src=${DS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 seed=${E2E_SEED:-7} users=${E2E_USERS:-60}
 work=$(mktemp -d /tmp/ds-e2e.XXXXXX)
+chmod 755 "$work"  # the server runs as postgres under root and must reach its data directory
 fake_pid=""
 cleanup() {
   [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null || true

@@ -31,7 +31,11 @@ case "$cmd" in
   start)
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
-    if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$dir"; chmod 755 "$dir"; fi
+    if [ "$(id -u)" = 0 ]; then
+      chown postgres:postgres "$dir"; chmod 755 "$dir"
+      runuser -u postgres -- test -x "$dir" || {
+        echo "pg-cluster: the postgres user cannot reach $dir; make its parent directories traversable (chmod o+x)" >&2; exit 1; }
+    fi
     if [ -f "$dir/env" ] && as_owner "$pgbin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
       . "$dir/env"; echo "$DATABASE_URL"; exit 0
     fi
