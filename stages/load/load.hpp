@@ -1,0 +1,107 @@
+// ds-load's logic, apart from main.cpp so the tests drive it directly: read post/user/snapshot/end
+// records, write them to PostgreSQL in batches over one connection, and record the run in snapshot_logs.
+#pragma once
+#include <csignal>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ds/config.hpp"
+#include "ds/ndjson.hpp"
+#include "ds/records.hpp"
+
+namespace ds::load {
+
+// Key of the session-level advisory lock a run holds from start to end, so two runs never load
+// into the same database at once: the ASCII bytes of "ds-load" read as a big-endian integer.
+constexpr std::int64_t run_lock_key = 0x64732d6c6f6164;  // 28274136601026916
+
+// The stages whose `end` records must all be in the stream for a run to count as complete.
+inline constexpr const char* upstream_stages[] = {"ds-select-users", "ds-fetch-profiles",
+                                                  "ds-fetch-feeds", "ds-aggregate"};
+
+// Handle the API reports for an account whose handle failed verification. Many accounts can carry
+// it at once, and users.handle is UNIQUE, so it never replaces a stored handle.
+constexpr std::string_view invalid_handle = "handle.invalid";
+
+// Run-log figures taken from the upstream `end` records (docs/records.md); a missing counter is 0.
+struct UpstreamCounters {
+  std::int64_t users_selected = 0;  // ds-select-users `users`
+  std::int64_t users_gone = 0;      // ds-fetch-profiles `gone` + ds-fetch-feeds `gone`
+  std::int64_t users_failed = 0;    // profiles `failed` + feeds `failed` + feeds `capped`
+  std::int64_t api_requests = 0;    // sum of `requests`
+  std::int64_t api_retries = 0;     // sum of `retries`
+  std::int64_t bad_lines = 0;       // sum of `bad_lines`, plus the lines ds-load itself skipped
+};
+
+// What the chain of end records says about the run: "completed", "partial" or "failed", with the
+// reason in `error` for the last two.
+struct StreamVerdict {
+  std::string status;
+  std::string error;
+  UpstreamCounters counters;
+};
+StreamVerdict judge_stream(const std::vector<EndRecord>& ends, std::int64_t own_bad_lines);
+
+struct LoadOptions {
+  DbParams db;
+  std::int64_t batch_records = 5000;  // commit after this many records ...
+  double batch_seconds = 5;           // ... or this long, whichever first, at a user boundary
+  std::optional<std::string> shard;   // stored in snapshot_logs.shard
+  bool strict = false;                // stop at the first bad input line
+  // Set (by a signal handler, or a test) to stop at the next record boundary; may be null.
+  const volatile std::sig_atomic_t* stop = nullptr;
+};
+
+// What one run did to the database, for the summary line and the run log.
+struct LoadStats {
+  std::int64_t records = 0;  // post, user and snapshot records read
+  std::int64_t batches = 0;  // transactions committed
+  std::int64_t users_seen = 0;
+  std::int64_t users_updated = 0;    // handle/displayName/avatar changed
+  std::int64_t handles_moved = 0;    // accounts whose handle another tracked account took
+  std::int64_t posts_inserted = 0;
+  std::int64_t posts_updated = 0;    // counts, times or deletion mark changed
+  std::int64_t posts_unchanged = 0;  // already stored exactly so: not touched
+  std::int64_t posts_skipped = 0;    // author not in users, or a URI too long for the column
+  std::int64_t posts_deleted = 0;    // marked deleted: missing from a complete feed's window
+  std::int64_t backfills_marked = 0;
+  std::int64_t snapshots_inserted = 0;
+  std::int64_t snapshots_updated = 0;
+  std::int64_t snapshots_unchanged = 0;
+  std::int64_t snapshots_skipped = 0;  // user not in users
+  std::int64_t posts_loaded() const { return posts_inserted + posts_updated + posts_unchanged; }
+  std::int64_t snapshots_loaded() const {
+    return snapshots_inserted + snapshots_updated + snapshots_unchanged;
+  }
+};
+
+struct LoadResult {
+  int exit_code = 0;   // ds::exit_code
+  std::string status;  // as recorded in snapshot_logs ("completed", "partial", "failed"), or
+                       // "locked" when another run held the lock and nothing was recorded
+  std::int64_t run_id = 0;  // 0 when no run row was created
+  std::string error;
+  LoadStats stats;
+  double wall_s = 0;
+};
+
+// The whole run: lock, run-log row, batches, final status. Never throws; every outcome is in the
+// result (and logged).
+LoadResult run_load(const LoadOptions& options, LineReader& input, OutputWriter& output);
+
+// One line for stderr summarising a finished run.
+std::string summary_line(const LoadResult& r);
+
+// Makes SIGINT and SIGTERM set the returned flag (pass it as LoadOptions::stop). With `input_fd`,
+// they also end the input at once (it is replaced by /dev/null) instead of at its next line.
+const volatile std::sig_atomic_t* install_stop_handlers(int input_fd = -1);
+
+// Shortens valid UTF-8 to at most `max_chars` code points, cutting only at a character boundary
+// (varchar(n) counts characters).
+std::string truncate_chars(std::string_view s, std::size_t max_chars);
+std::size_t count_chars(std::string_view s);
+
+}  // namespace ds::load

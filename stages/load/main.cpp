@@ -1,0 +1,54 @@
+// ds-load: the pipeline's last stage and the only one that writes the database. Parses flags and
+// hands stdin to the load logic (load.hpp); the exit code is the run's status.
+#include <signal.h>
+#include <unistd.h>
+
+#include <iostream>
+
+#include <spdlog/spdlog.h>
+
+#include "ds/config.hpp"
+#include "ds/exit_codes.hpp"
+#include "ds/ndjson.hpp"
+#include "ds/stage.hpp"
+#include "load.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ds-load: write post, user and snapshot records from stdin to PostgreSQL and record "
+               "the run in snapshot_logs. Exit 0 completed, 3 partial, 1 failed, 2 usage, 4 another "
+               "run holds the lock, 130 interrupted."};
+  ds::CommonOptions common;
+  std::optional<std::string> db;
+  std::optional<std::int64_t> batch_records;
+  double batch_seconds = 5;
+  std::optional<std::string> shard;
+  app.add_option("--db", db, "Database: conninfo string or postgresql:// URL (else DATABASE_URL, DB_*, PG*)");
+  app.add_option("--batch-records", batch_records, "Commit after this many records (default 5000)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{100'000'000}));
+  app.add_option("--batch-seconds", batch_seconds, "Commit after this many seconds (default 5)")
+      ->check(CLI::Range(0.0, 86'400.0));
+  app.add_option("--shard", shard, "Label stored in snapshot_logs.shard");
+  ds::add_common_options(app, common);
+  if (auto code = ds::parse_command_line(app, argc, argv)) return *code;
+  if (!ds::init_program("ds-load", common)) return ds::exit_code::usage;
+
+  ds::load::LoadOptions o;
+  o.db = ds::database_params(db);
+  o.batch_records = batch_records.value_or(5000);
+  o.batch_seconds = batch_seconds;
+  o.shard = shard;
+  o.strict = common.strict;
+  o.stop = ds::load::install_stop_handlers(STDIN_FILENO);
+  // A closed stdout must show up as a write error, not kill the run before it records its status.
+  signal(SIGPIPE, SIG_IGN);
+
+  ds::LineReader input(STDIN_FILENO);
+  ds::OutputWriter output(STDOUT_FILENO);
+  const ds::load::LoadResult r = ds::load::run_load(o, input, output);
+  if (r.run_id != 0) {
+    const std::string line = ds::load::summary_line(r);
+    if (r.status == "completed") spdlog::info("{}", line);
+    else spdlog::warn("{}", line);
+  }
+  return r.exit_code;
+}

@@ -1,0 +1,287 @@
+// One ds-load run end to end: the run lock, the snapshot_logs row, the record loop with its batch
+// boundaries, and turning every way a run can end (done, bad input, DB error, signal) into a status.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <csignal>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+#include "batch_loader.hpp"
+#include "ds/clock.hpp"
+#include "ds/exit_codes.hpp"
+#include "ds/pg.hpp"
+#include "ds/record_input.hpp"
+#include "load.hpp"
+
+namespace ds::load {
+namespace {
+
+volatile std::sig_atomic_t stop_signal = 0;
+// When set, the handler puts /dev/null (`unblock_with`) in place of the input descriptor: a read
+// blocked on a quiet upstream returns EINTR, the reader retries on /dev/null and sees end of input,
+// so the stop takes effect without waiting for more data.
+int unblock_fd = -1;
+int unblock_with = -1;
+
+void on_stop_signal(int) {
+  stop_signal = 1;
+  if (unblock_fd >= 0 && unblock_with >= 0) dup2(unblock_with, unblock_fd);  // async-signal-safe
+}
+
+std::string param(std::int64_t v) { return std::to_string(v); }
+std::string int_param(std::int64_t v) { return std::to_string(std::clamp<std::int64_t>(v, INT_MIN, INT_MAX)); }
+
+// Rows of runs that died without updating their row; only called while holding the run lock, so
+// no live run owns an in_progress row.
+constexpr const char* close_stale_runs_sql =
+    "UPDATE snapshot_logs SET status = 'failed', error = 'run did not finish' "
+    "WHERE status = 'in_progress' RETURNING id";
+
+constexpr const char* start_run_sql =
+    "INSERT INTO snapshot_logs (id, status, time_started, shard) "
+    "VALUES (DEFAULT, 'in_progress', $1::timestamptz, $2) RETURNING id";
+
+constexpr const char* finish_run_sql =
+    "UPDATE snapshot_logs SET status = $2, time_completed = $3::timestamptz, duration = $4::real, "
+    "total_users = $5::integer, users_selected = $6::integer, users_gone = $7::integer, "
+    "users_failed = $8::integer, posts_loaded = $9::bigint, api_requests = $10::bigint, "
+    "api_retries = $11::bigint, bad_lines = $12::integer, error = $13 WHERE id = $1";
+
+// Adds a hint when the tables or columns ds-load needs are missing.
+std::string explain(const PgError& e) {
+  std::string what = e.what();
+  if (e.sqlstate == "42P01" || e.sqlstate == "42703")
+    what += " (is the database migrated? run ds-migrate)";
+  return what;
+}
+
+class Run {
+ public:
+  Run(const LoadOptions& o, LineReader& in, OutputWriter& out) : o_(o), in_(in), out_(out) {}
+
+  LoadResult go() {
+    t0_ = monotonic_seconds();
+    started_ = now();
+    try {
+      db_ = std::make_unique<PgConnection>(o_.db);
+    } catch (const PgError& e) {
+      return fail_early(e.what());
+    }
+    try {
+      if (!take_lock()) {
+        res_.status = "locked";
+        res_.exit_code = exit_code::locked;
+        res_.error = "another ds-load run is in progress (lock key " + std::to_string(run_lock_key) +
+                     "); not loading";
+        spdlog::error("{}", res_.error);
+        return finish_result();
+      }
+      open_run_row();
+    } catch (const PgError& e) {
+      return fail_early(explain(e));
+    }
+    spdlog::info("run {} started ({}{})", res_.run_id, o_.db.describe(),
+                 o_.shard ? ", shard " + *o_.shard : std::string());
+    load_stream();
+    return finish_result();
+  }
+
+ private:
+  bool take_lock() {
+    const PgResult r = db_->exec("SELECT pg_try_advisory_lock($1::bigint)", {param(run_lock_key)});
+    return r.text(0, 0) == "t";
+  }
+
+  void open_run_row() {
+    const PgResult stale = db_->exec(close_stale_runs_sql);
+    for (int i = 0; i < stale.rows(); ++i)
+      spdlog::warn("run {} never finished; marked failed", stale.text(i, 0));
+    const PgResult r = db_->exec(start_run_sql, {format_timestamp(started_), o_.shard});
+    res_.run_id = r.int64(0, 0);
+  }
+
+  bool stop_requested() const { return o_.stop && *o_.stop; }
+
+  void load_stream() {
+    BatchLoader loader(*db_, res_.stats);
+    RecordInput input("ds-load", in_, out_, want_post | want_user | want_snapshot, o_.strict);
+    std::uint64_t line = 0;
+    try {
+      loader.prepare();
+      InputRecord rec;
+      while (input.next(rec)) {
+        // A record boundary: the place a stop request takes effect.
+        if (stop_requested()) break;
+        line = rec.line_number;
+        ++res_.stats.records;
+        switch (rec.type) {
+          case RecordType::post: loader.add_post(rec.post, rec.line_number); break;
+          case RecordType::snapshot: loader.add_snapshot(rec.snapshot, rec.line_number); break;
+          case RecordType::user:
+            loader.add_user(rec.user, rec.line_number);
+            // Only here: the user's posts and its feed outcome then share one transaction.
+            if (loader.pending_records() >= o_.batch_records || loader.batch_age_s() >= o_.batch_seconds)
+              loader.commit();
+            break;
+          default: break;
+        }
+      }
+      if (stop_requested()) {
+        loader.rollback();
+        spdlog::warn("interrupted by signal: the open batch was rolled back");
+        return record_failure("interrupted by signal", exit_code::interrupted, input.bad_lines(),
+                              input.upstream_ends());
+      }
+      loader.commit();
+      out_.flush();
+      const StreamVerdict v = judge_stream(input.upstream_ends(), input.bad_lines());
+      res_.status = v.status;
+      res_.error = v.error;
+      res_.exit_code = v.status == "completed" ? exit_code::ok
+                       : v.status == "partial" ? exit_code::partial
+                                               : exit_code::runtime;
+      if (v.status == "failed") spdlog::error("{}", v.error);
+      else if (v.status == "partial") spdlog::warn("{}", v.error);
+      write_run_row(v);
+    } catch (const PgError& e) {
+      loader.rollback();
+      const std::string msg = explain(e) + " while loading line " + std::to_string(line);
+      spdlog::error("{}", msg);
+      record_failure(msg, exit_code::runtime, input.bad_lines(), input.upstream_ends());
+    } catch (const BadInputError& e) {
+      loader.rollback();
+      spdlog::error("{} (--strict: stopping)", e.what());
+      record_failure(e.what(), exit_code::runtime, input.bad_lines(), input.upstream_ends());
+    } catch (const std::exception& e) {
+      loader.rollback();
+      const std::string msg = std::string(e.what()) + " while loading line " + std::to_string(line);
+      spdlog::error("{}", msg);
+      record_failure(msg, exit_code::runtime, input.bad_lines(), input.upstream_ends());
+    }
+  }
+
+  void record_failure(const std::string& why, int code, std::int64_t bad_lines,
+                      const std::vector<EndRecord>& ends) {
+    res_.status = "failed";
+    res_.error = why;
+    res_.exit_code = code;
+    StreamVerdict v = judge_stream(ends, bad_lines);
+    v.status = "failed";
+    v.error = why;
+    // The connection may have died with the error: one fresh attempt to record the failure. The
+    // lock goes with the old session; a run starting meanwhile would mark this row failed anyway.
+    if (!db_->ok()) {
+      try {
+        db_ = std::make_unique<PgConnection>(o_.db);
+      } catch (const PgError& e) {
+        spdlog::error("cannot record run {} as failed: {}", res_.run_id, e.what());
+        return;
+      }
+    }
+    try {
+      write_run_row(v);
+    } catch (const std::exception& e) {
+      spdlog::error("cannot record run {} as failed: {}", res_.run_id, e.what());
+    }
+  }
+
+  void write_run_row(const StreamVerdict& v) {
+    res_.wall_s = monotonic_seconds() - t0_;
+    const auto& c = v.counters;
+    const Micros completed = started_ + static_cast<Micros>(res_.wall_s * micros_per_second);
+    db_->exec(finish_run_sql,
+              {param(res_.run_id), v.status, format_timestamp(completed), std::to_string(res_.wall_s),
+               int_param(res_.stats.snapshots_loaded()), int_param(c.users_selected),
+               int_param(c.users_gone), int_param(c.users_failed), param(res_.stats.posts_loaded()),
+               param(c.api_requests), param(c.api_retries), int_param(c.bad_lines),
+               v.error.empty() ? PgParam() : PgParam(v.error)});
+  }
+
+  LoadResult fail_early(const std::string& why) {
+    spdlog::error("{}", why);
+    res_.status = "failed";
+    res_.error = why;
+    res_.exit_code = exit_code::runtime;
+    return finish_result();
+  }
+
+  LoadResult finish_result() {
+    res_.wall_s = monotonic_seconds() - t0_;
+    return res_;
+  }
+
+  const LoadOptions& o_;
+  LineReader& in_;
+  OutputWriter& out_;
+  std::unique_ptr<PgConnection> db_;
+  LoadResult res_;
+  double t0_ = 0;
+  Micros started_ = 0;
+};
+
+}  // namespace
+
+LoadResult run_load(const LoadOptions& options, LineReader& input, OutputWriter& output) {
+  try {
+    return Run(options, input, output).go();
+  } catch (const std::exception& e) {
+    // DS_NOW that does not parse, or anything else before the run row exists.
+    spdlog::error("{}", e.what());
+    LoadResult r;
+    r.status = "failed";
+    r.error = e.what();
+    r.exit_code = exit_code::runtime;
+    return r;
+  }
+}
+
+std::string summary_line(const LoadResult& r) {
+  const auto& s = r.stats;
+  std::string line = "run " + std::to_string(r.run_id) + " " + r.status + ": " +
+                     std::to_string(s.users_updated) + " users updated, posts " +
+                     std::to_string(s.posts_inserted) + " inserted / " + std::to_string(s.posts_updated) +
+                     " updated / " + std::to_string(s.posts_unchanged) + " unchanged";
+  if (s.posts_skipped) line += " / " + std::to_string(s.posts_skipped) + " skipped";
+  line += ", " + std::to_string(s.posts_deleted) + " marked deleted, " +
+          std::to_string(s.snapshots_inserted + s.snapshots_updated) + " snapshots written (" +
+          std::to_string(s.snapshots_unchanged) + " unchanged), " + std::to_string(s.batches) +
+          " batches, " + fmt::format("{:.2f}", r.wall_s) + " s";
+  return line;
+}
+
+const volatile std::sig_atomic_t* install_stop_handlers(int input_fd) {
+  if (input_fd >= 0) {
+    unblock_with = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    unblock_fd = input_fd;
+  }
+  struct sigaction sa {};  // no SA_RESTART: a blocked read returns to the reader
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  return &stop_signal;
+}
+
+std::size_t count_chars(std::string_view s) {
+  std::size_t n = 0;
+  for (const char c : s)
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++n;
+  return n;
+}
+
+std::string truncate_chars(std::string_view s, std::size_t max_chars) {
+  std::size_t chars = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) continue;  // continuation byte
+    if (chars == max_chars) return std::string(s.substr(0, i));
+    ++chars;
+  }
+  return std::string(s);
+}
+
+}  // namespace ds::load

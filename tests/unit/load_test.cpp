@@ -1,0 +1,664 @@
+// Tests for ds-load: the run verdict from end records (pure), and [db] tests that load NDJSON into a
+// fresh migrated database and check posts, deletion marks, handles, snapshots, the run log and the lock.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "ds/exit_codes.hpp"
+#include "ds/pg.hpp"
+#include "load.hpp"
+
+namespace {
+
+using ds::FeedStatus;
+
+ds::EndRecord end_record(const std::string& stage, std::vector<std::pair<std::string, std::int64_t>> counters) {
+  ds::EndRecord e;
+  e.stage = stage;
+  e.counters = std::move(counters);
+  return e;
+}
+
+// The four upstream end records of a clean run over `users` users.
+std::vector<ds::EndRecord> clean_ends(std::int64_t users) {
+  return {end_record("ds-select-users", {{"users", users}, {"bad_lines", 0}}),
+          end_record("ds-fetch-profiles", {{"users", users}, {"ok", users}, {"gone", 0}, {"failed", 0},
+                                           {"requests", 1}, {"retries", 0}, {"bad_lines", 0}}),
+          end_record("ds-fetch-feeds", {{"users", users}, {"complete", users}, {"gone", 0}, {"failed", 0},
+                                        {"posts", 5}, {"requests", 3}, {"retries", 1}, {"bad_lines", 0}}),
+          end_record("ds-aggregate", {{"users", users}, {"snapshots", users}, {"bad_lines", 0}})};
+}
+
+void set_counter(std::vector<ds::EndRecord>& ends, const std::string& stage, const std::string& name,
+                 std::int64_t v) {
+  for (auto& e : ends)
+    if (e.stage == stage) e.set(name, v);
+}
+
+}  // namespace
+
+TEST_CASE("load: a run is completed only with all four end records and nothing failed") {
+  auto ends = clean_ends(3);
+  auto v = ds::load::judge_stream(ends, 0);
+  CHECK(v.status == "completed");
+  CHECK(v.error.empty());
+  CHECK(v.counters.users_selected == 3);
+  CHECK(v.counters.api_requests == 4);
+  CHECK(v.counters.api_retries == 1);
+
+  set_counter(ends, "ds-fetch-feeds", "capped", 1);
+  set_counter(ends, "ds-fetch-profiles", "gone", 2);
+  set_counter(ends, "ds-fetch-feeds", "gone", 1);
+  v = ds::load::judge_stream(ends, 0);
+  CHECK(v.status == "partial");
+  CHECK(v.counters.users_failed == 1);
+  CHECK(v.counters.users_gone == 3);
+  CHECK(v.error.find("feeds capped 1") != std::string::npos);
+
+  // ds-load's own skipped lines make a run partial too.
+  v = ds::load::judge_stream(clean_ends(3), 2);
+  CHECK(v.status == "partial");
+  CHECK(v.counters.bad_lines == 2);
+
+  auto missing = clean_ends(3);
+  missing.erase(missing.begin() + 2);
+  v = ds::load::judge_stream(missing, 0);
+  CHECK(v.status == "failed");
+  CHECK(v.error == "the stream ended without the end record of ds-fetch-feeds");
+  v = ds::load::judge_stream({}, 0);
+  CHECK(v.error == "the stream ended without the end records of ds-select-users, ds-fetch-profiles, "
+                   "ds-fetch-feeds, ds-aggregate");
+}
+
+TEST_CASE("load: displayName truncation counts characters and cuts at a character boundary") {
+  const std::string s = "a\xC3\xA9\xE2\x82\xAC" "b";  // a é € b
+  CHECK(ds::load::count_chars(s) == 4);
+  CHECK(ds::load::truncate_chars(s, 2) == "a\xC3\xA9");
+  CHECK(ds::load::truncate_chars(s, 3) == "a\xC3\xA9\xE2\x82\xAC");
+  CHECK(ds::load::truncate_chars(s, 10) == s);
+  CHECK(ds::load::truncate_chars(s, 0).empty());
+}
+
+namespace {
+
+const char* const as_of = "2026-11-29T06:00:00Z";
+const char* const since = "2026-11-22T06:00:00Z";
+const char* const alice = "did:plc:aaaa";
+const char* const bob = "did:plc:bbbb";
+const char* const carol = "did:plc:cccc";
+
+ds::Micros ts(const char* s) { return *ds::parse_timestamp(s); }
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// A fresh database per test, with every migration in sql/ applied and three tracked users; dropped
+// at the end so tests stay independent in the one cluster.
+class TestDb {
+ public:
+  explicit TestDb(const std::string& name) : name_(name) {
+    const char* base = std::getenv("DS_TEST_DATABASE_URL");
+    REQUIRE(base);
+    const std::string url = base;
+    admin_ = std::make_unique<ds::PgConnection>(ds::database_params(url));
+    // Identifiers cannot be parameters; the names are constants of this file.
+    admin_->exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+    admin_->exec("CREATE DATABASE " + name_);
+    url_ = url.substr(0, url.rfind('/') + 1) + name_;
+    conn_ = connect();
+    std::vector<std::filesystem::path> files;
+    for (const auto& e : std::filesystem::directory_iterator(DS_SOURCE_DIR "/sql"))
+      if (e.path().extension() == ".sql") files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) conn_->exec("BEGIN;\n" + read_file(f) + "\nCOMMIT;");
+    add_user(alice, "alice.test");
+    add_user(bob, "bob.test");
+    add_user(carol, "carol.test");
+  }
+  ~TestDb() {
+    conn_.reset();
+    try {
+      admin_->exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+    } catch (...) {
+    }
+  }
+  ds::DbParams params() const { return ds::database_params(url_); }
+  std::unique_ptr<ds::PgConnection> connect() const { return std::make_unique<ds::PgConnection>(params()); }
+  ds::PgConnection& sql() { return *conn_; }
+
+  void add_user(const std::string& did, const std::string& handle) {
+    conn_->exec("INSERT INTO users (did, handle) VALUES ($1, $2)", {did, handle});
+  }
+
+  // Rows of a query, each as its columns joined by '|' (NULL as "~").
+  std::vector<std::string> rows(const std::string& query, const std::vector<ds::PgParam>& params = {}) {
+    const ds::PgResult r = conn_->exec(query, params);
+    std::vector<std::string> out;
+    for (int i = 0; i < r.rows(); ++i) {
+      std::string line;
+      for (int c = 0; c < r.columns(); ++c) {
+        if (c) line += '|';
+        line += r.is_null(i, c) ? std::string("~") : std::string(r.text(i, c));
+      }
+      out.push_back(line);
+    }
+    return out;
+  }
+  std::string value(const std::string& query, const std::vector<ds::PgParam>& params = {}) {
+    const auto r = rows(query, params);
+    REQUIRE(r.size() == 1);
+    return r[0];
+  }
+  std::int64_t count(const std::string& query, const std::vector<ds::PgParam>& params = {}) {
+    return std::stoll(value(query, params));
+  }
+
+ private:
+  std::string name_;
+  std::string url_;
+  std::unique_ptr<ds::PgConnection> admin_;
+  std::unique_ptr<ds::PgConnection> conn_;
+};
+
+// Builds an NDJSON stream with the project's own encoders, so lines follow the record contract.
+struct Stream {
+  std::string text;
+
+  Stream& post(const std::string& did, const std::string& rkey, const char* at, std::int64_t likes,
+               std::int64_t replies = 0, std::int64_t quotes = 0, std::int64_t reposts = 0) {
+    ds::encode(text, ds::PostRecord{uri(did, rkey), did, ts(at), ts(at), likes, replies, quotes, reposts});
+    return *this;
+  }
+  // A user record after its posts: profile ok with `profile_handle`, feed `status` over the window
+  // starting at `window_start` (nullptr: a backfill).
+  Stream& user(const std::string& did, const std::string& profile_handle, const char* window_start = since,
+               FeedStatus status = FeedStatus::complete,
+               std::optional<std::string> display_name = std::nullopt) {
+    ds::UserRecord u;
+    u.did = did;
+    u.handle = profile_handle;
+    u.as_of = ts(as_of);
+    if (window_start) u.since = ts(window_start);
+    u.profile_status = ds::ProfileStatus::ok;
+    u.profile = ds::Profile{profile_handle, display_name, std::nullopt, 10, 20, 30};
+    u.feed.status = status;
+    ds::encode(text, u);
+    return *this;
+  }
+  Stream& snapshot(const std::string& did, const std::string& date, std::int64_t followers,
+                   std::int64_t likes) {
+    ds::encode(text, ds::SnapshotRecord{did, date, followers, 20, 30, likes, 1, 2, 3});
+    return *this;
+  }
+  // The end records of all four upstream stages, minus `drop`, with feeds reporting `feeds_failed`.
+  Stream& ends(std::int64_t feeds_failed = 0, const std::string& drop = "") {
+    auto all = clean_ends(2);
+    set_counter(all, "ds-fetch-feeds", "failed", feeds_failed);
+    for (const auto& e : all)
+      if (e.stage != drop) ds::encode(text, e);
+    return *this;
+  }
+  Stream& raw(const std::string& line) {
+    text += line + "\n";
+    return *this;
+  }
+  static std::string uri(const std::string& did, const std::string& rkey) {
+    return "at://" + did + "/app.bsky.feed.post/" + rkey;
+  }
+};
+
+template <class F>
+ds::load::LoadOptions options(F set) {
+  ds::load::LoadOptions o;
+  set(o);
+  return o;
+}
+
+// Runs the load logic over `text` as its stdin would be, with forwarded output thrown away.
+ds::load::LoadResult load(const TestDb& db, const std::string& text, ds::load::LoadOptions o = {}) {
+  char path[] = "/tmp/ds-load-test-XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  lseek(fd, 0, SEEK_SET);
+  unlink(path);
+  const int null_fd = open("/dev/null", O_WRONLY);
+  o.db = db.params();
+  ds::load::LoadResult r;
+  {
+    ds::LineReader reader(fd, "test-input");
+    ds::OutputWriter out(null_fd);
+    r = ds::load::run_load(o, reader, out);
+  }
+  close(fd);
+  close(null_fd);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("load: posts are inserted, unchanged rows left untouched, changed counts updated", "[db]") {
+  TestDb db("t_load_posts");
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 4, 1)
+      .post(alice, "p2", "2026-11-26T10:00:00Z", 7)
+      .user(alice, "alice.test")
+      .post(bob, "q1", "2026-11-27T10:00:00Z", 1, 0, 0, 5000000000)  // reposts beyond INTEGER
+      .user(bob, "bob.test")
+      .ends();
+  auto r = load(db, s.text);
+  CHECK(r.exit_code == ds::exit_code::ok);
+  CHECK(r.status == "completed");
+  CHECK(r.stats.posts_inserted == 3);
+  CHECK(db.rows("SELECT uri, did, likes, replies, reposts, sort_at, deleted_at FROM posts ORDER BY uri") ==
+        std::vector<std::string>{
+            "at://did:plc:aaaa/app.bsky.feed.post/p1|did:plc:aaaa|4|1|0|2026-11-25 10:00:00+00|~",
+            "at://did:plc:aaaa/app.bsky.feed.post/p2|did:plc:aaaa|7|0|0|2026-11-26 10:00:00+00|~",
+            "at://did:plc:bbbb/app.bsky.feed.post/q1|did:plc:bbbb|1|0|2147483647|2026-11-27 10:00:00+00|~"});
+  const auto before = db.rows(R"(SELECT uri, "updatedAt" FROM posts ORDER BY uri)");
+
+  // The same stream again: nothing differs, so no row is rewritten ("updatedAt" would move).
+  r = load(db, s.text);
+  CHECK(r.stats.posts_inserted == 0);
+  CHECK(r.stats.posts_updated == 0);
+  CHECK(r.stats.posts_unchanged == 3);
+  CHECK(db.rows(R"(SELECT uri, "updatedAt" FROM posts ORDER BY uri)") == before);
+
+  // One count changes: only that row is updated.
+  Stream changed;
+  changed.post(alice, "p1", "2026-11-25T10:00:00Z", 9, 1)
+      .post(alice, "p2", "2026-11-26T10:00:00Z", 7)
+      .user(alice, "alice.test")
+      .ends();
+  r = load(db, changed.text);
+  CHECK(r.stats.posts_updated == 1);
+  CHECK(r.stats.posts_unchanged == 1);
+  CHECK(db.value("SELECT likes FROM posts WHERE uri = $1", {Stream::uri(alice, "p1")}) == "9");
+  const auto after = db.rows(R"(SELECT uri, "updatedAt" FROM posts ORDER BY uri)");
+  CHECK(after[0] != before[0]);
+  CHECK(after[1] == before[1]);
+  CHECK(after[2] == before[2]);
+}
+
+TEST_CASE("load: duplicates in a batch keep the last occurrence; unknown authors are skipped", "[db]") {
+  TestDb db("t_load_dups");
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 1)
+      .post(alice, "p1", "2026-11-25T10:00:00Z", 2)
+      .post("did:plc:nobody", "x1", "2026-11-25T10:00:00Z", 3)
+      .user(alice, "alice.test")
+      .ends();
+  const auto r = load(db, s.text);
+  CHECK(r.status == "completed");  // a skipped orphan is a warning, not a failure
+  CHECK(r.stats.posts_skipped == 1);
+  CHECK(db.rows("SELECT uri, likes FROM posts") ==
+        std::vector<std::string>{Stream::uri(alice, "p1") + "|2"});
+  CHECK(db.count("SELECT posts_loaded FROM snapshot_logs") == 1);
+}
+
+TEST_CASE("load: a complete feed marks missing window posts deleted; a returning post revives", "[db]") {
+  TestDb db("t_load_deleted");
+  Stream first;
+  first.post(alice, "old", "2026-11-01T10:00:00Z", 1)  // before the window
+      .post(alice, "p1", "2026-11-25T10:00:00Z", 1)
+      .post(alice, "p2", "2026-11-26T10:00:00Z", 1)
+      .user(alice, "alice.test")
+      .post(bob, "q1", "2026-11-26T10:00:00Z", 1)
+      .user(bob, "bob.test")
+      .ends();
+  REQUIRE(load(db, first.text).exit_code == 0);
+
+  // p2 was deleted on Bluesky; "old" is outside the refreshed window, so its absence proves nothing.
+  Stream second;
+  second.post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test").ends();
+  auto r = load(db, second.text);
+  CHECK(r.stats.posts_deleted == 1);
+  CHECK(db.rows("SELECT uri FROM posts WHERE deleted_at IS NOT NULL") ==
+        std::vector<std::string>{Stream::uri(alice, "p2")});
+
+  // It comes back (an API hiccup): the mark is cleared.
+  Stream third;
+  third.post(alice, "p1", "2026-11-25T10:00:00Z", 1)
+      .post(alice, "p2", "2026-11-26T10:00:00Z", 1)
+      .user(alice, "alice.test")
+      .ends();
+  r = load(db, third.text);
+  CHECK(r.stats.posts_updated == 1);
+  CHECK(db.count("SELECT count(*) FROM posts WHERE deleted_at IS NOT NULL") == 0);
+}
+
+TEST_CASE("load: an incomplete feed marks nothing deleted and sets no backfill marker", "[db]") {
+  TestDb db("t_load_incomplete");
+  Stream first;
+  first.post(alice, "p1", "2026-11-25T10:00:00Z", 1)
+      .post(alice, "p2", "2026-11-26T10:00:00Z", 1)
+      .user(alice, "alice.test", since)
+      .ends();
+  REQUIRE(load(db, first.text).exit_code == 0);
+
+  for (const FeedStatus status : {FeedStatus::failed, FeedStatus::capped, FeedStatus::gone}) {
+    Stream s;
+    s.post(alice, "p1", "2026-11-25T10:00:00Z", 2).user(alice, "alice.test", nullptr, status).ends(1);
+    const auto r = load(db, s.text);
+    CHECK(r.exit_code == ds::exit_code::partial);
+    CHECK(r.status == "partial");
+    CHECK(r.stats.posts_deleted == 0);
+    CHECK(db.count("SELECT count(*) FROM posts WHERE deleted_at IS NOT NULL") == 0);
+    CHECK(db.count("SELECT count(*) FROM ds_user_state") == 0);
+    // What it did return is still stored.
+    CHECK(db.value("SELECT likes FROM posts WHERE uri = $1", {Stream::uri(alice, "p1")}) == "2");
+  }
+  CHECK(db.value("SELECT status || ' ' || users_failed FROM snapshot_logs ORDER BY id DESC LIMIT 1") ==
+        "partial 1");
+}
+
+TEST_CASE("load: a complete backfill sets the marker and covers all of the user's posts", "[db]") {
+  TestDb db("t_load_backfill");
+  // A database migrated from the original: a post the new feed no longer returns, from years ago.
+  db.sql().exec(R"(INSERT INTO posts (uri, did, likes, "createdAt") VALUES ($1, $2, 5, '2020-01-01Z'))",
+                {Stream::uri(alice, "ancient"), alice});
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 1)
+      .post(alice, "p0", "2023-05-01T10:00:00Z", 1)
+      .user(alice, "alice.test", nullptr)
+      .ends();
+  const auto r = load(db, s.text);
+  CHECK(r.exit_code == 0);
+  CHECK(r.stats.backfills_marked == 1);
+  CHECK(db.value("SELECT backfilled_at IS NOT NULL, backfill_posts FROM ds_user_state WHERE did = $1",
+                 {alice}) == "t|2");
+  CHECK(db.rows("SELECT uri FROM posts WHERE deleted_at IS NOT NULL") ==
+        std::vector<std::string>{Stream::uri(alice, "ancient")});
+  CHECK(db.count("SELECT count(*) FROM ds_user_state WHERE did = $1", {bob}) == 0);
+}
+
+TEST_CASE("load: handles moving between tracked accounts never fail the batch", "[db]") {
+  TestDb db("t_load_handles");
+  SECTION("A takes B's handle and B gets a new one in the same run") {
+    Stream s;
+    s.user(alice, "bob.test").user(bob, "bobby.test").ends();
+    const auto r = load(db, s.text);
+    CHECK(r.exit_code == 0);
+    CHECK(db.rows("SELECT did, handle FROM users ORDER BY did") ==
+          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|bobby.test",
+                                   "did:plc:cccc|carol.test"});
+  }
+  SECTION("A and B swap handles") {
+    Stream s;
+    s.user(alice, "bob.test").user(bob, "alice.test").ends();
+    CHECK(load(db, s.text).exit_code == 0);
+    CHECK(db.rows("SELECT did, handle FROM users ORDER BY did") ==
+          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|alice.test",
+                                   "did:plc:cccc|carol.test"});
+  }
+  SECTION("B is not in the run: it keeps its DID as handle") {
+    Stream s;
+    s.user(alice, "bob.test").ends();
+    const auto r = load(db, s.text);
+    CHECK(r.exit_code == 0);
+    CHECK(r.stats.handles_moved == 1);
+    CHECK(db.rows("SELECT did, handle FROM users ORDER BY did") ==
+          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|did:plc:bbbb",
+                                   "did:plc:cccc|carol.test"});
+  }
+  SECTION("handle.invalid never replaces a stored handle") {
+    Stream s;
+    s.user(alice, "handle.invalid").user(bob, "handle.invalid").ends();
+    CHECK(load(db, s.text).exit_code == 0);
+    CHECK(db.value("SELECT handle FROM users WHERE did = $1", {alice}) == "alice.test");
+    CHECK(db.value("SELECT handle FROM users WHERE did = $1", {bob}) == "bob.test");
+  }
+}
+
+TEST_CASE("load: profile fields update only when they differ; displayName is truncated", "[db]") {
+  TestDb db("t_load_profiles");
+  std::string long_name;
+  for (int i = 0; i < 300; ++i) long_name += "\xC3\xA9";  // 300 × é: 600 bytes
+  Stream s;
+  s.user(alice, "alice.test", since, FeedStatus::complete, long_name)
+      .user(bob, "bob.test")  // same as stored: no update
+      .ends();
+  auto r = load(db, s.text);
+  CHECK(r.exit_code == 0);
+  CHECK(r.stats.users_updated == 1);
+  CHECK(db.value(R"(SELECT char_length("displayName") FROM users WHERE did = $1)", {alice}) == "255");
+  const auto stamps = db.rows("SELECT did, updated_at FROM users ORDER BY did");
+  r = load(db, s.text);
+  CHECK(r.stats.users_updated == 0);
+  CHECK(db.rows("SELECT did, updated_at FROM users ORDER BY did") == stamps);
+}
+
+TEST_CASE("load: snapshots upsert one row per (did, date) and update on change", "[db]") {
+  TestDb db("t_load_snapshots");
+  Stream s;
+  s.user(alice, "alice.test")
+      .snapshot(alice, "2026-11-29", 100, 40)
+      .snapshot(alice, "2026-11-29", 101, 41)  // duplicate in the batch: the last wins
+      .user(bob, "bob.test")
+      .snapshot(bob, "2026-11-29", 5, 6)
+      .snapshot("did:plc:nobody", "2026-11-29", 1, 1)
+      .ends();
+  auto r = load(db, s.text);
+  CHECK(r.exit_code == 0);
+  CHECK(r.stats.snapshots_skipped == 1);
+  CHECK(db.rows("SELECT did, date, followers, likes, reposts FROM snapshots ORDER BY did") ==
+        std::vector<std::string>{"did:plc:aaaa|2026-11-29|101|41|3", "did:plc:bbbb|2026-11-29|5|6|3"});
+  const auto uuids = db.rows("SELECT uuid FROM snapshots ORDER BY did");
+
+  Stream again;
+  again.user(alice, "alice.test").snapshot(alice, "2026-11-29", 150, 41).ends();
+  r = load(db, again.text);
+  CHECK(r.stats.snapshots_updated == 1);
+  CHECK(db.rows("SELECT did, date, followers FROM snapshots ORDER BY did") ==
+        std::vector<std::string>{"did:plc:aaaa|2026-11-29|150", "did:plc:bbbb|2026-11-29|5"});
+  CHECK(db.rows("SELECT uuid FROM snapshots ORDER BY did") == uuids);  // updated in place
+
+  Stream next_day;
+  next_day.user(alice, "alice.test").snapshot(alice, "2026-11-30", 150, 41).ends();
+  r = load(db, next_day.text);
+  CHECK(r.stats.snapshots_inserted == 1);
+  CHECK(db.count("SELECT count(*) FROM snapshots WHERE did = $1", {alice}) == 2);
+}
+
+TEST_CASE("load: the run log records status, counters and why a run failed", "[db]") {
+  TestDb db("t_load_runlog");
+  // A run that died earlier left its row in_progress.
+  db.sql().exec("INSERT INTO snapshot_logs (status, time_started) VALUES ('in_progress', now())");
+
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 1)
+      .user(alice, "alice.test")
+      .snapshot(alice, "2026-11-29", 1, 1)
+      .ends();
+  setenv("DS_NOW", "2026-11-29T06:30:00Z", 1);
+  auto r = load(db, s.text, options([](auto& o) { o.shard = "east"; }));
+  unsetenv("DS_NOW");
+  CHECK(r.exit_code == ds::exit_code::ok);
+  REQUIRE(r.run_id > 0);
+  CHECK(db.value("SELECT status, error FROM snapshot_logs WHERE id <> $1", {std::to_string(r.run_id)}) ==
+        "failed|run did not finish");
+  CHECK(db.value("SELECT status, time_started, time_completed >= time_started, duration >= 0, total_users, "
+                 "users_selected, users_gone, users_failed, posts_loaded, api_requests, api_retries, "
+                 "bad_lines, error, shard FROM snapshot_logs WHERE id = $1",
+                 {std::to_string(r.run_id)}) ==
+        "completed|2026-11-29 06:30:00+00|t|t|1|2|0|0|1|4|1|0|~|east");
+
+  Stream missing;
+  missing.user(alice, "alice.test").ends(0, "ds-fetch-feeds");
+  r = load(db, missing.text);
+  CHECK(r.exit_code == ds::exit_code::runtime);
+  CHECK(db.value("SELECT status, error FROM snapshot_logs WHERE id = $1", {std::to_string(r.run_id)}) ==
+        "failed|the stream ended without the end record of ds-fetch-feeds");
+
+  Stream failed_users;
+  failed_users.user(alice, "alice.test").ends(2);
+  r = load(db, failed_users.text);
+  CHECK(r.exit_code == ds::exit_code::partial);
+  CHECK(db.value("SELECT status, users_failed FROM snapshot_logs WHERE id = $1", {std::to_string(r.run_id)}) ==
+        "partial|2");
+
+  // A bad line is skipped and counted; --strict stops at it instead.
+  Stream bad;
+  bad.user(alice, "alice.test").raw("{not json").ends();
+  r = load(db, bad.text);
+  CHECK(r.exit_code == ds::exit_code::partial);
+  CHECK(db.value("SELECT status, bad_lines FROM snapshot_logs WHERE id = $1", {std::to_string(r.run_id)}) ==
+        "partial|1");
+  r = load(db, bad.text, options([](auto& o) { o.strict = true; }));
+  CHECK(r.exit_code == ds::exit_code::runtime);
+  CHECK(db.value("SELECT status FROM snapshot_logs WHERE id = $1", {std::to_string(r.run_id)}) == "failed");
+  CHECK(db.count("SELECT count(*) FROM snapshot_logs WHERE status = 'in_progress'") == 0);
+}
+
+TEST_CASE("load: a run exits 4 while another holds the run lock", "[db]") {
+  TestDb db("t_load_lock");
+  auto other = db.connect();
+  REQUIRE(other->exec("SELECT pg_try_advisory_lock($1::bigint)", {std::to_string(ds::load::run_lock_key)})
+              .text(0, 0) == "t");
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test").ends();
+  auto r = load(db, s.text);
+  CHECK(r.exit_code == ds::exit_code::locked);
+  CHECK(r.error.find("another ds-load run is in progress") != std::string::npos);
+  CHECK(db.count("SELECT count(*) FROM snapshot_logs") == 0);
+  CHECK(db.count("SELECT count(*) FROM posts") == 0);
+
+  other.reset();  // the lock goes with the session
+  r = load(db, s.text);
+  CHECK(r.exit_code == ds::exit_code::ok);
+  CHECK(db.count("SELECT count(*) FROM posts") == 1);
+}
+
+TEST_CASE("load: loading the same stream twice, in any batch size, gives identical rows", "[db]") {
+  TestDb db("t_load_idempotent");
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 4, 1, 0, 2)
+      .post(alice, "p2", "2026-11-26T10:00:00Z", 7)
+      .user(alice, "bob.test", nullptr)
+      .snapshot(alice, "2026-11-29", 10, 11)
+      .post(bob, "q1", "2026-11-27T10:00:00Z", 1)
+      .user(bob, "robert.test")
+      .snapshot(bob, "2026-11-29", 3, 1)
+      .post(carol, "r1", "2026-11-27T10:00:00Z", 1)
+      .user(carol, "carol.test", since, FeedStatus::failed)
+      .ends(1);
+  const auto dump = [&] {
+    auto all = db.rows(R"(SELECT uri, did, likes, replies, quotes, reposts, "createdAt", "updatedAt", sort_at,
+                                 deleted_at FROM posts ORDER BY uri)");
+    for (auto& row : db.rows("SELECT uuid, did, date, followers, following, posts, likes, replies, quotes, "
+                             "reposts, created_at FROM snapshots ORDER BY did, date"))
+      all.push_back(row);
+    for (auto& row : db.rows(R"(SELECT did, handle, "displayName", avatar, updated_at FROM users ORDER BY did)"))
+      all.push_back(row);
+    return all;
+  };
+  auto r = load(db, s.text, options([](auto& o) { o.batch_records = 1; }));
+  CHECK(r.exit_code == ds::exit_code::partial);
+  CHECK(r.stats.batches == 3);  // one per user record
+  const auto first = dump();
+  CHECK(first.size() == 4 + 2 + 3);
+  r = load(db, s.text);
+  CHECK(r.stats.batches == 1);
+  CHECK(r.stats.posts_unchanged == 4);
+  CHECK(dump() == first);
+}
+
+TEST_CASE("load: a database error fails the run with the line, keeping earlier batches", "[db]") {
+  TestDb db("t_load_dberror");
+  db.sql().exec("ALTER TABLE posts ADD CONSTRAINT small_likes CHECK (likes < 1000)");
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 1)
+      .user(alice, "alice.test")
+      .post(bob, "q1", "2026-11-25T10:00:00Z", 5000)
+      .user(bob, "bob.test")
+      .ends();
+  const auto r = load(db, s.text, options([](auto& o) { o.batch_records = 1; }));
+  CHECK(r.exit_code == ds::exit_code::runtime);
+  CHECK(r.error.find("PostgreSQL error") != std::string::npos);
+  CHECK(r.error.find("while loading line 4") != std::string::npos);
+  const auto logged = db.value("SELECT status, error LIKE '%small_likes%' FROM snapshot_logs WHERE id = $1",
+                               {std::to_string(r.run_id)});
+  CHECK(logged == "failed|t");
+  CHECK(db.rows("SELECT uri FROM posts") == std::vector<std::string>{Stream::uri(alice, "p1")});
+}
+
+namespace {
+
+// Runs the load logic on a pipe fed in two parts, calling `between` after the first part has had
+// time to be read and loaded, before the second is written.
+template <class F>
+ds::load::LoadResult load_in_two_parts(const TestDb& db, const std::string& first, const std::string& second,
+                                       ds::load::LoadOptions o, F between) {
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  std::thread writer([&] {
+    (void)!write(fds[1], first.data(), first.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    between();
+    (void)!write(fds[1], second.data(), second.size());
+    close(fds[1]);
+  });
+  o.db = db.params();
+  const int null_fd = open("/dev/null", O_WRONLY);
+  ds::load::LoadResult r;
+  {
+    ds::LineReader reader(fds[0], "pipe");
+    ds::OutputWriter out(null_fd);
+    r = ds::load::run_load(o, reader, out);
+  }
+  writer.join();
+  close(fds[0]);
+  close(null_fd);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("load: a stop request rolls back the open batch and records the interruption", "[db]") {
+  TestDb db("t_load_signal");
+  // The stop request (what SIGTERM sets) comes while bob's post sits in the open batch, and takes
+  // effect at the next record.
+  Stream part1, part2;
+  part1.post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test").post(bob, "q1", "2026-11-25T10:00:00Z", 1);
+  part2.user(bob, "bob.test").ends();
+  volatile std::sig_atomic_t stop = 0;
+  const auto r = load_in_two_parts(db, part1.text, part2.text,
+                                   options([&](auto& o) { o.batch_records = 1, o.stop = &stop; }),
+                                   [&] { stop = 1; });
+  CHECK(r.exit_code == ds::exit_code::interrupted);
+  CHECK(db.value("SELECT status, error FROM snapshot_logs WHERE id = $1", {std::to_string(r.run_id)}) ==
+        "failed|interrupted by signal");
+  // Alice's batch was committed before the stop; bob's open batch was rolled back.
+  CHECK(db.rows("SELECT uri FROM posts") == std::vector<std::string>{Stream::uri(alice, "p1")});
+}
+
+TEST_CASE("load: when the connection dies, a new one records the run as failed", "[db]") {
+  TestDb db("t_load_lostconn");
+  Stream part1, part2;
+  part1.post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test").post(bob, "q1", "2026-11-25T10:00:00Z", 1);
+  part2.user(bob, "bob.test").ends();
+  std::int64_t killed = 0;
+  const auto r = load_in_two_parts(db, part1.text, part2.text, options([](auto& o) { o.batch_records = 1; }), [&] {
+    killed = db.count("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = 'dopplersky'");
+  });
+  CHECK(killed == 1);
+  CHECK(r.exit_code == ds::exit_code::runtime);
+  CHECK(r.error.find("while loading line 4") != std::string::npos);
+  CHECK(db.value("SELECT status, error IS NOT NULL FROM snapshot_logs WHERE id = $1", {std::to_string(r.run_id)}) ==
+        "failed|t");
+  CHECK(db.rows("SELECT uri FROM posts") == std::vector<std::string>{Stream::uri(alice, "p1")});
+}
