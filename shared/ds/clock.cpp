@@ -79,7 +79,7 @@ Micros floor_div_safe(Micros t, Micros unit, Micros& rem) {
 
 std::optional<Micros> parse_timestamp(std::string_view s) {
   std::size_t pos = 0;
-  int year, month, day, hour, minute, second;
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
   if (!digits(s, pos, 4, year) || !expect(s, pos, '-') || !digits(s, pos, 2, month) ||
       !expect(s, pos, '-') || !digits(s, pos, 2, day))
     return std::nullopt;
@@ -111,7 +111,7 @@ std::optional<Micros> parse_timestamp(std::string_view s) {
       ++pos;
     } else if (c == '+' || c == '-') {
       ++pos;
-      int oh, om;
+      int oh = 0, om = 0;
       if (!digits(s, pos, 2, oh)) return std::nullopt;
       if (pos < s.size() && s[pos] == ':') ++pos;
       if (!digits(s, pos, 2, om) || oh > 23 || om > 59) return std::nullopt;
