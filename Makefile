@@ -56,5 +56,22 @@ migrate: build
 health: build
 	pipelines/snapshot.sh --health-check $(ARGS)
 
+# Benchmarks print tables and ratios against a baseline measured in the same run (docs/performance.md).
+# Optimised build of their own so `make test`'s build type does not matter.
+bench-fetch: deps
+	$(MAKE) build BUILD=build-release BUILD_TYPE=Release
+	DS_BIN_DIR=$(CURDIR)/build-release/bin bench/fetch/run.sh
+
+bench-load: deps
+	$(MAKE) build BUILD=build-release BUILD_TYPE=Release
+	DS_BIN_DIR=$(CURDIR)/build-release/bin bench/load/run.sh
+
+bench: bench-fetch bench-load
+
+# libFuzzer targets (clang): each runs FUZZ_SECONDS, corpora seeded from tests/fixtures.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
+
 clean:
-	rm -rf $(BUILD) build-sanitize
+	rm -rf $(BUILD) build-sanitize build-release build-fuzz
