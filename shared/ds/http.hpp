@@ -5,11 +5,16 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <vector>
+
+namespace CLI {
+class App;
+}
 
 namespace ds {
 
@@ -68,6 +73,31 @@ bool http_status_retryable(long status);
 // Percent-encodes everything but RFC 3986 unreserved characters (for query values).
 std::string url_encode(std::string_view s);
 
+// The command-line side of the client, shared by the fetch stages. Each setting resolves as
+// flag > environment (.env included) > default:
+//   --base-url      BLUESKY_BASE_URL   https://public.api.bsky.app
+//   --concurrency   MAX_WORKERS        10    transfers in flight (1..100)
+//   --rate-limit    RATE_LIMIT_RPS     10    requests per second over the stage, 0 = no cap
+//   --max-attempts  HTTP_MAX_ATTEMPTS  4     per request, first included (1..20)
+//   --timeout       HTTP_TIMEOUT_S     30    seconds per attempt (1..600)
+//   --insecure                               no TLS verification (test servers only)
+struct HttpFlags {
+  std::optional<std::string> base_url;
+  std::optional<std::int64_t> concurrency;
+  std::optional<std::int64_t> rate_limit;
+  std::optional<std::int64_t> max_attempts;
+  std::optional<std::int64_t> timeout_s;
+  bool insecure = false;
+};
+void add_http_flags(CLI::App& app, HttpFlags& flags);
+
+struct HttpSettings {
+  std::string base_url;  // without a trailing slash
+  HttpOptions options;
+};
+// Throws std::invalid_argument naming the bad setting (a usage error).
+HttpSettings resolve_http_settings(const HttpFlags& flags);
+
 // A single-threaded GET client. Requests are queued with get(); poll()/run() start them (at most
 // `concurrency` at once, never faster than the rate cap), and call each request's callback on the
 // calling thread once it has a final answer. Callbacks may submit further requests. An exception
@@ -94,9 +124,9 @@ class HttpClient {
   bool poll(int max_wait_ms = 1000, int watch_fd = -1);
   // Polls until every request (including ones submitted by callbacks) has been answered.
   void run();
-  // Polls until `fd` is readable or nothing is pending: lets a stage keep its transfers moving
-  // while it would otherwise block reading its input.
-  void run_until_readable(int fd);
+  // Keeps transfers moving while waiting for `fd` to become readable (true) or `timeout_ms` to
+  // pass (false; -1 waits as long as it takes): what a stage does instead of blocking on input.
+  bool run_until_readable(int fd, int timeout_ms = -1);
 
   std::size_t pending() const { return pending_; }  // requests whose callback has not run
   std::size_t in_flight() const { return active_; }
@@ -127,8 +157,8 @@ class HttpClient {
   std::uint64_t seq_ = 0;
   std::size_t pending_ = 0;
   std::size_t active_ = 0;
-  std::size_t easies_created_ = 0;
   double next_rate_slot_ = 0;   // monotonic seconds: earliest start allowed by the rate cap
+  double last_start_ = -1e18;   // monotonic seconds of the latest start
   double hold_until_ = 0;       // monotonic seconds: no starts before (429 / Retry-After / Remaining 0)
   double spread_interval_ = 0;  // extra spacing while RateLimit-Remaining is low
   double spread_until_ = 0;

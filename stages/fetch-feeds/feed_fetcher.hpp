@@ -1,0 +1,104 @@
+// ds-fetch-feeds' logic: pages getAuthorFeed for many users at once over one HTTP client and
+// writes each user's own posts contiguously, then that user's record, in input order.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_set>
+
+#include "ds/http.hpp"
+#include "ds/ndjson.hpp"
+#include "ds/record_input.hpp"
+#include "ds/records.hpp"
+
+namespace ds::feeds {
+
+struct FetcherOptions {
+  std::string base_url;
+  std::int64_t max_posts = 100000;  // safety cap per user; reaching it makes the feed `capped`
+  int page_limit = 100;             // getAuthorFeed's maximum
+  // Users between reading and writing. Only the head of this window writes; the others fetch
+  // ahead, so one long backfill at the head does not starve the connections. A finished user
+  // waiting its turn costs its record (~1 KiB) plus its posts, which the budget below bounds.
+  // 0 = 50 x the HTTP concurrency.
+  std::size_t max_users_in_flight = 0;
+  // Encoded posts held for users behind the head. Past it, those users stop asking for pages
+  // (or do not start) until the head moves on; the head itself always proceeds. Memory for posts
+  // stays below this plus one page (~30 KiB) per user with a request in flight.
+  std::size_t max_buffered_bytes = 64u << 20;
+  // The head starts streaming its posts (opening its block) once this much is buffered;
+  // smaller feeds are written whole when they complete.
+  std::size_t stream_after_bytes = 1u << 20;
+  int input_fd = -1;  // watched while waiting for input, so transfers and output keep moving
+  double progress_interval_s = 10;
+};
+
+struct FetcherStats {
+  std::int64_t users = 0;
+  std::int64_t complete = 0;
+  std::int64_t capped = 0;
+  std::int64_t gone = 0;
+  std::int64_t failed = 0;
+  std::int64_t skipped = 0;          // profile not ok, or a repeated did
+  std::int64_t duplicates = 0;       // repeated dids (counted in skipped too)
+  std::int64_t posts = 0;            // post records written
+  std::int64_t pages = 0;
+  std::int64_t others_dropped = 0;   // reposts of other people's posts
+  std::int64_t bad_items = 0;        // unusable feed items
+  std::int64_t repeated_posts = 0;   // same uri twice for one user
+  std::int64_t outside_window = 0;   // fetched posts older than `since`
+  std::int64_t time_fallbacks = 0;   // posts dated by indexedAt or the previous post
+};
+
+std::string author_feed_url(const std::string& base_url, const std::string& actor, int limit,
+                            const std::optional<std::string>& cursor);
+
+class FeedFetcher {
+ public:
+  FeedFetcher(FetcherOptions options, HttpClient& http, OutputWriter& out);
+  ~FeedFetcher();
+
+  // Reads all input (taking over `reader`'s before-read hook), fetches and writes, then writes
+  // the upstream end records and, if upstream's end was seen, this stage's own. Returns the exit
+  // code: 0, or exit_code::partial when a feed failed or was capped, or input lines were bad.
+  int run(LineReader& reader, RecordInput& input);
+
+  const FetcherStats& stats() const { return stats_; }
+  const EndRecord& end_record() const { return end_; }
+
+ private:
+  struct Job;
+  void add_user(UserRecord&& user);
+  void request_page(Job& job);
+  HttpVerdict on_page(Job& job, HttpResult& r);
+  void finish(Job& job, FeedStatus status, std::optional<std::string> error);
+  void pump(bool may_open_block);
+  void resume_paused();
+  bool head_block_open() const;
+  void before_read();
+  static void before_read_hook(void* self);
+  void progress(bool force);
+  void make_end(const RecordInput& input, double elapsed);
+
+  FetcherOptions options_;
+  HttpClient& http_;
+  OutputWriter& out_;
+  std::deque<std::unique_ptr<Job>> window_;
+  std::unordered_set<std::string> seen_dids_;  // grows with distinct users (~100 bytes each)
+  std::size_t buffered_bytes_ = 0;
+  std::size_t paused_ = 0;  // jobs waiting for the buffer budget
+  std::uint64_t next_seq_ = 0;
+  std::uint64_t read_ = 0;
+  FetcherStats stats_;
+  EndRecord end_;
+  double started_ = 0;
+  double last_progress_ = 0;
+};
+
+// --health: one getAuthorFeed call (limit 1) for `actor`. Empty when the API answered with a feed
+// page, else a one-line reason naming the URL.
+std::string health_check(HttpClient& http, const std::string& base_url, const std::string& actor);
+
+}  // namespace ds::feeds

@@ -1,0 +1,98 @@
+// ds-fetch-profiles' logic: reads `user` records, asks getProfiles about them 25 at a time over
+// one shared HTTP client, and writes each user back, in input order, with its profile outcome.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ds/http.hpp"
+#include "ds/ndjson.hpp"
+#include "ds/record_input.hpp"
+#include "ds/records.hpp"
+
+namespace ds::profiles {
+
+struct FetcherOptions {
+  std::string base_url;              // e.g. https://public.api.bsky.app (no trailing slash needed)
+  std::size_t batch_size = 25;       // getProfiles accepts 1..25 actors
+  // Users held between reading and writing (output keeps input order, so a slow batch holds the
+  // ones after it). Bounds memory: about 1 KiB per user.
+  std::size_t max_buffered_users = 2000;
+  int input_fd = -1;                 // watched while waiting for input, so transfers keep moving
+  double progress_interval_s = 10;
+};
+
+struct FetcherStats {
+  std::int64_t users = 0;       // user records written
+  std::int64_t ok = 0;
+  std::int64_t gone = 0;
+  std::int64_t failed = 0;
+  std::int64_t duplicates = 0;  // user records whose did was already asked about
+  std::int64_t batches = 0;     // getProfiles calls (before HTTP retries)
+  std::int64_t bad_items = 0;   // unusable entries in responses
+};
+
+// Builds the getProfiles URL for a batch of actors.
+std::string get_profiles_url(const std::string& base_url, const std::vector<std::string>& actors);
+
+class ProfileFetcher {
+ public:
+  ProfileFetcher(FetcherOptions options, HttpClient& http, OutputWriter& out);
+
+  // Reads all input (taking over `reader`'s before-read hook), writes every user record in input
+  // order, then the upstream end records and, if upstream's end was seen, this stage's own.
+  // Returns the exit code: 0, or exit_code::partial when users failed or input lines were bad.
+  int run(LineReader& reader, RecordInput& input);
+
+  const FetcherStats& stats() const { return stats_; }
+  const EndRecord& end_record() const { return end_; }
+
+ private:
+  struct Slot {
+    UserRecord user;
+    bool done = false;
+  };
+  struct Answer {
+    bool done = false;
+    ProfileStatus status = ProfileStatus::not_fetched;
+    Profile profile;
+    std::string error;
+    std::vector<std::uint64_t> waiting;  // sequence numbers of slots wanting this answer
+  };
+
+  void add_user(UserRecord&& user);
+  void submit_batch();
+  void submit(std::vector<std::string> dids);
+  HttpVerdict on_batch(const std::vector<std::string>& dids, HttpResult& r);
+  void answer(const std::string& did, ProfileStatus status, const Profile* profile, const std::string& error);
+  void apply(Slot& slot, const Answer& a);
+  void emit_ready();
+  void before_read();
+  static void before_read_hook(void* self);
+  void progress(bool force);
+  void finish_end(const RecordInput& input, double elapsed);
+
+  FetcherOptions options_;
+  HttpClient& http_;
+  OutputWriter& out_;
+  std::deque<Slot> window_;
+  std::uint64_t head_seq_ = 0;  // sequence number of window_.front()
+  std::uint64_t next_seq_ = 0;
+  // Every did seen in this run, so a repeated one is answered without another request. The one
+  // structure that grows with the number of distinct users (about 300 bytes each).
+  std::unordered_map<std::string, Answer> answers_;
+  std::vector<std::string> batch_;
+  FetcherStats stats_;
+  EndRecord end_;
+  double started_ = 0;
+  double last_progress_ = 0;
+  std::uint64_t read_ = 0;
+};
+
+// --health: one getProfiles call for `actor`. Returns an empty string when the API answered with
+// a getProfiles body, else a one-line reason naming the URL.
+std::string health_check(HttpClient& http, const std::string& base_url, const std::string& actor);
+
+}  // namespace ds::profiles

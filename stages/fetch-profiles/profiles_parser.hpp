@@ -1,0 +1,48 @@
+// Turns an app.bsky.actor.getProfiles response body into profiles, as a pure function, so every
+// odd thing the API (or something posing as it) can send is handled in one tested place.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ds/records.hpp"
+
+namespace ds::profiles {
+
+// Counts land in PostgreSQL int columns: absent, null, non-numeric or negative counts read as 0,
+// numeric strings ("12") are accepted, and anything above 2^31-1 is clamped to 2^31-1.
+constexpr std::int64_t max_count = 2147483647;
+// users."displayName" is varchar(255): longer names are cut to 255 bytes at a UTF-8 boundary
+// (bytes, not characters, so the limit holds under any reading of the column width).
+constexpr std::size_t max_display_name_bytes = 255;
+// An atproto handle is at most 253 characters; a longer one is not a handle.
+constexpr std::size_t max_handle_bytes = 253;
+// An avatar is a CDN URL; anything this long is not one and is dropped rather than cut.
+constexpr std::size_t max_avatar_bytes = 4096;
+
+struct FetchedProfile {
+  std::string did;
+  Profile profile;
+};
+
+// An item of `profiles` that could not be used; `did` is empty when even that was unreadable.
+struct ProfileProblem {
+  std::string did;
+  std::string reason;
+};
+
+struct ProfilesPage {
+  std::vector<FetchedProfile> profiles;  // in response order, first occurrence of each did
+  std::vector<ProfileProblem> problems;
+};
+
+// Parses a getProfiles body. Returns an empty string on success, else why the body as a whole is
+// not a getProfiles answer (malformed or truncated JSON, an {"error":...} object, no `profiles`
+// array). Bad items do not fail the page; they are listed in `problems`.
+std::string parse_get_profiles(std::string_view body, ProfilesPage& out);
+
+// Shortens valid UTF-8 to at most `max_bytes` without splitting a character.
+std::string truncate_utf8(std::string_view s, std::size_t max_bytes);
+
+}  // namespace ds::profiles

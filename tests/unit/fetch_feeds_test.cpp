@@ -1,0 +1,580 @@
+// Tests for ds-fetch-feeds' logic against a fake getAuthorFeed on 127.0.0.1 (cpp-httplib):
+// paging, window stop, reposts, gone/503/cap/looping cursors, and the output ordering contract.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <httplib.h>
+#include <simdjson.h>
+
+#include "ds/clock.hpp"
+#include "ds/exit_codes.hpp"
+#include "ds/http.hpp"
+#include "ds/ndjson.hpp"
+#include "ds/record_input.hpp"
+#include "ds/records.hpp"
+#include "feed_fetcher.hpp"
+
+namespace {
+
+using ds::Micros;
+
+const Micros base_time = *ds::parse_timestamp("2026-11-29T06:00:00Z");
+constexpr Micros hour = 3600 * ds::micros_per_second;
+
+struct FakeItem {
+  std::string author;  // post.author.did
+  std::string rkey;
+  Micros created, indexed;
+  int likes = 0;
+  Micros sort() const { return std::min(created, indexed); }
+};
+
+struct FakeActor {
+  std::vector<FakeItem> items;  // newest first
+  int fail_first = 0;           // this many requests answer fail_status first
+  int fail_status = 503;
+  bool gone = false;            // 400 Profile not found
+  bool stuck_cursor = false;    // always the same cursor
+  bool truncate_first = false;  // first answer cut mid-JSON
+  int delay_ms = 0;
+};
+
+// A getAuthorFeed that pages its canned items by sortAt like the AppView: newest first, the
+// cursor is the last item's sortAt, a missing cursor means the end.
+class FakeAppView {
+ public:
+  FakeAppView() {
+    server.new_task_queue = [] { return new httplib::ThreadPool(32); };
+    server.set_keep_alive_max_count(100000);
+    server.set_tcp_nodelay(true);  // else Nagle + delayed ACK add 40 ms per response
+    server.Get("/xrpc/app.bsky.feed.getAuthorFeed", [this](const httplib::Request& req, httplib::Response& res) {
+      handle(req, res);
+    });
+    port = server.bind_to_any_port("127.0.0.1");
+    REQUIRE(port > 0);
+  }
+  void start() {
+    thread = std::thread([this] { server.listen_after_bind(); });
+    while (!server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~FakeAppView() {
+    server.stop();
+    if (thread.joinable()) thread.join();
+  }
+  std::string base() const { return "http://127.0.0.1:" + std::to_string(port); }
+  int hits(const std::string& actor) {
+    std::lock_guard<std::mutex> l(mu);
+    return hit_count[actor];
+  }
+  int max_limit() {
+    std::lock_guard<std::mutex> l(mu);
+    return max_limit_seen;
+  }
+
+  std::map<std::string, FakeActor> actors;  // set up before start()
+
+ private:
+  static std::string item_json(const FakeItem& it, const std::string& actor) {
+    std::string j = R"({"post":{"uri":"at://)" + it.author + "/app.bsky.feed.post/" + it.rkey +
+                    R"(","cid":"bafy","author":{"did":")" + it.author +
+                    R"(","handle":"x.test"},"record":{"$type":"app.bsky.feed.post","createdAt":")" +
+                    ds::format_timestamp(it.created) + R"(","text":"t"},"replyCount":0,"repostCount":0,"likeCount":)" +
+                    std::to_string(it.likes) + R"(,"quoteCount":0,"indexedAt":")" + ds::format_timestamp(it.indexed) +
+                    "\"}";
+    if (it.author != actor)
+      j += R"(,"reason":{"$type":"app.bsky.feed.defs#reasonRepost","by":{"did":")" + actor + "\"}}";
+    return j + "}";
+  }
+
+  void handle(const httplib::Request& req, httplib::Response& res) {
+    const std::string actor = req.get_param_value("actor");
+    const int limit = std::stoi(req.get_param_value("limit"));
+    const std::string cursor = req.has_param("cursor") ? req.get_param_value("cursor") : "";
+    FakeActor a;
+    int n;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      n = ++hit_count[actor];
+      max_limit_seen = std::max(max_limit_seen, limit);
+      auto it = actors.find(actor);
+      if (it != actors.end()) a = it->second;
+      else a.gone = true;
+    }
+    if (a.delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(a.delay_ms));
+    if (a.gone) {
+      res.status = 400;
+      res.set_content(R"({"error":"InvalidRequest","message":"Profile not found"})", "application/json");
+      return;
+    }
+    if (n <= a.fail_first) {
+      res.status = a.fail_status;
+      res.set_content(R"({"error":"InternalServerError","message":"try again"})", "application/json");
+      return;
+    }
+    if (a.stuck_cursor) {
+      res.set_content("{\"feed\":[" + item_json(a.items.at(0), actor) + "],\"cursor\":\"2020-01-01T00:00:00.000Z\"}",
+                      "application/json");
+      return;
+    }
+    std::vector<const FakeItem*> page;
+    std::size_t i = 0;
+    if (!cursor.empty()) {
+      const Micros c = *ds::parse_timestamp(cursor);
+      while (i < a.items.size() && a.items[i].sort() >= c) ++i;
+    }
+    for (; i < a.items.size() && static_cast<int>(page.size()) < limit; ++i) page.push_back(&a.items[i]);
+    std::string body = "{\"feed\":[";
+    for (std::size_t k = 0; k < page.size(); ++k) body += (k ? "," : "") + item_json(*page[k], actor);
+    body += "]";
+    if (i < a.items.size()) body += ",\"cursor\":\"" + ds::format_timestamp(page.back()->sort()) + "\"";
+    body += "}";
+    if (a.truncate_first && n == 1) body = body.substr(0, body.size() / 2);
+    // The AppView's exact content type; cpp-httplib also leaves it uncompressed, which keeps its
+    // slow brotli encoder out of the test's timing.
+    res.set_content(body, "application/json; charset=utf-8");
+  }
+
+  httplib::Server server;
+  int port = 0;
+  std::thread thread;
+  std::mutex mu;
+  std::map<std::string, int> hit_count;
+  int max_limit_seen = 0;
+};
+
+// `count` own posts one hour apart from base_time back, with `reposts_every`-th item a repost.
+std::vector<FakeItem> history(const std::string& did, int count, int reposts_every = 0) {
+  std::vector<FakeItem> v;
+  for (int i = 0; i < count; ++i) {
+    const Micros t = base_time - i * hour;
+    const bool repost = reposts_every > 0 && i % reposts_every == reposts_every - 1;
+    v.push_back({repost ? std::string("did:plc:someoneelse") : did, "p" + std::to_string(i), t, t + 1000, i % 7});
+  }
+  return v;
+}
+
+std::string user_line(const std::string& did, std::optional<Micros> since,
+                      ds::ProfileStatus status = ds::ProfileStatus::ok) {
+  ds::UserRecord u;
+  u.did = did;
+  u.handle = did.substr(8) + ".test";
+  u.as_of = base_time + hour;
+  u.since = since;
+  u.profile_status = status;
+  if (status == ds::ProfileStatus::ok) u.profile = ds::Profile{u.handle, std::nullopt, std::nullopt, 1, 2, 3};
+  std::string line;
+  ds::encode(line, u);
+  return line;
+}
+
+struct Rec {
+  std::string type, did, uri, status, error, stage;
+  std::int64_t pages = 0, posts = 0, requests = 0;
+  Micros sort_at = 0;
+};
+
+Rec parse(const std::string& line) {
+  simdjson::dom::parser p;
+  simdjson::dom::element e = p.parse(line);
+  Rec r;
+  r.type = std::string(e["type"].get_string().value());
+  std::string_view s;
+  if (!e["did"].get_string().get(s)) r.did = std::string(s);
+  if (!e["uri"].get_string().get(s)) r.uri = std::string(s);
+  if (!e["stage"].get_string().get(s)) r.stage = std::string(s);
+  if (!e["sortAt"].get_string().get(s)) r.sort_at = *ds::parse_timestamp(s);
+  simdjson::dom::element feed;
+  if (!e["feed"].get(feed)) {
+    r.status = std::string(feed["status"].get_string().value());
+    r.pages = feed["pages"].get_int64().value();
+    r.posts = feed["posts"].get_int64().value();
+    r.requests = feed["requests"].get_int64().value();
+    if (!feed["error"].get_string().get(s)) r.error = std::string(s);
+  }
+  return r;
+}
+
+struct Run {
+  int rc = -1;
+  std::vector<std::string> lines;
+  std::vector<Rec> recs;
+  ds::EndRecord end;
+  ds::feeds::FetcherStats stats;
+  ds::HttpCounters http;
+  const Rec& user(const std::string& did) const {
+    for (const auto& r : recs)
+      if (r.type == "user" && r.did == did) return r;
+    FAIL("no user record for " << did);
+    return recs.front();
+  }
+  int posts_of(const std::string& did) const {
+    int n = 0;
+    for (const auto& r : recs) n += r.type == "post" && r.did == did;
+    return n;
+  }
+};
+
+int temp_fd(const std::string& content) {
+  char path[] = "/tmp/ds-fetch-feeds-test-XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  ::unlink(path);
+  REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
+  ::lseek(fd, 0, SEEK_SET);
+  return fd;
+}
+
+ds::HttpOptions test_http(int concurrency = 4) {
+  ds::HttpOptions o;
+  o.concurrency = concurrency;
+  o.rate_limit_rps = 0;
+  o.backoff_initial_s = 0.01;
+  o.backoff_max_s = 0.05;
+  o.timeout_s = 10;
+  return o;
+}
+
+void split_output(int out_fd, Run& run) {
+  ::lseek(out_fd, 0, SEEK_SET);
+  std::string all;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(out_fd, buf, sizeof buf)) > 0) all.append(buf, static_cast<std::size_t>(n));
+  ::close(out_fd);
+  std::size_t start = 0;
+  while (start < all.size()) {
+    const std::size_t nl = all.find('\n', start);
+    REQUIRE(nl != std::string::npos);  // whole lines only
+    run.lines.push_back(all.substr(start, nl - start));
+    run.recs.push_back(parse(run.lines.back()));
+    start = nl + 1;
+  }
+}
+
+// Runs the stage over `input` (from a file descriptor, like stdin) and collects its output.
+Run run_stage(const std::string& input, ds::feeds::FetcherOptions fo, ds::HttpOptions ho = test_http()) {
+  Run run;
+  const int in_fd = temp_fd(input);
+  const int out_fd = temp_fd("");
+  {
+    ds::HttpClient http(ho);
+    ds::LineReader reader(in_fd, "input");
+    ds::OutputWriter out(out_fd);
+    ds::RecordInput in("ds-fetch-feeds", reader, out, ds::want_user, false);
+    fo.input_fd = in_fd;
+    ds::feeds::FeedFetcher fetcher(fo, http, out);
+    run.rc = fetcher.run(reader, in);
+    run.end = fetcher.end_record();
+    run.stats = fetcher.stats();
+    run.http = http.counters();
+  }
+  ::close(in_fd);
+  split_output(out_fd, run);
+  return run;
+}
+
+ds::feeds::FetcherOptions options_for(const FakeAppView& fake) {
+  ds::feeds::FetcherOptions o;
+  o.base_url = fake.base();
+  o.progress_interval_s = 1e9;
+  return o;
+}
+
+// The ordering contract: each user's posts come right before its user record, users in input
+// order, nothing else in between.
+void check_contiguous(const Run& run, const std::vector<std::string>& user_order) {
+  std::vector<std::string> seen_users;
+  std::set<std::string> closed;
+  std::string open_did;
+  for (const auto& r : run.recs) {
+    if (r.type == "post") {
+      INFO("post of " << r.did);
+      CHECK(closed.count(r.did) == 0);
+      if (!open_did.empty()) CHECK(r.did == open_did);
+      open_did = r.did;
+    } else if (r.type == "user") {
+      if (!open_did.empty()) CHECK(open_did == r.did);
+      open_did.clear();
+      closed.insert(r.did);
+      seen_users.push_back(r.did);
+    }
+  }
+  CHECK(open_did.empty());
+  CHECK(seen_users == user_order);
+}
+
+const std::string end_line = R"({"type":"end","stage":"ds-fetch-profiles","contract":1,"counters":{"users":1},"elapsed_s":0.1})";
+
+}  // namespace
+
+TEST_CASE("fetch-feeds: a backfill pages to the end and drops reposts of others", "[fetch_feeds]") {
+  FakeAppView fake;
+  fake.actors["did:plc:alice"].items = history("did:plc:alice", 270, 9);  // every 9th a repost: 30
+  fake.start();
+  const Run run = run_stage(user_line("did:plc:alice", std::nullopt) + end_line + "\n", options_for(fake));
+  CHECK(run.rc == ds::exit_code::ok);
+  const Rec& u = run.user("did:plc:alice");
+  CHECK(u.status == "complete");
+  CHECK(u.posts == 240);
+  CHECK(u.pages == 3);  // 270 items at 100 per page
+  CHECK(u.requests == 3);
+  CHECK(run.posts_of("did:plc:alice") == 240);
+  CHECK(run.posts_of("did:plc:someoneelse") == 0);
+  CHECK(fake.hits("did:plc:alice") == 3);
+  CHECK(fake.max_limit() == 100);
+  CHECK(run.stats.others_dropped == 30);
+  // Posts newest first, as paged.
+  Micros last = base_time + 1;
+  for (const auto& r : run.recs)
+    if (r.type == "post") {
+      CHECK(r.sort_at < last);
+      last = r.sort_at;
+    }
+  // Upstream end re-emitted, then ours.
+  REQUIRE(run.recs.size() >= 2);
+  CHECK(run.recs[run.recs.size() - 2].stage == "ds-fetch-profiles");
+  CHECK(run.recs.back().stage == "ds-fetch-feeds");
+  CHECK(run.end.counter("posts") == 240);
+  CHECK(run.end.counter("complete") == 1);
+  CHECK(run.end.counter("requests") == 3);
+  CHECK(run.end.counter("users") == 1);
+}
+
+TEST_CASE("fetch-feeds: an incremental run stops at the window", "[fetch_feeds]") {
+  FakeAppView fake;
+  fake.actors["did:plc:bob"].items = history("did:plc:bob", 300);
+  fake.actors["did:plc:carol"].items = history("did:plc:carol", 300);
+  fake.start();
+  // bob: 11 posts inside (hours 0..10), the first page's cursor (hour 99) is already older.
+  // carol: 151 posts inside (hours 0..150): needs page 2, whose cursor (hour 199) ends it.
+  const Run run = run_stage(user_line("did:plc:bob", base_time - 10 * hour - hour / 2) +
+                                user_line("did:plc:carol", base_time - 150 * hour - hour / 2),
+                            options_for(fake));
+  CHECK(run.rc == ds::exit_code::ok);
+  const Rec& bob = run.user("did:plc:bob");
+  CHECK(bob.status == "complete");
+  CHECK(bob.posts == 11);
+  CHECK(bob.pages == 1);
+  CHECK(fake.hits("did:plc:bob") == 1);
+  const Rec& carol = run.user("did:plc:carol");
+  CHECK(carol.status == "complete");
+  CHECK(carol.posts == 151);
+  CHECK(carol.pages == 2);
+  CHECK(fake.hits("did:plc:carol") == 2);
+  for (const auto& r : run.recs)
+    if (r.type == "post" && r.did == "did:plc:bob") CHECK(r.sort_at >= base_time - 10 * hour - hour / 2);
+  // No end record from upstream: none of ours either.
+  for (const auto& r : run.recs) CHECK(r.type != "end");
+}
+
+TEST_CASE("fetch-feeds: gone, retried 503, failures, skipped and repeated users", "[fetch_feeds]") {
+  FakeAppView fake;
+  fake.actors["did:plc:gone"].gone = true;
+  fake.actors["did:plc:flaky"].items = history("did:plc:flaky", 5);
+  fake.actors["did:plc:flaky"].fail_first = 2;
+  fake.actors["did:plc:down"].items = history("did:plc:down", 5);
+  fake.actors["did:plc:down"].fail_first = 1000;
+  fake.actors["did:plc:trunc"].items = history("did:plc:trunc", 5);
+  fake.actors["did:plc:trunc"].truncate_first = true;
+  fake.actors["did:plc:forbidden"].items = history("did:plc:forbidden", 5);
+  fake.actors["did:plc:forbidden"].fail_first = 1000;
+  fake.actors["did:plc:forbidden"].fail_status = 403;
+  fake.actors["did:plc:dup"].items = history("did:plc:dup", 5);
+  fake.start();
+  auto ho = test_http();
+  ho.max_attempts = 3;
+  const Run run = run_stage(user_line("did:plc:gone", std::nullopt) + user_line("did:plc:flaky", std::nullopt) +
+                                user_line("did:plc:down", std::nullopt) + user_line("did:plc:trunc", std::nullopt) +
+                                user_line("did:plc:forbidden", std::nullopt) +
+                                user_line("did:plc:noprofile", std::nullopt, ds::ProfileStatus::gone) +
+                                user_line("did:plc:dup", std::nullopt) + user_line("did:plc:dup", std::nullopt),
+                            options_for(fake), ho);
+  CHECK(run.rc == ds::exit_code::partial);
+
+  CHECK(run.user("did:plc:gone").status == "gone");
+  CHECK(fake.hits("did:plc:gone") == 1);  // not retried
+  CHECK(run.posts_of("did:plc:gone") == 0);
+
+  CHECK(run.user("did:plc:flaky").status == "complete");
+  CHECK(run.user("did:plc:flaky").posts == 5);
+  CHECK(run.user("did:plc:flaky").requests == 3);  // retries counted
+  CHECK(fake.hits("did:plc:flaky") == 3);
+
+  CHECK(run.user("did:plc:down").status == "failed");
+  CHECK_THAT(run.user("did:plc:down").error, Catch::Contains("503"));
+  CHECK(fake.hits("did:plc:down") == 3);  // bounded by max_attempts
+
+  CHECK(run.user("did:plc:trunc").status == "complete");  // unparsable page asked again
+  CHECK(run.user("did:plc:trunc").posts == 5);
+  CHECK(fake.hits("did:plc:trunc") == 2);
+
+  CHECK(run.user("did:plc:forbidden").status == "failed");
+  CHECK(fake.hits("did:plc:forbidden") == 1);  // 403 is not retried
+  CHECK_THAT(run.user("did:plc:forbidden").error, Catch::Contains("403"));
+
+  CHECK(run.user("did:plc:noprofile").status == "skipped");
+  CHECK(fake.hits("did:plc:noprofile") == 0);
+
+  // The repeated did is fetched once; the second copy is skipped (one snapshot, right totals).
+  CHECK(fake.hits("did:plc:dup") == 1);
+  CHECK(run.posts_of("did:plc:dup") == 5);
+  int dup_users = 0, dup_skipped = 0;
+  for (const auto& r : run.recs)
+    if (r.type == "user" && r.did == "did:plc:dup") {
+      ++dup_users;
+      dup_skipped += r.status == "skipped";
+    }
+  CHECK(dup_users == 2);
+  CHECK(dup_skipped == 1);
+  CHECK(run.stats.failed == 2);
+  CHECK(run.stats.gone == 1);
+  CHECK(run.stats.skipped == 2);
+  CHECK(run.stats.duplicates == 1);
+}
+
+TEST_CASE("fetch-feeds: the safety cap ends a backfill as capped", "[fetch_feeds]") {
+  FakeAppView fake;
+  fake.actors["did:plc:big"].items = history("did:plc:big", 450);
+  fake.actors["did:plc:small"].items = history("did:plc:small", 150);
+  fake.start();
+  auto o = options_for(fake);
+  o.max_posts = 150;
+  const Run run = run_stage(user_line("did:plc:big", std::nullopt) + user_line("did:plc:small", std::nullopt), o);
+  CHECK(run.rc == ds::exit_code::partial);
+  const Rec& big = run.user("did:plc:big");
+  CHECK(big.status == "capped");
+  CHECK(big.posts == 150);
+  CHECK(run.posts_of("did:plc:big") == 150);
+  CHECK(fake.hits("did:plc:big") == 2);  // no page fetched past the cap
+  CHECK_THAT(big.error, Catch::Contains("150"));
+  // Exactly the cap with nothing after it is complete, not capped.
+  CHECK(run.user("did:plc:small").status == "complete");
+  CHECK(run.user("did:plc:small").posts == 150);
+}
+
+TEST_CASE("fetch-feeds: a cursor that does not move fails the feed and terminates", "[fetch_feeds]") {
+  FakeAppView fake;
+  fake.actors["did:plc:loop"].items = history("did:plc:loop", 1);
+  fake.actors["did:plc:loop"].stuck_cursor = true;
+  fake.actors["did:plc:after"].items = history("did:plc:after", 3);
+  fake.start();
+  const Run run = run_stage(user_line("did:plc:loop", std::nullopt) + user_line("did:plc:after", std::nullopt),
+                            options_for(fake));
+  CHECK(run.rc == ds::exit_code::partial);
+  const Rec& loop = run.user("did:plc:loop");
+  CHECK(loop.status == "failed");
+  CHECK_THAT(loop.error, Catch::Contains("cursor did not advance"));
+  CHECK(fake.hits("did:plc:loop") == 2);
+  CHECK(run.posts_of("did:plc:loop") == 1);  // the repeated post is de-duplicated by uri
+  CHECK(run.user("did:plc:after").status == "complete");
+}
+
+TEST_CASE("fetch-feeds: output keeps input order and each user's posts together", "[fetch_feeds]") {
+  FakeAppView fake;
+  std::vector<std::string> order;
+  std::string input;
+  for (int i = 0; i < 12; ++i) {
+    const std::string did = "did:plc:u" + std::to_string(i);
+    auto& a = fake.actors[did];
+    a.items = history(did, 40 + 70 * (i % 4));   // 1 to 3 pages
+    a.delay_ms = i % 3 == 0 ? 60 : 5;             // early users slow: later ones finish first
+    order.push_back(did);
+    input += user_line(did, std::nullopt);
+    if (i == 5) input += R"({"type":"note","text":"forwarded unchanged"})" "\n";
+  }
+  fake.start();
+  SECTION("default buffering") {
+    const Run run = run_stage(input, options_for(fake), test_http(6));
+    CHECK(run.rc == ds::exit_code::ok);
+    check_contiguous(run, order);
+    for (int i = 0; i < 12; ++i) CHECK(run.posts_of(order[i]) == 40 + 70 * (i % 4));
+    int forwarded = 0;
+    for (const auto& l : run.lines) forwarded += l == R"({"type":"note","text":"forwarded unchanged"})";
+    CHECK(forwarded == 1);
+  }
+  SECTION("a tiny buffer budget and streaming threshold still give the same output") {
+    auto o = options_for(fake);
+    o.max_buffered_bytes = 1;
+    o.stream_after_bytes = 1;
+    o.max_users_in_flight = 5;
+    const Run run = run_stage(input, o, test_http(6));
+    CHECK(run.rc == ds::exit_code::ok);
+    check_contiguous(run, order);
+    for (int i = 0; i < 12; ++i) CHECK(run.posts_of(order[i]) == 40 + 70 * (i % 4));
+  }
+}
+
+TEST_CASE("fetch-feeds: input arriving slowly through a pipe", "[fetch_feeds]") {
+  FakeAppView fake;
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) {
+    const std::string did = "did:plc:slow" + std::to_string(i);
+    fake.actors[did].items = history(did, 120);
+    order.push_back(did);
+  }
+  fake.start();
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::thread writer([&] {
+    for (int i = 0; i < 4; ++i) {
+      const std::string line = user_line(order[i], std::nullopt);
+      (void)!::write(fds[1], line.data(), line.size());
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    }
+    (void)!::write(fds[1], (end_line + "\n").data(), end_line.size() + 1);
+    ::close(fds[1]);
+  });
+  Run run;
+  const int out_fd = temp_fd("");
+  {
+    ds::HttpClient http(test_http());
+    ds::LineReader reader(fds[0], "pipe");
+    ds::OutputWriter out(out_fd);
+    ds::RecordInput in("ds-fetch-feeds", reader, out, ds::want_user, false);
+    auto o = options_for(fake);
+    o.input_fd = fds[0];
+    ds::feeds::FeedFetcher fetcher(o, http, out);
+    run.rc = fetcher.run(reader, in);
+  }
+  writer.join();
+  ::close(fds[0]);
+  split_output(out_fd, run);
+  CHECK(run.rc == ds::exit_code::ok);
+  check_contiguous(run, order);
+  for (const auto& d : order) CHECK(run.posts_of(d) == 120);
+  CHECK(run.recs.back().stage == "ds-fetch-feeds");
+}
+
+TEST_CASE("fetch-feeds: URLs carry the actor and cursor encoded", "[fetch_feeds]") {
+  CHECK(ds::feeds::author_feed_url("https://x.test/", "did:plc:a", 100, std::nullopt) ==
+        "https://x.test/xrpc/app.bsky.feed.getAuthorFeed?actor=did%3Aplc%3Aa&limit=100");
+  CHECK(ds::feeds::author_feed_url("https://x.test", "did:plc:a", 100, std::string("2024-03-21T23:36:16.378Z")) ==
+        "https://x.test/xrpc/app.bsky.feed.getAuthorFeed?actor=did%3Aplc%3Aa&limit=100&cursor=2024-03-21T23%3A36%3A16.378Z");
+}
+
+TEST_CASE("fetch-feeds: health check", "[fetch_feeds]") {
+  FakeAppView fake;
+  fake.actors["bsky.app"].items = history("did:plc:bsky", 1);
+  fake.start();
+  {
+    ds::HttpClient http(test_http());
+    CHECK(ds::feeds::health_check(http, fake.base(), "bsky.app").empty());
+  }
+  {
+    auto ho = test_http();
+    ho.max_attempts = 1;
+    ds::HttpClient http(ho);
+    const std::string msg = ds::feeds::health_check(http, "http://127.0.0.1:9", "bsky.app");
+    CHECK_THAT(msg, Catch::StartsWith("API health check failed: http://127.0.0.1:9/xrpc/app.bsky.feed.getAuthorFeed"));
+  }
+}
