@@ -51,18 +51,29 @@ SELECT t.did, count(*) FROM ds_load_posts t
  GROUP BY t.did ORDER BY t.did
 )SQL";
 
-// The last occurrence of each URI in the batch wins. A stored row is rewritten only when a value
-// differs; a post marked deleted that the API returns again comes back to life. xmax = 0 tells an
-// inserted row from an updated one.
+// The last occurrence of each URI in the batch wins. `todo` keeps only rows that are new or differ
+// from the stored row (a post marked deleted that the API returns again differs: it comes back to
+// life); the check is a plain read. Filtering before the INSERT matters: ON CONFLICT DO UPDATE locks
+// every conflicting row before it evaluates its WHERE, which dirties the page and writes WAL for each
+// unchanged post, the bulk of a daily run. The ON CONFLICT clause stays as the guard for a row that
+// another writer changed or inserted meanwhile. xmax = 0 tells an inserted row from an updated one.
 constexpr const char* merge_posts_sql = R"SQL(
 WITH src AS (
   SELECT DISTINCT ON (t.uri) t.uri, t.did, t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at
     FROM ds_load_posts t
-   WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = t.did)
    ORDER BY t.uri, t.seq DESC
+), known AS (
+  SELECT s.* FROM src s WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = s.did)
+), todo AS (
+  SELECT k.* FROM known k
+   WHERE NOT EXISTS (
+         SELECT 1 FROM posts q
+          WHERE q.uri = k.uri
+            AND (q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at, q.deleted_at IS NOT NULL)
+                IS NOT DISTINCT FROM (k.likes, k.replies, k.quotes, k.reposts, k.created_at, k.sort_at, false))
 ), up AS (
   INSERT INTO posts AS p (uri, did, likes, replies, quotes, reposts, "createdAt", "updatedAt", sort_at, deleted_at)
-  SELECT uri, did, likes, replies, quotes, reposts, created_at, now(), sort_at, NULL FROM src
+  SELECT uri, did, likes, replies, quotes, reposts, created_at, now(), sort_at, NULL FROM todo
   ON CONFLICT (uri) DO UPDATE
      SET likes = EXCLUDED.likes, replies = EXCLUDED.replies, quotes = EXCLUDED.quotes,
          reposts = EXCLUDED.reposts, "createdAt" = EXCLUDED."createdAt", sort_at = EXCLUDED.sort_at,
@@ -74,6 +85,7 @@ WITH src AS (
   RETURNING (p.xmax = 0) AS inserted
 )
 SELECT (SELECT count(*) FROM src),
+       (SELECT count(*) FROM known),
        count(*) FILTER (WHERE inserted),
        count(*) FILTER (WHERE NOT inserted)
   FROM up
@@ -81,8 +93,12 @@ SELECT (SELECT count(*) FROM src),
 
 // Autovacuum never analyzes temp tables: without statistics the planner takes a batch for a few
 // rows or for thousands at random, and a wrong guess turns the deletion UPDATE into a scan of posts.
+// Statistics outlive ON COMMIT DELETE ROWS and the planner scales the row estimate by the table's
+// current size, so a table is analyzed again only when a batch's size moves far from the analyzed one.
 constexpr const char* analyze_posts_sql = "ANALYZE ds_load_posts";
 constexpr const char* analyze_feeds_sql = "ANALYZE ds_load_feeds";
+constexpr const char* analyze_users_sql = "ANALYZE ds_load_users";
+constexpr const char* analyze_snapshots_sql = "ANALYZE ds_load_snapshots";
 
 // A complete feed returned every live post of its window (all posts for a backfill): stored live
 // posts of the window it did not return were deleted on Bluesky. Incomplete feeds prove nothing.
@@ -163,11 +179,12 @@ WITH src AS (
   SELECT DISTINCT ON (t.did, t.date) t.did, t.date, t.followers, t.following, t.posts, t.likes,
          t.replies, t.quotes, t.reposts
     FROM ds_load_snapshots t
-   WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = t.did)
    ORDER BY t.did, t.date, t.seq DESC
+), known AS (
+  SELECT k.* FROM src k WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = k.did)
 ), up AS (
   INSERT INTO snapshots AS s (did, date, followers, following, posts, likes, replies, quotes, reposts)
-  SELECT did, date, followers, following, posts, likes, replies, quotes, reposts FROM src
+  SELECT did, date, followers, following, posts, likes, replies, quotes, reposts FROM known
   ON CONFLICT (did, date) DO UPDATE
      SET followers = EXCLUDED.followers, following = EXCLUDED.following, posts = EXCLUDED.posts,
          likes = EXCLUDED.likes, replies = EXCLUDED.replies, quotes = EXCLUDED.quotes,
@@ -179,6 +196,7 @@ WITH src AS (
   RETURNING (s.xmax = 0) AS inserted
 )
 SELECT (SELECT count(*) FROM src),
+       (SELECT count(*) FROM known),
        count(*) FILTER (WHERE inserted),
        count(*) FILTER (WHERE NOT inserted)
   FROM up
@@ -203,7 +221,26 @@ std::int64_t affected_rows(const PgResult& r) {
 
 }  // namespace
 
-void BatchLoader::prepare() { db_.exec(create_staging_sql); }
+void BatchLoader::prepare() {
+  // Session settings, before the first temp table is touched (temp_buffers is fixed from then on).
+  // synchronous_commit off: a batch's COMMIT returns without waiting for its WAL flush. A crash can
+  // then lose the last few batches (at most ~3 x wal_writer_delay), each atomically, as if ds-load had
+  // stopped there: the run row is still in_progress (the next run marks it failed) and a rerun
+  // redoes them, which is what the open batch costs anyway. The run's final status is written with
+  // synchronous_commit on (Run::write_run_row), and that flush makes every earlier batch durable
+  // first, so a run recorded completed never lost a batch.
+  // temp_buffers/work_mem: a batch's staging rows and its DISTINCT ON sort stay in memory.
+  // jit off: these statements are short and run once per batch; compiling them never pays.
+  db_.exec("SET synchronous_commit = off; SET temp_buffers = '64MB'; SET work_mem = '64MB'; SET jit = off");
+  db_.exec(create_staging_sql);
+}
+
+bool BatchLoader::needs_analyze(std::int64_t& analyzed, std::int64_t rows) {
+  if (rows <= 0) return false;
+  if (analyzed > 0 && rows <= 2 * analyzed && 2 * rows >= analyzed) return false;
+  analyzed = rows;
+  return true;
+}
 
 double BatchLoader::batch_age_s() const { return open_ ? monotonic_seconds() - started_ : 0; }
 
@@ -252,6 +289,7 @@ void BatchLoader::add_post(const PostRecord& p, std::uint64_t seq) {
   r += format_timestamp(p.sort_at);
   r += '\n';
   batch_has_posts_ = true;
+  ++batch_posts_;
   if (r.size() >= copy_flush_bytes) copy_rows(copy_posts_sql, r);
 }
 
@@ -267,6 +305,7 @@ void BatchLoader::add_user(const UserRecord& u, std::uint64_t seq) {
   else PgConnection::append_copy_null(f);
   f += '\n';
   batch_has_feeds_ = true;
+  ++batch_feeds_;
   if (f.size() >= copy_flush_bytes) copy_rows(copy_feeds_sql, f);
 
   if (u.profile_status != ProfileStatus::ok || !u.profile) return;
@@ -298,30 +337,34 @@ void BatchLoader::add_snapshot(const SnapshotRecord& s, std::uint64_t seq) {
   }
   r += '\n';
   batch_has_snapshots_ = true;
+  ++batch_snapshots_;
   if (r.size() >= copy_flush_bytes) copy_rows(copy_snapshots_sql, r);
 }
 
 void BatchLoader::merge_posts() {
   copy_rows(copy_posts_sql, post_rows_);
+  if (needs_analyze(analyzed_posts_, batch_posts_)) db_.exec(analyze_posts_sql);
+  const PgResult r = db_.exec(merge_posts_sql);
+  const std::int64_t candidates = r.int64(0, 0), known = r.int64(0, 1), inserted = r.int64(0, 2),
+                     updated = r.int64(0, 3);
+  stats_.posts_inserted += inserted;
+  stats_.posts_updated += updated;
+  stats_.posts_unchanged += known - inserted - updated;
+  if (known == candidates) return;
+  // Posts of accounts not in users (rare): one warning per account, counting every staged line.
   const PgResult orphans = db_.exec(orphan_posts_sql);
   for (int i = 0; i < orphans.rows(); ++i) {
     const std::int64_t n = orphans.int64(i, 1);
     stats_.posts_skipped += n;
     spdlog::warn("{} post(s) of {} skipped: the account is not in users", n, orphans.text(i, 0));
   }
-  db_.exec(analyze_posts_sql);
-  const PgResult r = db_.exec(merge_posts_sql);
-  const std::int64_t candidates = r.int64(0, 0), inserted = r.int64(0, 1), updated = r.int64(0, 2);
-  stats_.posts_inserted += inserted;
-  stats_.posts_updated += updated;
-  stats_.posts_unchanged += candidates - inserted - updated;
 }
 
 void BatchLoader::apply_feed_outcomes() {
   copy_rows(copy_feeds_sql, feed_rows_);
   batch_carried_ = carried_;
   if (batch_has_feeds_) {
-    db_.exec(analyze_feeds_sql);
+    if (needs_analyze(analyzed_feeds_, batch_feeds_)) db_.exec(analyze_feeds_sql);
     stats_.posts_deleted += affected_rows(db_.exec(mark_deleted_sql));
     stats_.backfills_marked += affected_rows(db_.exec(mark_backfilled_sql));
     if (batch_carried_ > 0) batch_carried_ -= affected_rows(db_.exec(forget_returned_sql));
@@ -360,6 +403,7 @@ void BatchLoader::update_users() {
     rows += '\n';
   }
   copy_rows(copy_users_sql, rows);
+  if (needs_analyze(analyzed_users_, static_cast<std::int64_t>(last_by_did.size()))) db_.exec(analyze_users_sql);
 
   const PgResult moved = db_.exec(displace_handles_sql);
   for (int i = 0; i < moved.rows(); ++i) {
@@ -377,17 +421,20 @@ void BatchLoader::update_users() {
 
 void BatchLoader::merge_snapshots() {
   copy_rows(copy_snapshots_sql, snapshot_rows_);
+  if (needs_analyze(analyzed_snapshots_, batch_snapshots_)) db_.exec(analyze_snapshots_sql);
+  const PgResult r = db_.exec(merge_snapshots_sql);
+  const std::int64_t candidates = r.int64(0, 0), known = r.int64(0, 1), inserted = r.int64(0, 2),
+                     updated = r.int64(0, 3);
+  stats_.snapshots_inserted += inserted;
+  stats_.snapshots_updated += updated;
+  stats_.snapshots_unchanged += known - inserted - updated;
+  if (known == candidates) return;
   const PgResult orphans = db_.exec(orphan_snapshots_sql);
   for (int i = 0; i < orphans.rows(); ++i) {
     const std::int64_t n = orphans.int64(i, 1);
     stats_.snapshots_skipped += n;
     spdlog::warn("{} snapshot(s) of {} skipped: the account is not in users", n, orphans.text(i, 0));
   }
-  const PgResult r = db_.exec(merge_snapshots_sql);
-  const std::int64_t candidates = r.int64(0, 0), inserted = r.int64(0, 1), updated = r.int64(0, 2);
-  stats_.snapshots_inserted += inserted;
-  stats_.snapshots_updated += updated;
-  stats_.snapshots_unchanged += candidates - inserted - updated;
 }
 
 void BatchLoader::commit() {
@@ -405,6 +452,7 @@ void BatchLoader::commit() {
                 monotonic_seconds() - started_);
   pending_ = 0;
   batch_has_posts_ = batch_has_snapshots_ = batch_has_feeds_ = false;
+  batch_posts_ = batch_feeds_ = batch_snapshots_ = 0;
   users_.clear();
 }
 
@@ -414,6 +462,7 @@ void BatchLoader::rollback() noexcept {
   feed_rows_.clear();
   users_.clear();
   batch_has_posts_ = batch_has_snapshots_ = batch_has_feeds_ = false;
+  batch_posts_ = batch_feeds_ = batch_snapshots_ = 0;
   pending_ = 0;
   const bool was_open = open_;
   open_ = false;

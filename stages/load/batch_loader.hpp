@@ -44,6 +44,8 @@ class BatchLoader {
   };
 
   void begin_if_needed();
+  // Whether a staging table holding `rows` rows needs fresh statistics; records the new size if so.
+  static bool needs_analyze(std::int64_t& analyzed, std::int64_t rows);
   void copy_rows(const char* copy_sql, std::string& rows);
   void merge_posts();
   void apply_feed_outcomes();
@@ -58,6 +60,9 @@ class BatchLoader {
   // COPY text rows waiting to be sent; sent whenever they grow past a threshold and at commit.
   std::string post_rows_, snapshot_rows_, feed_rows_;
   bool batch_has_posts_ = false, batch_has_snapshots_ = false, batch_has_feeds_ = false;
+  std::int64_t batch_posts_ = 0, batch_feeds_ = 0, batch_snapshots_ = 0;  // rows staged in this batch
+  // Rows each staging table held when last analyzed (0: never).
+  std::int64_t analyzed_posts_ = 0, analyzed_feeds_ = 0, analyzed_users_ = 0, analyzed_snapshots_ = 0;
   std::vector<UserRow> users_;  // profile updates of this batch (one per user record at most)
   // Rows in ds_load_returned as of the last commit, and as the open batch leaves it: the DELETE
   // that forgets them runs only when there is something to forget.

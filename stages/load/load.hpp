@@ -51,6 +51,8 @@ struct LoadOptions {
   double batch_seconds = 5;           // ... or this long, whichever first, at a user boundary
   std::optional<std::string> shard;   // stored in snapshot_logs.shard
   bool strict = false;                // stop at the first bad input line
+  // After losing the database, how long to keep trying to reconnect to record the run as failed.
+  double reconnect_seconds = 30;
   // Set (by a signal handler, or a test) to stop at the next record boundary; may be null.
   const volatile std::sig_atomic_t* stop = nullptr;
 };

@@ -22,12 +22,16 @@ int main(int argc, char** argv) {
   std::optional<std::int64_t> batch_records;
   double batch_seconds = 5;
   std::optional<std::string> shard;
+  double reconnect_seconds = 30;
   app.add_option("--db", db, "Database: conninfo string or postgresql:// URL (else DATABASE_URL, DB_*, PG*)");
   app.add_option("--batch-records", batch_records, "Commit after this many records (default 5000)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100'000'000}));
   app.add_option("--batch-seconds", batch_seconds, "Commit after this many seconds (default 5)")
       ->check(CLI::Range(0.0, 86'400.0));
   app.add_option("--shard", shard, "Label stored in snapshot_logs.shard");
+  app.add_option("--reconnect-seconds", reconnect_seconds,
+                 "After losing the database, keep trying this long to record the run as failed (default 30)")
+      ->check(CLI::Range(0.0, 3'600.0));
   ds::add_common_options(app, common);
   if (auto code = ds::parse_command_line(app, argc, argv)) return *code;
   if (!ds::init_program("ds-load", common)) return ds::exit_code::usage;
@@ -37,6 +41,7 @@ int main(int argc, char** argv) {
   o.batch_records = batch_records.value_or(5000);
   o.batch_seconds = batch_seconds;
   o.shard = shard;
+  o.reconnect_seconds = reconnect_seconds;
   o.strict = common.strict;
   o.stop = ds::load::install_stop_handlers(STDIN_FILENO);
   // A closed stdout must show up as a write error, not kill the run before it records its status.

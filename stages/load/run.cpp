@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <csignal>
 #include <memory>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -114,19 +116,33 @@ class Run {
     try {
       loader.prepare();
       InputRecord rec;
+      // A batch ends after a user record (its posts come before it, so they and the feed outcome
+      // share a transaction) and after that user's snapshot, which comes right after it when there
+      // is one: a full batch waits for the next record to see whether it is that snapshot. Stored
+      // totals and the posts they sum are then always committed together.
+      std::string closing_did;  // set while a full batch waits for its last user's snapshot
       while (input.next(rec)) {
         // A record boundary: the place a stop request takes effect.
         if (stop_requested()) break;
         line = rec.line_number;
         ++res_.stats.records;
+        if (!closing_did.empty() && !(rec.type == RecordType::snapshot && rec.snapshot.did == closing_did)) {
+          loader.commit();
+          closing_did.clear();
+        }
         switch (rec.type) {
           case RecordType::post: loader.add_post(rec.post, rec.line_number); break;
-          case RecordType::snapshot: loader.add_snapshot(rec.snapshot, rec.line_number); break;
+          case RecordType::snapshot:
+            loader.add_snapshot(rec.snapshot, rec.line_number);
+            if (!closing_did.empty()) {
+              loader.commit();
+              closing_did.clear();
+            }
+            break;
           case RecordType::user:
             loader.add_user(rec.user, rec.line_number);
-            // Only here: the user's posts and its feed outcome then share one transaction.
             if (loader.pending_records() >= o_.batch_records || loader.batch_age_s() >= o_.batch_seconds)
-              loader.commit();
+              closing_did = rec.user.did;
             break;
           default: break;
         }
@@ -173,16 +189,11 @@ class Run {
     StreamVerdict v = judge_stream(ends, bad_lines);
     v.status = "failed";
     v.error = why;
-    // The connection may have died with the error: one fresh attempt to record the failure. The
-    // lock goes with the old session; a run starting meanwhile would mark this row failed anyway.
-    if (!db_->ok()) {
-      try {
-        db_ = std::make_unique<PgConnection>(o_.db);
-      } catch (const PgError& e) {
-        spdlog::error("cannot record run {} as failed: {}", res_.run_id, e.what());
-        return;
-      }
-    }
+    // The connection may have died with the error (a restart, a failover): reconnect to record the
+    // failure, retrying for a while since a restarting server refuses connections for a few seconds.
+    // The lock went with the old session; a run starting meanwhile marks this row failed anyway, and
+    // the next run does if we give up.
+    if (!db_->ok() && !reconnect()) return;
     try {
       write_run_row(v);
     } catch (const std::exception& e) {
@@ -190,7 +201,33 @@ class Run {
     }
   }
 
+  bool reconnect() {
+    const double deadline = monotonic_seconds() + o_.reconnect_seconds;
+    double pause = 0.25;
+    for (int attempt = 1;; ++attempt) {
+      try {
+        db_ = std::make_unique<PgConnection>(o_.db);
+        if (attempt > 1) spdlog::info("reconnected to PostgreSQL after {} attempts", attempt);
+        return true;
+      } catch (const PgError& e) {
+        if (monotonic_seconds() + pause > deadline || stop_requested()) {
+          spdlog::error("cannot record run {} as failed: {}; the next run will mark it failed", res_.run_id,
+                        e.what());
+          return false;
+        }
+        if (attempt == 1)
+          spdlog::warn("PostgreSQL is unreachable; retrying for up to {:.0f} s to record run {} as failed",
+                       o_.reconnect_seconds, res_.run_id);
+      }
+      std::this_thread::sleep_for(std::chrono::duration<double>(pause));
+      pause = std::min(pause * 2, 2.0);
+    }
+  }
+
   void write_run_row(const StreamVerdict& v) {
+    // Batches commit with synchronous_commit off (BatchLoader::prepare); this flush waits for the
+    // WAL up to here, so once the status is recorded every batch before it is durable too.
+    db_->exec("SET synchronous_commit = on");
     res_.wall_s = monotonic_seconds() - t0_;
     const auto& c = v.counters;
     const Micros completed = started_ + static_cast<Micros>(res_.wall_s * micros_per_second);
