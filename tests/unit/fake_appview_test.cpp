@@ -1,12 +1,20 @@
 // Tests for the fake AppView over real loopback HTTP: paging, errors, day switching, counters,
-// and that its responses have the JSON types of the real captures in tests/fixtures/bsky.
+// faults, the enforced rate limit, served files, and JSON types as in tests/fixtures/bsky.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <httplib.h>
 #include <simdjson.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <set>
@@ -526,4 +534,330 @@ TEST_CASE("the handler answers without HTTP and the server refuses non-loopback 
   options.host = "0.0.0.0";
   ds::fake::HttpServer http(app, [&](const ds::fake::Request& r) { return app.handle(r); }, options);
   CHECK_THROWS(http.bind());
+}
+
+namespace {
+
+// An AppView with a given rate limit, fault layer and optional served files, on a free port.
+struct Misbehaving {
+  Misbehaving(ds::fake::RateLimitOptions rate, ds::fake::FaultOptions faults, const std::string& files = "")
+      : app(DatasetParams{}, 1, rate) {
+    if (!files.empty()) app.serve_files(files);
+    ds::fake::ServerOptions options;
+    options.keep_alive_s = 2;
+    ds::fake::Handler handler = [this](const ds::fake::Request& r) { return app.handle(r); };
+    http = std::make_unique<ds::fake::HttpServer>(app, ds::fake::with_faults(handler, faults, app), options);
+    port = http->start();
+  }
+  ~Misbehaving() { http->stop(); }
+  AppView app;
+  std::unique_ptr<ds::fake::HttpServer> http;
+  int port = 0;
+};
+
+// What a client saw: the status, or -1 when no complete response arrived.
+struct Seen {
+  int status = -1;
+  bool json_ok = false;
+  bool operator==(const Seen&) const = default;
+};
+
+Seen fetch(httplib::Client& cli, const std::string& path, const httplib::Params& params) {
+  auto res = cli.Get(path, params, httplib::Headers{});
+  Seen s;
+  if (!res) return s;
+  s.status = res->status;
+  simdjson::dom::parser parser;
+  s.json_ok = !parser.parse(res->body).error();
+  return s;
+}
+
+std::string make_temp_dir() {
+  char tmpl[] = "/tmp/ds-fake-files-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  return tmpl;
+}
+
+void write_text(const std::string& path, const std::string& content) {
+  std::ofstream f(path, std::ios::binary);
+  f << content;
+  REQUIRE(f.good());
+}
+
+}  // namespace
+
+TEST_CASE("faults: each kind shows up as a client sees it, and the draws repeat per seed", "[fake][http][faults]") {
+  ds::fake::FaultOptions faults;
+  faults.seed = 42;
+  faults.p_429 = 0.15;
+  faults.p_5xx = 0.15;
+  faults.p_truncated = 0.15;
+  faults.p_cut = 0.15;
+  faults.p_drop = 0.15;
+  faults.retry_after_s = 3;
+  // The same 150 requests, each twice (the second arrival draws afresh), against two servers
+  // with the same seed and one with another seed.
+  auto run = [&](std::uint64_t seed, std::vector<Seen>& seen, ds::fake::Stats& stats) {
+    ds::fake::FaultOptions f = faults;
+    f.seed = seed;
+    Misbehaving m({}, f);
+    const auto& users = m.app.dataset().users();
+    httplib::Client cli("127.0.0.1", m.port);
+    for (int round = 0; round < 2; ++round)
+      for (int i = 0; i < 150; ++i) {
+        const std::string actor = users[static_cast<std::size_t>(20 + i % 40)].did;
+        const auto path = "/xrpc/app.bsky.feed.getAuthorFeed";
+        httplib::Params params{{"actor", actor}, {"limit", std::to_string(1 + i / 40)}};
+        auto res = cli.Get(path, params, httplib::Headers{});
+        Seen s;
+        if (res) {
+          s.status = res->status;
+          simdjson::dom::parser parser;
+          s.json_ok = !parser.parse(res->body).error();
+          if (res->status == 429) {
+            // Like the real service: absolute Reset, Retry-After, nothing remaining.
+            CHECK(res->get_header_value("RateLimit-Remaining") == "0");
+            CHECK(res->get_header_value("Retry-After") == "3");
+            const long long reset = std::stoll(res->get_header_value("RateLimit-Reset"));
+            const long long now = static_cast<long long>(std::time(nullptr));
+            CHECK(reset >= now + 2);
+            CHECK(reset <= now + 4);
+            CHECK(res->body.find("RateLimitExceeded") != std::string::npos);
+          }
+          if (res->status == 200 && !s.json_ok) CHECK(res->body.size() == std::stoul(res->get_header_value("Content-Length")));
+        }
+        seen.push_back(s);
+      }
+    stats = m.app.stats();
+  };
+  std::vector<Seen> a, b, c;
+  ds::fake::Stats sa, sb, sc;
+  run(42, a, sa);
+  run(42, b, sb);
+  run(43, c, sc);
+  CHECK(a == b);
+  CHECK(a != c);
+
+  std::map<std::string, int> kinds;
+  for (const Seen& s : a) {
+    if (s.status == -1) ++kinds["no response"];
+    else if (s.status == 429) ++kinds["429"];
+    else if (s.status >= 500) ++kinds["5xx"];
+    else if (s.status == 200 && !s.json_ok) ++kinds["truncated"];
+    else if (s.status == 200) ++kinds["ok"];
+    else ++kinds["other"];
+  }
+  // 300 requests at 15% each: every kind happens, none dominates (the draws are fixed by the
+  // seed, so these bounds are a property of the hash, not luck).
+  CHECK(kinds["other"] == 0);
+  for (const char* k : {"429", "5xx", "truncated"}) {
+    INFO(k);
+    CHECK(kinds[k] >= 20);
+    CHECK(kinds[k] <= 75);
+  }
+  CHECK(kinds["no response"] >= 40);  // cut + dropped
+  CHECK(kinds["ok"] >= 50);
+  using F = ds::fake::Fault;
+  CHECK(sa.faults[static_cast<int>(F::http_429)] == static_cast<std::uint64_t>(kinds["429"]));
+  CHECK(sa.faults[static_cast<int>(F::http_5xx)] == static_cast<std::uint64_t>(kinds["5xx"]));
+  CHECK(sa.faults[static_cast<int>(F::truncated)] == static_cast<std::uint64_t>(kinds["truncated"]));
+  CHECK(sa.faults[static_cast<int>(F::cut)] + sa.faults[static_cast<int>(F::dropped)] ==
+        static_cast<std::uint64_t>(kinds["no response"]));
+  CHECK(sa.faults[static_cast<int>(F::cut)] > 0);
+  CHECK(sa.faults[static_cast<int>(F::dropped)] > 0);
+  CHECK(sa.get_author_feed >= 300);  // every request arrived (libcurl-style silent resends aside)
+  CHECK(sa.http_429() == static_cast<std::uint64_t>(kinds["429"]));
+  CHECK(sa.rate_limited == 0);
+  // A broken connection is a new one for the next request.
+  CHECK(sa.connections_opened >= static_cast<std::uint64_t>(1 + kinds["no response"]));
+}
+
+TEST_CASE("faults: control endpoints are never faulted; a slow answer comes late", "[fake][http][faults]") {
+  ds::fake::FaultOptions faults;
+  faults.p_drop = 1.0;
+  {
+    Misbehaving m({}, faults);
+    httplib::Client cli("127.0.0.1", m.port);
+    CHECK(fetch(cli, "/_fake/health", {}).status == 200);
+    CHECK(fetch(cli, "/xrpc/app.bsky.actor.getProfiles", {{"actors", m.app.dataset().users()[1].did}}).status == -1);
+    CHECK(fetch(cli, "/_fake/stats", {}).status == 200);
+  }
+  faults = {};
+  faults.p_slow = 1.0;
+  faults.slow_ms = 300;
+  Misbehaving m({}, faults);
+  httplib::Client cli("127.0.0.1", m.port);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(fetch(cli, "/xrpc/app.bsky.actor.getProfiles", {{"actors", m.app.dataset().users()[1].did}}) == Seen{200, true});
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(300));
+  CHECK(m.app.stats().faults[static_cast<int>(ds::fake::Fault::slow)] == 1);
+}
+
+TEST_CASE("an enforced rate limit answers 429 with the headers, then lets requests through again", "[fake][http]") {
+  ds::fake::RateLimitOptions rate;
+  rate.limit = 5;
+  rate.window_s = 2;
+  rate.enforce = true;
+  Misbehaving m(rate, {});
+  httplib::Client cli("127.0.0.1", m.port);
+  const std::string did = m.app.dataset().users()[1].did;
+  // Start at the beginning of a window so all of this fits in it: wait for Reset to move on.
+  auto first = cli.Get("/xrpc/app.bsky.actor.getProfiles?actors=" + did);
+  REQUIRE(first);
+  const std::string reset0 = first->get_header_value("RateLimit-Reset");
+  for (;;) {
+    auto r = cli.Get("/xrpc/app.bsky.actor.getProfiles?actors=" + did);
+    REQUIRE(r);
+    if (r->status == 200 && r->get_header_value("RateLimit-Reset") != reset0 &&
+        r->get_header_value("RateLimit-Remaining") == "4")
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  m.app.reset_stats();  // the wait above was refused many times
+  // One used; four left in this window.
+  std::vector<std::string> remaining;
+  for (int i = 0; i < 4; ++i) {
+    auto r = cli.Get("/xrpc/app.bsky.actor.getProfiles?actors=" + did);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    remaining.push_back(r->get_header_value("RateLimit-Remaining"));
+  }
+  CHECK(remaining == std::vector<std::string>{"3", "2", "1", "0"});
+  auto refused = cli.Get("/xrpc/app.bsky.actor.getProfiles?actors=" + did);
+  REQUIRE(refused);
+  CHECK(refused->status == 429);
+  CHECK(refused->body == R"({"error":"RateLimitExceeded","message":"Rate Limit Exceeded"})");
+  CHECK(refused->get_header_value("RateLimit-Remaining") == "0");
+  CHECK(refused->get_header_value("RateLimit-Limit") == "5");
+  CHECK(refused->get_header_value("RateLimit-Policy") == "5;w=2");
+  const long long reset = std::stoll(refused->get_header_value("RateLimit-Reset"));
+  const long long retry_after = std::stoll(refused->get_header_value("Retry-After"));
+  CHECK(retry_after >= 1);
+  CHECK(retry_after <= 2);
+  // After Reset the next window admits requests again.
+  while (static_cast<long long>(std::time(nullptr)) < reset) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto again = cli.Get("/xrpc/app.bsky.actor.getProfiles?actors=" + did);
+  REQUIRE(again);
+  CHECK(again->status == 200);
+  const auto st = m.app.stats();
+  CHECK(st.rate_limited == 1);
+  CHECK(st.http_429() == 1);
+
+  simdjson::dom::parser parser;
+  auto stats = cli.Get("/_fake/stats");
+  REQUIRE(stats);
+  simdjson::dom::element doc = parser.parse(stats->body);
+  CHECK(std::int64_t(doc["rate_limited"]) == 1);
+  CHECK(std::int64_t(doc["http_429"]) == 1);
+  CHECK(std::int64_t(doc["statuses"]["429"]) == 1);
+  CHECK(std::int64_t(doc["statuses"]["200"]) == 5);
+  const std::int64_t first_ms = doc["arrivals"]["getProfiles"]["first_ms"];
+  const std::int64_t last_ms = doc["arrivals"]["getProfiles"]["last_ms"];
+  CHECK(first_ms > 0);
+  CHECK(last_ms >= first_ms + 1000);  // the run waited out a window
+  CHECK(std::int64_t(doc["arrivals"]["getAuthorFeed"]["first_ms"]) == 0);
+}
+
+TEST_CASE("--serve-files answers byte for byte from files, with statuses and safe names", "[fake][http][files]") {
+  const std::string dir = make_temp_dir();
+  std::filesystem::create_directories(dir + "/getProfiles");
+  std::filesystem::create_directories(dir + "/getAuthorFeed");
+  const std::string invalid_utf8 = "{\"profiles\":[{\"did\":\"did:plc:x\",\"handle\":\"\xff\xfe\"}]}";
+  write_text(dir + "/getProfiles/did:plc:x.json", invalid_utf8);
+  write_text(dir + "/getProfiles/default.json", "{\"profiles\":[]} trailing garbage");
+  write_text(dir + "/getAuthorFeed/did:plc:x.json", "{\"feed\":[],\"cursor\":\"2024-03-21T23:36:16.378Z\"}");
+  write_text(dir + "/getAuthorFeed/did:plc:x@2024-03-21T23:36:16.378Z.json", "{\"feed\":[");
+  write_text(dir + "/getAuthorFeed/did:plc:down.status", " 503\n");
+  write_text(dir + "/getAuthorFeed/did:plc:teapot.json", "{\"error\":\"Teapot\"}");
+  write_text(dir + "/getAuthorFeed/did:plc:teapot.status", "418");
+  write_text(dir + "/getAuthorFeed/did:plc:bad.status", "many");
+  write_text(dir + "/secret.json", "{\"secret\":true}");
+  {
+    Misbehaving m({}, {}, dir);
+    httplib::Client cli("127.0.0.1", m.port);
+    const std::string profiles = "/xrpc/app.bsky.actor.getProfiles";
+    const std::string feed = "/xrpc/app.bsky.feed.getAuthorFeed";
+    auto get_ok = [&](const std::string& path, const httplib::Params& params) {
+      auto r = cli.Get(path, params, httplib::Headers{});
+      REQUIRE(r);
+      return r;
+    };
+    httplib::Params two{{"actors", "did:plc:x"}, {"actors", "did:plc:y"}};
+    auto r = get_ok(profiles, two);
+    CHECK(r->status == 200);
+    CHECK(r->body == invalid_utf8);
+    CHECK(!r->get_header_value("RateLimit-Reset").empty());
+    CHECK(get_ok(profiles, {{"actors", "did:plc:y"}})->body == "{\"profiles\":[]} trailing garbage");
+
+    r = get_ok(feed, {{"actor", "did:plc:x"}, {"limit", "100"}});
+    CHECK(r->status == 200);
+    CHECK(r->body == "{\"feed\":[],\"cursor\":\"2024-03-21T23:36:16.378Z\"}");
+    r = get_ok(feed, {{"actor", "did:plc:x"}, {"cursor", "2024-03-21T23:36:16.378Z"}});  // sent %-encoded
+    CHECK(r->status == 200);
+    CHECK(r->body == "{\"feed\":[");
+    r = get_ok(feed, {{"actor", "did:plc:down"}});
+    CHECK(r->status == 503);
+    CHECK(r->body.empty());
+    r = get_ok(feed, {{"actor", "did:plc:teapot"}});
+    CHECK(r->status == 418);
+    CHECK(r->body == "{\"error\":\"Teapot\"}");
+    CHECK(get_ok(feed, {{"actor", "did:plc:bad"}})->status == 500);
+    for (const char* actor : {"did:plc:nobody", "../secret", "..", ".hidden", "a/b"}) {
+      INFO(actor);
+      r = get_ok(feed, {{"actor", actor}});
+      CHECK(r->status == 400);
+      CHECK(r->body == R"({"error":"InvalidRequest","message":"Profile not found"})");
+    }
+    r = get_ok(feed, {{"actor", "did:plc:x"}, {"cursor", "../../secret"}});
+    CHECK(r->status == 400);
+  }
+  std::filesystem::remove(dir + "/getProfiles/default.json");
+  Misbehaving m({}, {}, dir);
+  httplib::Client cli("127.0.0.1", m.port);
+  auto r = cli.Get("/xrpc/app.bsky.actor.getProfiles?actors=did%3Aplc%3Ay");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->body == R"({"profiles":[]})");
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("the HTTP server: Connection: close, HTTP/1.0, malformed requests, prompt stop", "[fake][http]") {
+  Served s;
+  {
+    httplib::Client cli("127.0.0.1", s.port);
+    cli.set_keep_alive(false);  // sends Connection: close
+    for (int i = 0; i < 3; ++i) CHECK(cli.Get("/_fake/health")->status == 200);
+  }
+  CHECK(s.app.stats().connections_opened == 3);
+  // Raw bytes: HTTP/1.0 closes after one answer; garbage gets 400 and a close.
+  auto raw = [&](const std::string& request) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(s.port));
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size()));
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<std::size_t>(n));  // until close
+    ::close(fd);
+    return out;
+  };
+  const std::string ok = raw("GET /_fake/health HTTP/1.0\r\n\r\n");
+  CHECK_THAT(ok, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
+  CHECK_THAT(ok, Catch::Contains("Connection: close"));
+  CHECK_THAT(raw("NONSENSE\r\n\r\n"), Catch::StartsWith("HTTP/1.1 400 "));
+  // Two pipelined requests, the second closing: both answered in order.
+  const std::string two = raw("GET /_fake/health HTTP/1.1\r\nHost: x\r\n\r\nGET /_fake/day HTTP/1.1\r\nConnection: close\r\n\r\n");
+  CHECK(two.find("HTTP/1.1 200") != two.rfind("HTTP/1.1 200"));
+  // An idle keep-alive connection does not hold up stop().
+  httplib::Client idle("127.0.0.1", s.port);
+  idle.set_keep_alive(true);
+  CHECK(idle.Get("/_fake/health")->status == 200);
+  const auto start = std::chrono::steady_clock::now();
+  s.http->stop();
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1500));
 }

@@ -1,13 +1,16 @@
-// Request handling and JSON rendering for the fake AppView, and its cpp-httplib binding.
-// Response shapes follow the real captures in tests/fixtures/bsky (key order included).
+// Request handling and JSON rendering for the fake AppView: the dataset's endpoints, the served
+// files mode, the rate-limit window, control endpoints and counters. Response shapes follow the
+// real captures in tests/fixtures/bsky (key order included).
 #include "server.hpp"
 
-#include <httplib.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
-#include <ctime>
+#include <fstream>
+#include <iterator>
+#include <optional>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -226,8 +229,63 @@ Response xrpc_error(int status, const std::string& error, const std::string& mes
   return r;
 }
 
+namespace {
+
+std::int64_t epoch_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Precise wall-clock seconds. time() may read a coarse clock a few milliseconds behind, which
+// would put a request that a client timed to the window's reset into the window before it.
+std::int64_t epoch_s() { return epoch_ms() / 1000; }
+
+Endpoint endpoint_of(const std::string& path) {
+  if (path == kGetProfiles) return Endpoint::get_profiles;
+  if (path == kGetAuthorFeed) return Endpoint::get_author_feed;
+  return Endpoint::other;
+}
+
+const char* const kEndpointNames[kEndpoints] = {"getProfiles", "getAuthorFeed", "other"};
+const char* const kFaultNames[kFaultKinds] = {"http_429", "http_5xx", "truncated", "cut", "dropped", "slow"};
+
+// A file name taken from a request must stay a plain name inside its directory.
+bool safe_name(const std::string& s) {
+  return !s.empty() && s[0] != '.' && s.find('/') == std::string::npos && s.find('\0') == std::string::npos;
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return std::nullopt;
+  std::string out((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (f.bad()) return std::nullopt;
+  return out;
+}
+
+// <base>.json and <base>.status as one response; nullopt when neither exists.
+std::optional<Response> file_response(const std::string& base) {
+  auto body = read_file(base + ".json");
+  auto status_text = read_file(base + ".status");
+  if (!body && !status_text) return std::nullopt;
+  Response r;
+  if (body) r.body = std::move(*body);
+  if (status_text) {
+    long long code = 0;
+    std::string t = *status_text;
+    while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
+    std::size_t b = 0;
+    while (b < t.size() && std::isspace(static_cast<unsigned char>(t[b]))) ++b;
+    if (!parse_int(t.substr(b), code) || code < 100 || code > 599)
+      return xrpc_error(500, "InternalServerError", base + ".status does not hold a status code 100..599");
+    r.status = static_cast<int>(code);
+  }
+  return r;
+}
+
+}  // namespace
+
 AppView::AppView(const DatasetParams& params, int day, RateLimitOptions rate)
-    : dataset_(params), day_(day), rate_(rate), window_start_s_(static_cast<std::int64_t>(std::time(nullptr))) {
+    : dataset_(params), day_(day), rate_(rate), window_start_s_(epoch_s()) {
   if (day < 0 || day > Dataset::kMaxDay) throw std::out_of_range("day must be 0.." + std::to_string(Dataset::kMaxDay));
   if (rate_.limit < 1 || rate_.window_s < 1) throw std::invalid_argument("rate limit and window must be positive");
 }
@@ -237,73 +295,163 @@ void AppView::set_day(int day) {
   day_.store(day);
 }
 
-void AppView::request_began() {
+void AppView::serve_files(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (dir.empty()) throw std::invalid_argument("serve_files: empty directory name");
+  files_dir_ = std::move(dir);
+}
+
+void AppView::request_began(const std::string& path) {
+  const auto e = static_cast<int>(endpoint_of(path));
+  ++n_requests_[e];
+  const std::int64_t now_ms = epoch_ms();
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    if (first_ms_[e] == 0) first_ms_[e] = now_ms;
+    last_ms_[e] = std::max(last_ms_[e], now_ms);
+  }
   const auto now = static_cast<std::uint64_t>(++in_flight_);
   std::uint64_t seen = max_in_flight_.load();
   while (now > seen && !max_in_flight_.compare_exchange_weak(seen, now)) {
   }
 }
 
+void AppView::request_ended(int status) {
+  --in_flight_;
+  if (status <= 0) return;
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  ++statuses_[status];
+}
+
 Stats AppView::stats() const {
   Stats s;
-  s.get_profiles = n_profiles_.load();
-  s.get_author_feed = n_feed_.load();
-  s.other = n_other_.load();
+  s.get_profiles = n_requests_[0].load();
+  s.get_author_feed = n_requests_[1].load();
+  s.other = n_requests_[2].load();
   s.connections_opened = connections_.load();
   s.max_in_flight = max_in_flight_.load();
   s.in_flight = static_cast<std::uint64_t>(std::max<std::int64_t>(0, in_flight_.load()));
+  for (int i = 0; i < kFaultKinds; ++i) s.faults[i] = faults_[i].load();
+  s.rate_limited = rate_limited_.load();
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  s.statuses = statuses_;
+  for (int i = 0; i < kEndpoints; ++i) {
+    s.first_ms[i] = first_ms_[i];
+    s.last_ms[i] = last_ms_[i];
+  }
   return s;
 }
 
+std::string AppView::stats_json() const {
+  const Stats s = stats();
+  std::string body;
+  JsonWriter w(body);
+  w.begin_object().key("requests").begin_object();
+  w.field("getProfiles", static_cast<std::int64_t>(s.get_profiles));
+  w.field("getAuthorFeed", static_cast<std::int64_t>(s.get_author_feed));
+  w.field("other", static_cast<std::int64_t>(s.other));
+  w.end_object();
+  w.field("connections_opened", static_cast<std::int64_t>(s.connections_opened));
+  w.field("max_in_flight", static_cast<std::int64_t>(s.max_in_flight));
+  w.field("in_flight", static_cast<std::int64_t>(s.in_flight));
+  w.field("day", day_.load());
+  w.key("statuses").begin_object();
+  for (const auto& [status, n] : s.statuses) w.field(std::to_string(status), static_cast<std::int64_t>(n));
+  w.end_object();
+  w.field("http_429", static_cast<std::int64_t>(s.http_429()));
+  w.field("rate_limited", static_cast<std::int64_t>(s.rate_limited));
+  w.key("faults").begin_object();
+  for (int i = 0; i < kFaultKinds; ++i) w.field(kFaultNames[i], static_cast<std::int64_t>(s.faults[i]));
+  w.end_object();
+  w.key("arrivals").begin_object();
+  for (int i = 0; i < kEndpoints; ++i) {
+    w.key(kEndpointNames[i]).begin_object();
+    w.field("first_ms", s.first_ms[i]).field("last_ms", s.last_ms[i]);
+    w.end_object();
+  }
+  w.end_object();
+  w.end_object();
+  return body;
+}
+
 void AppView::reset_stats() {
-  n_profiles_ = 0;
-  n_feed_ = 0;
-  n_other_ = 0;
+  for (auto& n : n_requests_) n = 0;
   connections_ = 0;
   max_in_flight_ = static_cast<std::uint64_t>(std::max<std::int64_t>(0, in_flight_.load()));
+  for (auto& n : faults_) n = 0;
+  rate_limited_ = 0;
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  statuses_.clear();
+  for (int i = 0; i < kEndpoints; ++i) first_ms_[i] = last_ms_[i] = 0;
+}
+
+bool AppView::take_rate_slot(std::int64_t& remaining, std::int64_t& reset) {
+  const std::int64_t now = epoch_s();
+  std::lock_guard<std::mutex> lock(rate_mu_);
+  if (now >= window_start_s_ + rate_.window_s) {
+    window_start_s_ += (now - window_start_s_) / rate_.window_s * rate_.window_s;
+    window_count_ = 0;
+  }
+  reset = window_start_s_ + rate_.window_s;
+  // A refused request does not use up the window, as on the real service: it did no work.
+  if (rate_.enforce && window_count_ >= rate_.limit) {
+    remaining = 0;
+    return false;
+  }
+  ++window_count_;
+  remaining = std::max<std::int64_t>(0, rate_.limit - window_count_);
+  return true;
 }
 
 Response AppView::handle(const Request& req) {
   if (starts_with(req.path, "/_fake/")) return control(req);
-  const int day = day_.load();
+  if (!starts_with(req.path, "/xrpc/")) return xrpc_error(404, "NotFound", "Not Found");
+  std::int64_t remaining = 0, reset = 0;
+  const bool allowed = take_rate_slot(remaining, reset);
   Response res;
-  try {
-    if (req.path == kGetProfiles) {
-      ++n_profiles_;
-      res = get_profiles(req, day);
-    } else if (req.path == kGetAuthorFeed) {
-      ++n_feed_;
-      res = get_author_feed(req, day);
-    } else {
-      ++n_other_;
-      res = starts_with(req.path, "/xrpc/") ? xrpc_error(501, "MethodNotImplemented", "Method Not Implemented")
-                                            : xrpc_error(404, "NotFound", "Not Found");
+  if (!allowed) {
+    ++rate_limited_;
+    res = xrpc_error(429, "RateLimitExceeded", "Rate Limit Exceeded");
+    res.headers.emplace_back("Retry-After", std::to_string(std::max<std::int64_t>(1, reset - epoch_s())));
+  } else {
+    const int day = day_.load();
+    try {
+      if (req.path == kGetProfiles) {
+        res = files_dir_.empty() ? get_profiles(req, day) : file_get_profiles(req);
+      } else if (req.path == kGetAuthorFeed) {
+        res = files_dir_.empty() ? get_author_feed(req, day) : file_get_author_feed(req);
+      } else {
+        res = xrpc_error(501, "MethodNotImplemented", "Method Not Implemented");
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("{} failed: {}", req.path, e.what());
+      res = xrpc_error(500, "InternalServerError", "Internal Server Error");
     }
-  } catch (const std::exception& e) {
-    spdlog::error("{} failed: {}", req.path, e.what());
-    res = xrpc_error(500, "InternalServerError", "Internal Server Error");
-  }
-  if (starts_with(req.path, "/xrpc/")) add_rate_limit_headers(res);
-  return res;
-}
-
-void AppView::add_rate_limit_headers(Response& res) {
-  const auto now = static_cast<std::int64_t>(std::time(nullptr));
-  std::int64_t remaining, reset;
-  {
-    std::lock_guard<std::mutex> lock(rate_mu_);
-    if (now >= window_start_s_ + rate_.window_s) {
-      window_start_s_ += (now - window_start_s_) / rate_.window_s * rate_.window_s;
-      window_count_ = 0;
-    }
-    ++window_count_;
-    remaining = std::max<std::int64_t>(0, rate_.limit - window_count_);
-    reset = window_start_s_ + rate_.window_s;
   }
   res.headers.emplace_back("RateLimit-Limit", std::to_string(rate_.limit));
   res.headers.emplace_back("RateLimit-Remaining", std::to_string(remaining));
   res.headers.emplace_back("RateLimit-Reset", std::to_string(reset));
   res.headers.emplace_back("RateLimit-Policy", std::to_string(rate_.limit) + ";w=" + std::to_string(rate_.window_s));
+  return res;
+}
+
+Response AppView::file_get_profiles(const Request& req) {
+  const std::string dir = files_dir_ + "/getProfiles/";
+  const std::vector<std::string> actors = req.all("actors");
+  if (!actors.empty() && safe_name(actors.front()))
+    if (auto r = file_response(dir + actors.front())) return std::move(*r);
+  if (auto r = file_response(dir + "default")) return std::move(*r);
+  return json_response(R"({"profiles":[]})");
+}
+
+Response AppView::file_get_author_feed(const Request& req) {
+  const std::string actor = req.get("actor");
+  const std::string cursor = req.get("cursor");
+  std::string name = actor;
+  if (!cursor.empty()) name += "@" + cursor;
+  if (safe_name(actor) && safe_name(name))
+    if (auto r = file_response(files_dir_ + "/getAuthorFeed/" + name)) return std::move(*r);
+  return xrpc_error(400, "InvalidRequest", "Profile not found");
 }
 
 Response AppView::get_profiles(const Request& req, int day) {
@@ -405,22 +553,7 @@ Response AppView::control(const Request& req) {
     spdlog::debug("day switched to {}", d);
     return day_body(static_cast<int>(d));
   }
-  if (req.path == "/_fake/stats") {
-    const Stats s = stats();
-    std::string body;
-    JsonWriter w(body);
-    w.begin_object().key("requests").begin_object();
-    w.field("getProfiles", static_cast<std::int64_t>(s.get_profiles));
-    w.field("getAuthorFeed", static_cast<std::int64_t>(s.get_author_feed));
-    w.field("other", static_cast<std::int64_t>(s.other));
-    w.end_object();
-    w.field("connections_opened", static_cast<std::int64_t>(s.connections_opened));
-    w.field("max_in_flight", static_cast<std::int64_t>(s.max_in_flight));
-    w.field("in_flight", static_cast<std::int64_t>(s.in_flight));
-    w.field("day", day);
-    w.end_object();
-    return json_response(std::move(body));
-  }
+  if (req.path == "/_fake/stats") return json_response(stats_json());
   if (req.path == "/_fake/stats/reset" && req.method == "POST") {
     reset_stats();
     return day_body(day);
@@ -438,87 +571,6 @@ Handler with_latency(Handler inner, std::chrono::milliseconds delay) {
 
 bool is_loopback_host(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost";
-}
-
-namespace {
-// httplib hands each accepted connection to the task queue once, so counting enqueues counts
-// connections without touching sockets.
-class CountingPool : public httplib::TaskQueue {
- public:
-  CountingPool(std::size_t threads, AppView& app) : pool_(threads), app_(app) {}
-  void enqueue(std::function<void()> fn) override {
-    app_.connection_opened();
-    pool_.enqueue(std::move(fn));
-  }
-  void shutdown() override { pool_.shutdown(); }
-
- private:
-  httplib::ThreadPool pool_;
-  AppView& app_;
-};
-}  // namespace
-
-HttpServer::HttpServer(AppView& app, Handler handler, ServerOptions options)
-    : app_(app), handler_(std::move(handler)), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
-  if (options_.threads < 1) throw std::invalid_argument("threads must be at least 1");
-  const auto threads = static_cast<std::size_t>(options_.threads);
-  server_->new_task_queue = [this, threads] { return new CountingPool(threads, app_); };
-  server_->set_keep_alive_max_count(1'000'000);
-  server_->set_keep_alive_timeout(options_.keep_alive_s);
-  server_->set_pre_routing_handler([this](const httplib::Request& hreq, httplib::Response& hres) {
-    Request req;
-    req.method = hreq.method;
-    req.path = hreq.path;
-    req.params.insert(hreq.params.begin(), hreq.params.end());
-    const bool counted = starts_with(req.path, "/xrpc/");
-    if (counted) app_.request_began();
-    Response res;
-    try {
-      res = handler_(req);
-    } catch (const std::exception& e) {
-      spdlog::error("{} failed: {}", req.path, e.what());
-      res = xrpc_error(500, "InternalServerError", "Internal Server Error");
-    }
-    if (counted) app_.request_ended();
-    hres.status = res.status;
-    for (const auto& [name, value] : res.headers) hres.set_header(name.c_str(), value);
-    hres.set_content(res.body, res.content_type.c_str());
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  if (options_.verbose)
-    server_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
-      spdlog::info("{} {} -> {} ({} bytes)", req.method, req.target, res.status, res.body.size());
-    });
-}
-
-HttpServer::~HttpServer() { stop(); }
-
-int HttpServer::bind() {
-  if (!is_loopback_host(options_.host))
-    throw std::runtime_error("refusing to listen on " + options_.host + ": only 127.0.0.1, ::1 or localhost");
-  if (options_.port == 0) {
-    port_ = server_->bind_to_any_port(options_.host);
-  } else {
-    port_ = server_->bind_to_port(options_.host, options_.port) ? options_.port : -1;
-  }
-  if (port_ <= 0)
-    throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(options_.port));
-  return port_;
-}
-
-bool HttpServer::run() { return server_->listen_after_bind(); }
-
-int HttpServer::start() {
-  const int port = bind();
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  // stop() only works once the accept loop runs; wait for it so start()+stop() cannot hang.
-  while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  return port;
-}
-
-void HttpServer::stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace ds::fake

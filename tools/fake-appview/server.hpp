@@ -1,10 +1,12 @@
-// The fake AppView's HTTP side: request handling as one plain function (AppView::handle) and a
-// cpp-httplib binding that serves it on loopback, with counters for tests and benchmarks.
+// The fake AppView's HTTP side: request handling as one plain function (AppView::handle), a fault
+// layer that wraps it, and a small HTTP/1.1 server of our own that serves it on loopback.
 #pragma once
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,10 +16,6 @@
 #include <vector>
 
 #include "dataset.hpp"
-
-namespace httplib {
-class Server;
-}
 
 namespace ds::fake {
 
@@ -36,26 +34,34 @@ namespace ds::fake {
 //   Other /xrpc/ methods: 501 MethodNotImplemented. Other paths: 404.
 //   Every /xrpc/ answer carries RateLimit-Limit, -Remaining, -Reset (absolute epoch seconds) and
 //   -Policy ("3000;w=300"), counted over fixed windows starting when the AppView was created.
-//   The limit is only advertised, never enforced.
+//   With RateLimitOptions::enforce a request over the limit gets 429 RateLimitExceeded with
+//   Remaining 0 and Retry-After (seconds to Reset) instead of an answer, as the real service does.
 //
-// Control (never counted, never delayed):
+// Serving files instead (AppView::serve_files(DIR), for hostile-payload tests): the two methods
+// answer byte for byte from
+//   DIR/getProfiles/<first actor>.json, else DIR/getProfiles/default.json, else {"profiles":[]}
+//   DIR/getAuthorFeed/<actor>.json (no cursor) or DIR/getAuthorFeed/<actor>@<cursor>.json,
+//   else 400 InvalidRequest "Profile not found".
+// A sibling <name>.status file (a number 100..599) sets the status; with only the .status file
+// the body is empty. Names holding '/', NUL or starting with '.' are never looked up (treated as
+// missing), so a request cannot read outside DIR. Parameters are not otherwise validated.
+//
+// Control (never counted, never delayed, never faulted):
 //   GET  /_fake/health          200 {"ok":true,"day":N}
 //   POST /_fake/day?day=N       switches the day the answers come from, without a restart
-//   GET  /_fake/stats           {"requests":{"getProfiles":n,"getAuthorFeed":n,"other":n},
-//                                "connections_opened":n,"max_in_flight":n,"in_flight":n,"day":d}
+//   GET  /_fake/stats           counters, see AppView::stats_json (documented in README.md)
 //   POST /_fake/stats/reset     zeroes the counters
-// connections_opened counts TCP connections the server accepted (one per task handed to the
-// worker pool); max_in_flight is the most /xrpc/ requests being handled at once. Both are exact
-// for this server but say nothing about connections a client opened and never used.
+// connections_opened counts TCP connections the server accepted; max_in_flight is the most
+// /xrpc/ requests being handled at once.
 //
-// Misbehaviour (429s, 5xx, slow or truncated bodies, dropped connections, an enforced rate
-// limit) belongs in a Handler that wraps AppView::handle the way with_latency does; a Response
-// can already carry any status, headers and body.
+// Misbehaviour (429s, 5xx, slow, truncated or cut bodies, dropped connections) is with_faults(),
+// a Handler wrapping AppView::handle the way with_latency does. A Response can carry any status,
+// headers and body, and `delivery` asks the HTTP layer to break the connection.
 // ---------------------------------------------------------------------------------------------
 
 struct Request {
   std::string method;  // "GET", "POST", ...
-  std::string path;    // without the query string
+  std::string path;    // without the query string, percent-decoded
   std::multimap<std::string, std::string> params;  // query parameters, repeated keys kept in order
 
   bool has(const std::string& key) const { return params.count(key) > 0; }
@@ -64,10 +70,15 @@ struct Request {
 };
 
 struct Response {
+  // How the HTTP layer sends it. `cut`: headers announce the whole body, half of it is sent and
+  // the connection closed (the client sees a transfer error). `drop`: the connection is closed
+  // without a byte of response.
+  enum class Delivery { normal, cut, drop };
   int status = 200;
   std::string body;
   std::string content_type = "application/json; charset=utf-8";
   std::vector<std::pair<std::string, std::string>> headers;
+  Delivery delivery = Delivery::normal;
 };
 
 using Handler = std::function<Response(const Request&)>;
@@ -75,11 +86,43 @@ using Handler = std::function<Response(const Request&)>;
 struct RateLimitOptions {
   int limit = 3000;      // RateLimit-Limit
   int window_s = 300;    // the window of RateLimit-Policy and RateLimit-Reset
+  bool enforce = false;  // over the limit: 429 instead of an answer
 };
 
+// Injected misbehaviour of /xrpc/ requests. Each probability is per request; the kinds exclude
+// each other except `slow`, which is drawn on its own and delays whatever answer follows.
+struct FaultOptions {
+  std::uint64_t seed = 1;
+  double p_429 = 0;        // 429 RateLimitExceeded, RateLimit-Remaining 0, Reset and Retry-After
+  double p_5xx = 0;        // 500, 502 or 503 (a third each)
+  double p_truncated = 0;  // a 200 answer's body cut in half, Content-Length matching: valid HTTP, bad JSON
+  double p_cut = 0;        // the connection closes halfway through the announced body
+  double p_drop = 0;       // the connection closes before any response
+  double p_slow = 0;       // the answer comes slow_ms late
+  int slow_ms = 3000;
+  int retry_after_s = 2;   // injected 429s: Retry-After and RateLimit-Reset this far ahead
+  bool any() const { return p_429 > 0 || p_5xx > 0 || p_truncated > 0 || p_cut > 0 || p_drop > 0 || p_slow > 0; }
+};
+
+enum class Fault { http_429, http_5xx, truncated, cut, dropped, slow };
+constexpr int kFaultKinds = 6;
+
+enum class Endpoint { get_profiles, get_author_feed, other };
+constexpr int kEndpoints = 3;
+
 struct Stats {
-  std::uint64_t get_profiles = 0, get_author_feed = 0, other = 0;
+  std::uint64_t get_profiles = 0, get_author_feed = 0, other = 0;  // /xrpc/ requests received
   std::uint64_t connections_opened = 0, max_in_flight = 0, in_flight = 0;
+  std::map<int, std::uint64_t> statuses;    // /xrpc/ responses sent, by status (dropped: none)
+  std::uint64_t faults[kFaultKinds] = {};   // injected, by Fault
+  std::uint64_t rate_limited = 0;           // 429s from the enforced limit
+  // Arrival of the first and the latest /xrpc/ request per Endpoint, epoch milliseconds (0: none),
+  // so a test can compute the request rate the server saw.
+  std::int64_t first_ms[kEndpoints] = {}, last_ms[kEndpoints] = {};
+  std::uint64_t http_429() const {
+    auto it = statuses.find(429);
+    return it == statuses.end() ? 0 : it->second;
+  }
 };
 
 class AppView {
@@ -89,32 +132,48 @@ class AppView {
   // Every endpoint above. Thread-safe; reads the day once per request.
   Response handle(const Request& req);
 
+  // From now on /xrpc/ methods answer from files under `dir` (see above) instead of the dataset.
+  void serve_files(std::string dir);
+
   int day() const { return day_.load(); }
   void set_day(int day);  // throws std::out_of_range outside 0..Dataset::kMaxDay
   const Dataset& dataset() const { return dataset_; }
+  const RateLimitOptions& rate_limit() const { return rate_; }
 
-  // Fed by the HTTP layer.
+  // Fed by the HTTP layer and the fault layer.
   void connection_opened() { ++connections_; }
-  void request_began();
-  void request_ended() { --in_flight_; }
+  void request_began(const std::string& path);  // an /xrpc/ request arrived
+  void request_ended(int status);               // its response went out (0: dropped)
+  void fault_injected(Fault f) { ++faults_[static_cast<int>(f)]; }
   Stats stats() const;
+  std::string stats_json() const;
   void reset_stats();
 
  private:
   Response get_profiles(const Request& req, int day);
   Response get_author_feed(const Request& req, int day);
+  Response file_get_profiles(const Request& req);
+  Response file_get_author_feed(const Request& req);
   Response control(const Request& req);
-  void add_rate_limit_headers(Response& res);
+  // Counts the request in the current rate window and says what the RateLimit headers carry;
+  // false (not counted) when an enforced limit is used up.
+  bool take_rate_slot(std::int64_t& remaining, std::int64_t& reset);
 
   Dataset dataset_;
   std::atomic<int> day_;
   RateLimitOptions rate_;
+  std::string files_dir_;  // non-empty: serve files
   std::mutex rate_mu_;
   std::int64_t window_start_s_;
   std::int64_t window_count_ = 0;
-  std::atomic<std::uint64_t> n_profiles_{0}, n_feed_{0}, n_other_{0};
+  std::atomic<std::uint64_t> n_requests_[kEndpoints] = {};
   std::atomic<std::uint64_t> connections_{0}, max_in_flight_{0};
   std::atomic<std::int64_t> in_flight_{0};
+  std::atomic<std::uint64_t> faults_[kFaultKinds] = {};
+  std::atomic<std::uint64_t> rate_limited_{0};
+  mutable std::mutex stats_mu_;
+  std::map<int, std::uint64_t> statuses_;
+  std::int64_t first_ms_[kEndpoints] = {}, last_ms_[kEndpoints] = {};
 };
 
 // An error body the way the AppView writes them: {"error":...,"message":...}.
@@ -123,17 +182,25 @@ Response xrpc_error(int status, const std::string& error, const std::string& mes
 // Adds a fixed delay before /xrpc/ requests reach `inner` (simulated network and server time).
 Handler with_latency(Handler inner, std::chrono::milliseconds delay);
 
+// Misbehaves on /xrpc/ requests per `options`, reporting each injected fault to `app`. Decisions
+// are a hash of (seed, the request's method, path and query, and how many times this same request
+// arrived before), so they do not depend on the order concurrent requests arrive in: the same
+// client run against the same seed meets the same faults, and a retry draws afresh.
+Handler with_faults(Handler inner, FaultOptions options, AppView& app);
+
 struct ServerOptions {
   std::string host = "127.0.0.1";  // loopback only: 127.0.0.1, ::1 or localhost
   int port = 0;                    // 0: any free port
-  int threads = 64;                // worker threads = connections served at once
+  int threads = 512;               // connections served at once (one thread each)
   int keep_alive_s = 90;           // idle keep-alive timeout, as the real service
   bool verbose = false;            // log every request (spdlog, stderr)
 };
 
 bool is_loopback_host(const std::string& host);
 
-// Serves a Handler over HTTP/1.1 with keep-alive. The AppView receives the connection and
+// Serves a Handler over HTTP/1.1 with keep-alive, one thread per connection (so latency and slow
+// answers hold only their own connection). TCP_NODELAY is set: without it Nagle and delayed ACKs
+// add 40 ms to answers on reused connections. The AppView receives the connection, request and
 // in-flight counts.
 class HttpServer {
  public:
@@ -149,17 +216,26 @@ class HttpServer {
   bool run();
   // bind() and run() on a background thread; returns the port.
   int start();
-  // Stops accepting and waits for the background thread. Idle keep-alive connections are
-  // served until their client closes them or keep_alive_s passes.
+  // Stops accepting, closes every connection (idle or not) and waits for their threads.
   void stop();
 
  private:
+  struct Connection;
+  void serve(Connection* c);
+  void reap_finished();
+
   AppView& app_;
   Handler handler_;
   ServerOptions options_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  int listen_fd_ = -1;
+  int wake_fd_[2] = {-1, -1};  // a pipe: stop() writes to end the accept loop
   int port_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::list<std::unique_ptr<Connection>> connections_;
+  int active_ = 0;
+  std::thread thread_;
 };
 
 }  // namespace ds::fake
