@@ -502,6 +502,9 @@ void add_http_flags(CLI::App& app, HttpFlags& f) {
   app.add_option("--max-attempts", f.max_attempts,
                  "Attempts per request, first included (env HTTP_MAX_ATTEMPTS; default 4)");
   app.add_option("--timeout", f.timeout_s, "Seconds per attempt (env HTTP_TIMEOUT_S; default 30)");
+  app.add_option("--retry-backoff-ms", f.backoff_ms,
+                 "Delay before the first retry, doubled for each further one and jittered (env HTTP_RETRY_BACKOFF_MS; "
+                 "default 500)");
   app.add_flag("--insecure", f.insecure, "Do not verify TLS certificates (local test servers only)");
 }
 
@@ -516,6 +519,8 @@ HttpSettings resolve_http_settings(const HttpFlags& f) {
   s.options.max_attempts = static_cast<int>(setting_int(f.max_attempts, "HTTP_MAX_ATTEMPTS", 4, 1, 20));
   s.options.timeout_s = static_cast<double>(setting_int(f.timeout_s, "HTTP_TIMEOUT_S", 30, 1, 600));
   s.options.connect_timeout_s = std::min(10.0, s.options.timeout_s);
+  s.options.backoff_initial_s =
+      static_cast<double>(setting_int(f.backoff_ms, "HTTP_RETRY_BACKOFF_MS", 500, 1, 60000)) / 1000.0;
   s.options.insecure = f.insecure;
   return s;
 }

@@ -80,6 +80,7 @@ std::string url_encode(std::string_view s);
 //   --rate-limit    RATE_LIMIT_RPS     10    requests per second over the stage, 0 = no cap
 //   --max-attempts  HTTP_MAX_ATTEMPTS  4     per request, first included (1..20)
 //   --timeout       HTTP_TIMEOUT_S     30    seconds per attempt (1..600)
+//   --retry-backoff-ms HTTP_RETRY_BACKOFF_MS 500  delay before the first retry, doubling (1..60000)
 //   --insecure                               no TLS verification (test servers only)
 struct HttpFlags {
   std::optional<std::string> base_url;
@@ -87,6 +88,7 @@ struct HttpFlags {
   std::optional<std::int64_t> rate_limit;
   std::optional<std::int64_t> max_attempts;
   std::optional<std::int64_t> timeout_s;
+  std::optional<std::int64_t> backoff_ms;
   bool insecure = false;
 };
 void add_http_flags(CLI::App& app, HttpFlags& flags);
