@@ -158,10 +158,11 @@ HttpVerdict FeedFetcher::on_page(Job& job, HttpResult& r) {
     return HttpVerdict::done;
   }
   if (since) {
-    // The cursor is the sort time of the page's last item; everything after it is older. It is
+    // The cursor is the sort time of the page's last item and the next page holds only items
+    // strictly older, so a cursor at or before `since` means nothing more is in the window. It is
     // opaque by contract, so when it is not a timestamp fall back to the page's own posts.
     const auto cursor_time = parse_timestamp(*page.cursor);
-    const bool past_window = cursor_time ? *cursor_time < *since
+    const bool past_window = cursor_time ? *cursor_time <= *since
                                          : (!page.posts.empty() && page.posts.back().sort_at < *since);
     if (past_window) {
       finish(job, FeedStatus::complete, std::nullopt);

@@ -1,5 +1,5 @@
-// Tests for ds-fetch-feeds' logic against a fake getAuthorFeed on 127.0.0.1 (cpp-httplib):
-// paging, window stop, reposts, gone/503/cap/looping cursors, and the output ordering contract.
+// Tests for ds-fetch-feeds' logic against a fake getAuthorFeed on 127.0.0.1 (cpp-httplib) and the
+// fake AppView: paging, window stop and economy, reposts, gone/503/cap/looping cursors, ordering.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -23,6 +23,7 @@
 #include "ds/record_input.hpp"
 #include "ds/records.hpp"
 #include "feed_fetcher.hpp"
+#include "server.hpp"
 
 namespace {
 
@@ -577,4 +578,96 @@ TEST_CASE("fetch-feeds: health check", "[fetch_feeds]") {
     const std::string msg = ds::feeds::health_check(http, "http://127.0.0.1:9", "bsky.app");
     CHECK_THAT(msg, Catch::StartsWith("API health check failed: http://127.0.0.1:9/xrpc/app.bsky.feed.getAuthorFeed"));
   }
+}
+
+// Economy: the page whose cursor sits exactly on `since` is the last one asked for, since the
+// next page would hold only strictly older items.
+TEST_CASE("fetch-feeds: a cursor exactly at the window start ends the paging", "[fetch_feeds]") {
+  FakeAppView fake;
+  fake.actors["did:plc:edge"].items = history("did:plc:edge", 300);
+  fake.start();
+  // Page 1 holds hours 0..99; its cursor is item 99's sort time, base_time - 99 h.
+  const Run run = run_stage(user_line("did:plc:edge", base_time - 99 * hour), options_for(fake));
+  CHECK(run.rc == ds::exit_code::ok);
+  CHECK(run.user("did:plc:edge").status == "complete");
+  CHECK(run.user("did:plc:edge").posts == 100);
+  CHECK(run.user("did:plc:edge").pages == 1);
+  CHECK(fake.hits("did:plc:edge") == 1);
+}
+
+// Economy against the real fake AppView: over the whole dataset on day 2, each user costs exactly
+// the pages its window (or backfill) needs, computed here from the dataset's own feed index, a
+// repeated user costs nothing, and the server saw exactly the requests the stage reported.
+TEST_CASE("fetch-feeds: every dataset user is paged exactly as far as needed, no further", "[fetch_feeds]") {
+  const int day = 2;
+  ds::fake::AppView app(ds::fake::DatasetParams{}, day);
+  ds::fake::ServerOptions so;
+  so.keep_alive_s = 2;
+  ds::fake::HttpServer server(app, [&](const ds::fake::Request& r) { return app.handle(r); }, so);
+  const int port = server.start();
+  const ds::fake::Dataset& data = app.dataset();
+  const Micros now = data.now_of_day(day);
+  const Micros since = now - 7 * ds::micros_per_day;
+  const auto floor_ms = [](Micros t) { return (t / 1000 - (t % 1000 < 0 ? 1 : 0)) * 1000; };
+
+  std::string input;
+  std::map<std::string, std::int64_t> expected_pages;
+  std::int64_t expected_requests = 0;
+  for (int u = 0; u < data.registered_count(); ++u) {
+    const auto& user = data.users()[static_cast<std::size_t>(u)];
+    // Every third account is a backfill, the others refresh their window.
+    const std::optional<Micros> window = u % 3 == 0 ? std::nullopt : std::optional<Micros>(since);
+    ds::UserRecord r;
+    r.did = user.did;
+    r.handle = user.handle;
+    r.as_of = now;
+    r.since = window;
+    r.profile_status = ds::ProfileStatus::ok;
+    r.profile = ds::Profile{user.handle, std::nullopt, std::nullopt, 0, 0, 0};
+    ds::encode(input, r);
+    if (u == 1) ds::encode(input, r);  // listed twice: fetched once
+    if (!data.exists(u, day)) {
+      ++expected_requests;  // one 400 "Profile not found", not retried
+      continue;
+    }
+    const auto& entries = data.feed_index(u, day)->entries;
+    std::int64_t pages = 1;
+    for (std::size_t end = 100; end < entries.size(); end += 100) {
+      // Page `pages` ends at entries[end - 1] with a cursor; a refresh stops once it is at or
+      // before the window start.
+      if (window && floor_ms(entries[end - 1].sort_at) <= *window) break;
+      ++pages;
+    }
+    expected_pages[user.did] = pages;
+    expected_requests += pages;
+  }
+  auto fo = ds::feeds::FetcherOptions{};
+  fo.base_url = "http://127.0.0.1:" + std::to_string(port);
+  fo.progress_interval_s = 1e9;
+  const Run run = run_stage(input, fo, test_http(8));
+  server.stop();
+
+  std::set<std::string> checked;
+  for (const auto& r : run.recs) {
+    if (r.type != "user" || checked.count(r.did)) continue;
+    checked.insert(r.did);
+    auto it = expected_pages.find(r.did);
+    if (it == expected_pages.end()) {
+      CHECK(r.status == "gone");
+      CHECK(r.requests == 1);
+      continue;
+    }
+    INFO(r.did);
+    CHECK(r.status == "complete");
+    CHECK(r.pages == it->second);
+    CHECK(r.requests == it->second);
+  }
+  CHECK(checked.size() == static_cast<std::size_t>(data.registered_count()));
+  CHECK(run.http.requests == expected_requests);
+  CHECK(static_cast<std::int64_t>(app.stats().get_author_feed) == expected_requests);
+  CHECK(run.end.counter("requests") == expected_requests);
+  CHECK(run.end.counter("duplicates") == 1);
+  // Reported per user: integer requests per 1000 users (the repeated record counts as a user).
+  CHECK(run.end.counter("requests_per_1000_users") == expected_requests * 1000 / (data.registered_count() + 1));
+  CHECK(expected_requests > data.registered_count());  // backfills of long histories took many pages
 }
