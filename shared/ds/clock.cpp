@@ -124,7 +124,11 @@ std::optional<Micros> parse_timestamp(std::string_view s) {
   if (second == 60) second = 59;  // a leap second cannot be stored; keep the post
   const std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   const std::int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-  return secs * micros_per_second + frac;
+  const Micros t = secs * micros_per_second + frac;
+  // An offset can carry 0001-01-01 or 9999-12-31 across the range: the UTC result must still be
+  // a year 0001..9999, or format_timestamp would write a value no stage can read back.
+  if (t < min_timestamp || t > max_timestamp) return std::nullopt;
+  return t;
 }
 
 std::string format_timestamp(Micros t) {
