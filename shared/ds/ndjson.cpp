@@ -9,15 +9,21 @@
 #include <cstring>
 #include <system_error>
 
+#include "ds/signals.hpp"
+
 namespace ds {
 namespace {
 constexpr std::size_t padding = 64;  // >= SIMDJSON_PADDING
 constexpr std::size_t chunk = 1 << 20;
+std::size_t chunk_for(std::size_t max_line) { return std::clamp<std::size_t>(max_line, 4096, chunk); }
 }  // namespace
 
+// Reads are 1 MiB for the stages (max_line 1 MiB); a reader built with a small max_line (tests,
+// fuzzing) reads in chunks of that size, so buffer refills and lines across them happen early.
 LineReader::LineReader(int fd, std::string name, std::size_t max_line)
     : fd_(fd), name_(std::move(name)), max_line_(max_line),
-      capacity_(std::max(max_line, chunk) + chunk + padding), buf_(new char[capacity_]) {
+      capacity_(std::max(max_line, chunk_for(max_line)) + chunk_for(max_line) + padding),
+      buf_(new char[capacity_]) {
   std::memset(buf_.get(), 0, capacity_);
 }
 
@@ -65,6 +71,14 @@ bool LineReader::next(Line& line) {
         continue;
       }
       line.number = ++line_no_;
+      if (at - begin_ > max_line_) {
+        // The whole over-long line fitted in the buffer (it holds max_line + one read): still
+        // over the limit, whatever the read boundaries were.
+        line.too_long = true;
+        line.text = std::string_view(buf_.get() + begin_, std::min<std::size_t>(max_line_, 256));
+        begin_ = at + 1;
+        return true;
+      }
       line.text = std::string_view(buf_.get() + begin_, at - begin_);
       // Keep padding readable after the line for simdjson: the bytes after it are the following
       // lines or the zeroed padding at the end of the buffer.
@@ -113,16 +127,28 @@ void OutputWriter::write_line(std::string_view line) {
 }
 
 void OutputWriter::flush() {
-  std::size_t off = 0;
-  while (off < buf_.size()) {
-    const ssize_t n = ::write(fd_, buf_.data() + off, buf_.size() - off);
+  if (buf_.empty()) return;
+  // A stop signal waits for this write, but only to the end of the line under way: the reader
+  // never sees half a line, and a stalled reader holds the stop up by one line at most.
+  const OutputSection section;
+  std::size_t off = 0, limit = buf_.size();
+  const auto finish_line_only = [&] {
+    if (off == 0 || buf_[off - 1] == '\n') limit = off;
+    else if (const auto nl = buf_.find('\n', off); nl != std::string::npos) limit = std::min(limit, nl + 1);
+  };
+  while (off < limit) {
+    const ssize_t n = ::write(fd_, buf_.data() + off, limit - off);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        if (stop_pending()) finish_line_only();
+        continue;
+      }
       const int e = errno;
       buf_.clear();
       throw std::system_error(e, std::generic_category(), "writing stdout");
     }
     off += static_cast<std::size_t>(n);
+    if (stop_pending()) finish_line_only();
   }
   written_ += off;
   buf_.clear();

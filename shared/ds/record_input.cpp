@@ -20,6 +20,12 @@ struct FieldError {
 
 [[noreturn]] void fail(std::string what) { throw FieldError{std::move(what)}; }
 
+// Invalid UTF-8 is named as such: "malformed JSON" would send the reader looking for a syntax error.
+std::string json_problem(simdjson::error_code err) {
+  if (err == simdjson::UTF8_ERROR) return "invalid UTF-8";
+  return std::string("malformed JSON (") + simdjson::error_message(err) + ")";
+}
+
 std::string_view get_string(value v, std::string_view field) {
   std::string_view s;
   if (v.get_string().get(s)) fail("field \"" + std::string(field) + "\" must be a string");
@@ -225,11 +231,10 @@ std::string RecordDecoder::decode(std::string_view line, std::size_t capacity, u
   try {
     simdjson::ondemand::document doc;
     if (auto err = parser_.iterate(simdjson::padded_string_view(line.data(), line.size(), capacity)).get(doc))
-      return std::string("malformed JSON (") + simdjson::error_message(err) + ")";
+      return json_problem(err);
     object o;
     if (auto err = doc.get_object().get(o)) {
-      return err == simdjson::INCORRECT_TYPE ? "not a JSON object"
-                                             : std::string("malformed JSON (") + simdjson::error_message(err) + ")";
+      return err == simdjson::INCORRECT_TYPE ? "not a JSON object" : json_problem(err);
     }
     std::string_view type;
     auto tf = o.find_field_unordered("type");
@@ -254,14 +259,18 @@ std::string RecordDecoder::decode(std::string_view line, std::size_t capacity, u
         case RecordType::end: decode_end(o, *end); break;
         case RecordType::other: break;
       }
+      // The fields were read one by one; anything after the object would otherwise go unseen.
+      if (doc.current_location().error() != simdjson::OUT_OF_BOUNDS) return "malformed JSON (text after the object)";
     } else {
-      // Lines we only forward are checked as far as an object with a string "type": the stage
-      // that consumes them validates the rest.
+      // Lines we only forward go downstream byte for byte, so they must be whole JSON: On Demand
+      // has only looked as far as "type", the DOM parser validates the rest (such lines are rare:
+      // the types a stage does not consume, and nothing in a stage's hot path).
+      if (auto err = validator_.parse(line.data(), line.size(), false).error()) return json_problem(err);
     }
   } catch (const FieldError& e) {
     return e.what;
   } catch (const simdjson::simdjson_error& e) {
-    return std::string("malformed JSON (") + e.what() + ")";
+    return json_problem(e.error());
   }
   return {};
 }
@@ -296,15 +305,18 @@ bool RecordInput::next(InputRecord& rec) {
       bad_line(line, "NUL byte in line");
       continue;
     }
-    if (line.unterminated)
-      spdlog::warn("{}:{}: last line has no newline (truncated stream?)", reader_.name(), line.number);
     rec.line_number = line.number;
     rec.raw = line.text;
-    const std::string err = decoder_.decode(line.text, line.text.size() + 64, mask_, rec, &end);
+    std::string err = decoder_.decode(line.text, line.text.size() + 64, mask_, rec, &end);
     if (!err.empty()) {
+      // One line per bad line: the missing newline is part of the same story.
+      if (line.unterminated) err += " (last line, no newline: truncated stream?)";
       bad_line(line, err);
       continue;
     }
+    if (line.unterminated)
+      spdlog::warn("{}:{}: last line has no newline (truncated stream?); it parsed and was kept",
+                   reader_.name(), line.number);
     switch (rec.type) {
       case RecordType::end:
         upstream_end_lines_.emplace_back(line.text);

@@ -44,6 +44,7 @@ class RecordDecoder {
 
  private:
   simdjson::ondemand::parser parser_;
+  simdjson::dom::parser validator_;  // full validation of the lines only forwarded
 };
 
 class RecordInput {

@@ -2,19 +2,31 @@
 // Posts and users are forwarded byte for byte; the snapshot follows its user record.
 #include "aggregator.hpp"
 
+#include <limits>
+
 #include <spdlog/spdlog.h>
 
 #include "ds/exit_codes.hpp"
 
 namespace ds::aggregate {
+namespace {
+
+// Counts are decoded as 0..2^63-1, so a hostile stream could overflow a plain sum (undefined
+// behaviour); saturate instead. ds-load clamps to the int columns anyway.
+std::int64_t add(std::int64_t a, std::int64_t b) {
+  std::int64_t r;
+  return __builtin_add_overflow(a, b, &r) ? std::numeric_limits<std::int64_t>::max() : r;
+}
+
+}  // namespace
 
 void Aggregator::add_post(const PostRecord& post) {
   Sums& s = open_[post.did];
-  s.posts += 1;
-  s.likes += post.likes;
-  s.replies += post.replies;
-  s.quotes += post.quotes;
-  s.reposts += post.reposts;
+  s.posts = add(s.posts, 1);
+  s.likes = add(s.likes, post.likes);
+  s.replies = add(s.replies, post.replies);
+  s.quotes = add(s.quotes, post.quotes);
+  s.reposts = add(s.reposts, post.reposts);
 }
 
 std::optional<SnapshotRecord> Aggregator::finish_user(const UserRecord& user) {
@@ -32,10 +44,10 @@ std::optional<SnapshotRecord> Aggregator::finish_user(const UserRecord& user) {
   s.followers = user.profile->followers;
   s.following = user.profile->following;
   s.posts = user.profile->posts;
-  s.likes = user.baseline.likes + sums.likes;
-  s.replies = user.baseline.replies + sums.replies;
-  s.quotes = user.baseline.quotes + sums.quotes;
-  s.reposts = user.baseline.reposts + sums.reposts;
+  s.likes = add(user.baseline.likes, sums.likes);
+  s.replies = add(user.baseline.replies, sums.replies);
+  s.quotes = add(user.baseline.quotes, sums.quotes);
+  s.reposts = add(user.baseline.reposts, sums.reposts);
   return s;
 }
 

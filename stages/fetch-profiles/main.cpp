@@ -11,6 +11,7 @@
 #include "ds/http.hpp"
 #include "ds/ndjson.hpp"
 #include "ds/record_input.hpp"
+#include "ds/signals.hpp"
 #include "ds/stage.hpp"
 #include "profile_fetcher.hpp"
 
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   app.add_option("--health-actor", health_actor, "Account asked about by --health (default bsky.app)");
   if (auto rc = ds::parse_command_line(app, argc, argv)) return *rc;
   if (!ds::init_program("ds-fetch-profiles", common)) return ds::exit_code::usage;
+  ds::install_stop_signals("ds-fetch-profiles");  // SIGINT/SIGTERM: exit 130, never inside a line
 
   ds::HttpSettings settings;
   try {
