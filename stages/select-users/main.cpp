@@ -13,6 +13,8 @@
 #include "ds/exit_codes.hpp"
 #include "ds/ndjson.hpp"
 #include "ds/pg.hpp"
+#include "ds/progress.hpp"
+#include "ds/shard.hpp"
 #include "ds/stage.hpp"
 #include "select-users/select_users.hpp"
 
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
       "ds-select-users: writes one `user` record per account of today's run (NDJSON on stdout),\n"
       "with its stored profile, refresh window and baseline, then an `end` record. Default: users\n"
       "with a views row in the last ACTIVE_DAYS days; skip_user accounts are never selected.\n"
+      "--shard K/N selects a stable, disjoint part of them (docs/operations.md, sharded runs).\n"
       "Exit codes: 0 ok, 1 failure, 2 usage, 5 (--health) database unreachable or not migrated.",
       "ds-select-users"};
   ds::CommonOptions common;
@@ -50,11 +53,14 @@ int main(int argc, char** argv) {
   std::optional<std::int64_t> active_days;
   std::optional<std::int64_t> days;
   bool health_check = false;
+  std::optional<std::string> shard;
   app.add_option("--db", db, "Database (conninfo string or postgresql:// URL); default DATABASE_URL, DB_*, PG*");
   auto* all_opt = app.add_flag("--all,--simple-query", all, "Every user, not only the recently viewed ones");
   app.add_option("--did", dids, "Only this account (repeatable)")->excludes(all_opt);
   app.add_option("--active-days", active_days, "Active = a views row this many days back (env ACTIVE_DAYS, default 7)");
   app.add_option("--days", days, "Refresh window in days (env TIME_RANGE_DAYS, default 7)");
+  app.add_option("--shard", shard,
+                 "Only shard K of N (0 <= K < N): users whose FNV-1a 64 hash of the DID mod N is K");
   app.add_flag("--health,--health-check", health_check, "Check the database connection and schema, then exit (0 ok, 5 not)");
   ds::add_common_options(app, common, /*with_strict=*/false);
   if (auto code = ds::parse_command_line(app, argc, argv)) return *code;
@@ -75,6 +81,13 @@ int main(int argc, char** argv) {
   opts.mode = all ? ds::select_users::Mode::all
                   : !dids.empty() ? ds::select_users::Mode::dids : ds::select_users::Mode::active;
   opts.dids = dids;
+  if (shard) {
+    opts.shard = ds::parse_shard(*shard);
+    if (!opts.shard) {
+      spdlog::error("--shard {}: expected K/N with 0 <= K < N <= {}", *shard, ds::max_shards);
+      return ds::exit_code::usage;
+    }
+  }
 
   const double started = ds::monotonic_seconds();
   try {
@@ -84,16 +97,22 @@ int main(int argc, char** argv) {
       return ds::exit_code::runtime;
     }
     ds::OutputWriter out(1);
-    const auto k = ds::select_users::select(c, opts, [&out](const ds::UserRecord& u) {
+    // The total is not known before the cursor is read; done-so-far is what a watcher can get.
+    ds::Progress progress("ds-select-users", common.quiet);
+    const auto k = ds::select_users::select(c, opts, [&out, &progress](const ds::UserRecord& u) {
       ds::encode(out.buffer(), u);
       out.record_done();
+      progress.add_users();
     });
+    progress.finish();
     const double elapsed = ds::monotonic_seconds() - started;
     ds::encode(out.buffer(), ds::select_users::end_record(k, elapsed));
     out.flush();
-    spdlog::info("selected {} users ({} backfill, {} incremental; {} skip_user, {} unknown --did) as of {} in {:.2f} s",
-                 k.users, k.backfill, k.incremental, k.skipped, k.missing, ds::format_timestamp(opts.as_of),
-                 elapsed);
+    spdlog::info("selected {} users ({} backfill, {} incremental; {} skip_user, {} unknown --did{}) as of {} in {:.2f} s",
+                 k.users, k.backfill, k.incremental, k.skipped, k.missing,
+                 opts.shard ? fmt::format("; shard {}, {} in other shards", opts.shard->label(), k.other_shards)
+                            : std::string(),
+                 ds::format_timestamp(opts.as_of), elapsed);
     return ds::exit_code::ok;
   } catch (const ds::PgError& e) {
     spdlog::error("{}", e.what());

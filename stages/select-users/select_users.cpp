@@ -87,6 +87,7 @@ void check_requested(PgConnection& c, const std::string& dids, Counters& k) {
 
 Counters select(PgConnection& c, const Options& o, const Sink& sink) {
   Counters k;
+  k.sharded = o.shard.has_value();
   const Micros since = o.as_of - o.window_days * micros_per_day;
   PgParam cutoff;  // NULL unless active
   PgParam did_list;
@@ -98,6 +99,13 @@ Counters select(PgConnection& c, const Options& o, const Sink& sink) {
     std::vector<std::string> dids = o.dids;
     std::sort(dids.begin(), dids.end());
     dids.erase(std::unique(dids.begin(), dids.end()), dids.end());
+    // Another shard's accounts are that shard's business: not looked up, not warned about here.
+    if (o.shard) {
+      const auto theirs = std::remove_if(dids.begin(), dids.end(),
+                                         [&](const std::string& d) { return !o.shard->contains(d); });
+      k.other_shards += dids.end() - theirs;
+      dids.erase(theirs, dids.end());
+    }
     did_list = array_literal(dids);
     filter = filter_dids;
   }
@@ -120,6 +128,10 @@ Counters select(PgConnection& c, const Options& o, const Sink& sink) {
     PgResult r = c.exec(fetch);
     if (r.rows() == 0) break;
     for (int i = 0; i < r.rows(); ++i) {
+      if (o.shard && !o.shard->contains(r.text(i, 0))) {
+        ++k.other_shards;
+        continue;
+      }
       if (r.text(i, 4) == "t") {
         ++k.skipped;
         continue;
@@ -156,6 +168,7 @@ EndRecord end_record(const Counters& k, double elapsed_s) {
   e.set("skipped", k.skipped);
   e.set("missing", k.missing);
   e.set("baseline_posts", k.baseline_posts);
+  if (k.sharded) e.set("other_shards", k.other_shards);
   e.elapsed_s = elapsed_s;
   return e;
 }

@@ -3,12 +3,14 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ds/clock.hpp"
 #include "ds/pg.hpp"
 #include "ds/records.hpp"
+#include "ds/shard.hpp"
 
 namespace ds::select_users {
 
@@ -25,6 +27,9 @@ struct Options {
   std::int64_t window_days = 7;       // TIME_RANGE_DAYS: since = as_of - window_days
   Micros as_of = 0;                   // the run clock (ds::now())
   int fetch_rows = 1000;              // cursor batch: memory is bounded by this, not by the users
+  // --shard K/N: only users whose DID hashes to shard K (ds/shard.hpp). Filtered here rather than
+  // in SQL so the one hash definition is the C++ one; the extra rows read cost seconds, not requests.
+  std::optional<Shard> shard;
 };
 
 struct Counters {
@@ -34,6 +39,8 @@ struct Counters {
   std::int64_t skipped = 0;         // matched the selection but skip_user = true
   std::int64_t missing = 0;         // --did accounts not in users
   std::int64_t baseline_posts = 0;  // stored posts covered by the emitted baselines
+  std::int64_t other_shards = 0;    // matched the selection but belong to another shard
+  bool sharded = false;             // the end record carries other_shards only for sharded runs
 };
 
 using Sink = std::function<void(const UserRecord&)>;
