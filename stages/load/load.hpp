@@ -88,6 +88,7 @@ struct LoadResult {
   std::string error;
   LoadStats stats;
   double wall_s = 0;
+  std::vector<EndRecord> upstream_ends;  // as read, for the metrics file (--metrics-file)
 };
 
 // The whole run: lock, run-log row, batches, final status. Never throws; every outcome is in the

@@ -9,6 +9,7 @@
 
 #include "ds/config.hpp"
 #include "ds/exit_codes.hpp"
+#include "ds/metrics.hpp"
 #include "ds/ndjson.hpp"
 #include "ds/stage.hpp"
 #include "load.hpp"
@@ -28,10 +29,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100'000'000}));
   app.add_option("--batch-seconds", batch_seconds, "Commit after this many seconds (default 5)")
       ->check(CLI::Range(0.0, 86'400.0));
-  app.add_option("--shard", shard, "Label stored in snapshot_logs.shard");
+  app.add_option("--shard", shard, "Label stored in snapshot_logs.shard; the run lock is per label");
   app.add_option("--reconnect-seconds", reconnect_seconds,
                  "After losing the database, keep trying this long to record the run as failed (default 30)")
       ->check(CLI::Range(0.0, 3'600.0));
+  std::optional<std::string> metrics_file;
+  app.add_option("--metrics-file", metrics_file,
+                 "At the end, write the run's Prometheus metrics here (env METRICS_FILE; docs/operations.md)");
   ds::add_common_options(app, common);
   if (auto code = ds::parse_command_line(app, argc, argv)) return *code;
   if (!ds::init_program("ds-load", common)) return ds::exit_code::usage;
@@ -54,6 +58,30 @@ int main(int argc, char** argv) {
     const std::string line = ds::load::summary_line(r);
     if (r.status == "completed") spdlog::info("{}", line);
     else spdlog::warn("{}", line);
+  }
+  // Success or not: the metrics file is how dashboards and alerts learn about a failed run.
+  if (const std::string path = ds::setting(metrics_file, "METRICS_FILE", ""); !path.empty()) {
+    const ds::load::StreamVerdict v = ds::load::judge_stream(r.upstream_ends, 0);
+    ds::metrics::RunReport m;
+    m.shard = o.shard;
+    m.status = r.status;
+    m.exit_code = r.exit_code;
+    m.run_id = r.run_id;
+    m.duration_s = r.wall_s;
+    m.ends = r.upstream_ends;
+    m.users_selected = v.counters.users_selected;
+    m.users_gone = v.counters.users_gone;
+    m.users_failed = v.counters.users_failed;
+    m.users_snapshotted = r.stats.snapshots_loaded();
+    m.posts_loaded = r.stats.posts_loaded();
+    m.api_requests = v.counters.api_requests;
+    m.api_retries = v.counters.api_retries;
+    const auto& s = r.stats;
+    m.load_counters = {{"records", s.records}, {"batches", s.batches}, {"users", s.users_seen},
+                       {"users_updated", s.users_updated}, {"posts", s.posts_loaded()},
+                       {"posts_inserted", s.posts_inserted}, {"posts_updated", s.posts_updated},
+                       {"posts_deleted", s.posts_deleted}, {"snapshots", s.snapshots_loaded()}};
+    ds::metrics::write_run_metrics(path, std::move(m), o.db);
   }
   return r.exit_code;
 }

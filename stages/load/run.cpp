@@ -18,6 +18,7 @@
 #include "ds/exit_codes.hpp"
 #include "ds/pg.hpp"
 #include "ds/record_input.hpp"
+#include "ds/shard.hpp"
 #include "load.hpp"
 
 namespace ds::load {
@@ -39,10 +40,10 @@ std::string param(std::int64_t v) { return std::to_string(v); }
 std::string int_param(std::int64_t v) { return std::to_string(std::clamp<std::int64_t>(v, INT_MIN, INT_MAX)); }
 
 // Rows of runs that died without updating their row; only called while holding the run lock, so
-// no live run owns an in_progress row.
+// no live run owns an in_progress row of this shard (other shards' runs may be live: not theirs).
 constexpr const char* close_stale_runs_sql =
     "UPDATE snapshot_logs SET status = 'failed', error = 'run did not finish' "
-    "WHERE status = 'in_progress' RETURNING id";
+    "WHERE status = 'in_progress' AND shard IS NOT DISTINCT FROM $1 RETURNING id";
 
 constexpr const char* start_run_sql =
     "INSERT INTO snapshot_logs (id, status, time_started, shard) "
@@ -78,8 +79,8 @@ class Run {
       if (!take_lock()) {
         res_.status = "locked";
         res_.exit_code = exit_code::locked;
-        res_.error = "another ds-load run is in progress (lock key " + std::to_string(run_lock_key) +
-                     "); not loading";
+        res_.error = "another ds-load run is in progress (lock key " +
+                     std::to_string(shard_lock_key(run_lock_key, o_.shard)) + "); not loading";
         spdlog::error("{}", res_.error);
         return finish_result();
       }
@@ -94,13 +95,20 @@ class Run {
   }
 
  private:
+  // Per shard (docs/operations.md): a shard holds its own key exclusively and the base key shared,
+  // so shards run side by side while an unsharded run (base key exclusive) excludes them all.
   bool take_lock() {
-    const PgResult r = db_->exec("SELECT pg_try_advisory_lock($1::bigint)", {param(run_lock_key)});
+    if (!o_.shard) {
+      const PgResult r = db_->exec("SELECT pg_try_advisory_lock($1::bigint)", {param(run_lock_key)});
+      return r.text(0, 0) == "t";
+    }
+    const PgResult r = db_->exec("SELECT pg_try_advisory_lock_shared($1::bigint) AND pg_try_advisory_lock($2::bigint)",
+                                 {param(run_lock_key), param(shard_lock_key(run_lock_key, o_.shard))});
     return r.text(0, 0) == "t";
   }
 
   void open_run_row() {
-    const PgResult stale = db_->exec(close_stale_runs_sql);
+    const PgResult stale = db_->exec(close_stale_runs_sql, {o_.shard});
     for (int i = 0; i < stale.rows(); ++i)
       spdlog::warn("run {} never finished; marked failed", stale.text(i, 0));
     const PgResult r = db_->exec(start_run_sql, {format_timestamp(started_), o_.shard});
@@ -156,6 +164,7 @@ class Run {
       loader.commit();
       out_.flush();
       const StreamVerdict v = judge_stream(input.upstream_ends(), input.bad_lines());
+      res_.upstream_ends = input.upstream_ends();
       res_.status = v.status;
       res_.error = v.error;
       res_.exit_code = v.status == "completed" ? exit_code::ok
@@ -186,6 +195,7 @@ class Run {
     res_.status = "failed";
     res_.error = why;
     res_.exit_code = code;
+    res_.upstream_ends = ends;
     StreamVerdict v = judge_stream(ends, bad_lines);
     v.status = "failed";
     v.error = why;

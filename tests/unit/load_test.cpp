@@ -475,8 +475,8 @@ TEST_CASE("load: snapshots upsert one row per (did, date) and update on change",
 
 TEST_CASE("load: the run log records status, counters and why a run failed", "[db]") {
   TestDb db("t_load_runlog");
-  // A run that died earlier left its row in_progress.
-  db.sql().exec("INSERT INTO snapshot_logs (status, time_started) VALUES ('in_progress', now())");
+  // A run of the same shard that died earlier left its row in_progress.
+  db.sql().exec("INSERT INTO snapshot_logs (status, time_started, shard) VALUES ('in_progress', now(), 'east')");
 
   Stream s;
   s.post(alice, "p1", "2026-11-25T10:00:00Z", 1)
