@@ -48,13 +48,25 @@ demo-stop:
 
 # The real daily job. Configure with DATABASE_URL / DB_* / PG* / .env and BLUESKY_BASE_URL.
 snapshot: build
-	pipelines/snapshot.sh $(ARGS)
+	DS_BIN_DIR=$${DS_BIN_DIR:-$(abspath $(BIN))} pipelines/snapshot.sh $(ARGS)
 
 migrate: build
 	$(BIN)/ds-migrate $(ARGS)
 
 health: build
-	pipelines/snapshot.sh --health-check $(ARGS)
+	DS_BIN_DIR=$${DS_BIN_DIR:-$(abspath $(BIN))} pipelines/snapshot.sh --health-check $(ARGS)
+
+# The five stages, ds-migrate and the pipeline scripts into $(PREFIX)/bin (the scripts find the
+# programs beside themselves), the migrations and docs into $(PREFIX)/share (docs/operations.md).
+PREFIX ?= /usr/local
+DS_PROGRAMS := ds-select-users ds-fetch-profiles ds-fetch-feeds ds-aggregate ds-load ds-migrate
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/dopplersky/sql $(DESTDIR)$(PREFIX)/share/doc/dopplersky
+	install -m 755 $(addprefix $(BIN)/,$(DS_PROGRAMS)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 pipelines/snapshot.sh $(DESTDIR)$(PREFIX)/bin/dopplersky-snapshot
+	install -m 755 pipelines/snapshot-sharded.sh $(DESTDIR)$(PREFIX)/bin/dopplersky-snapshot-sharded
+	install -m 644 sql/*.sql $(DESTDIR)$(PREFIX)/share/dopplersky/sql/
+	install -m 644 docs/operations.md docs/records.md $(DESTDIR)$(PREFIX)/share/doc/dopplersky/
 
 # Benchmarks print tables and ratios against a baseline measured in the same run (docs/performance.md).
 # Optimised build of their own so `make test`'s build type does not matter.
