@@ -8,7 +8,7 @@ packages=(
   libsimdjson-dev libcli11-dev libspdlog-dev libfmt-dev catch2 libcpp-httplib-dev
   libpq-dev libcurl4-openssl-dev
   postgresql postgresql-client
-  jq procps util-linux curl
+  jq procps util-linux curl parallel
 )
 
 missing=()
