@@ -232,8 +232,14 @@ void HttpClient::launch() {
     ready_.pop();
     start(r);
     last_start_ = now;
-    if (options_.rate_limit_rps > 0)
-      next_rate_slot_ = std::max(next_rate_slot_, now) + 1.0 / options_.rate_limit_rps;
+    if (options_.rate_limit_rps > 0) {
+      // Count from the slot, not from when we woke up: a wake-up a millisecond late, every time,
+      // would otherwise cost 10% of the rate at 100/s. A slot missed by a whole interval or more
+      // (nothing was waiting, or the first request) restarts the cadence from now, so unused
+      // slots are never banked into a burst: the next start is always in the future.
+      const double interval = 1.0 / options_.rate_limit_rps;
+      next_rate_slot_ = (now - next_rate_slot_ < interval ? next_rate_slot_ : now) + interval;
+    }
   }
 }
 
