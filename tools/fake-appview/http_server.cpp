@@ -381,8 +381,10 @@ void HttpServer::serve(Connection* c) {
                    res.delivery == Response::Delivery::drop  ? " dropped"
                    : res.delivery == Response::Delivery::cut ? " cut"
                                                              : "");
+    // Ended once handled, before the bytes go out: the client may read the answer and send its
+    // next request before this thread runs again, and that is not two requests in flight.
+    if (counted) app_.request_ended(res.delivery == Response::Delivery::drop ? 0 : res.status);
     if (res.delivery == Response::Delivery::drop) {
-      if (counted) app_.request_ended(0);
       ::shutdown(fd, SHUT_RDWR);
       break;
     }
@@ -391,7 +393,6 @@ void HttpServer::serve(Connection* c) {
     const std::size_t body_bytes = res.delivery == Response::Delivery::cut ? res.body.size() / 2 : res.body.size();
     out.append(res.body, 0, body_bytes);
     const bool sent = send_all(fd, out.data(), out.size());
-    if (counted) app_.request_ended(res.status);
     if (!sent || !keep) {
       ::shutdown(fd, SHUT_RDWR);
       break;

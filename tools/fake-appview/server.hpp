@@ -113,7 +113,7 @@ constexpr int kEndpoints = 3;
 struct Stats {
   std::uint64_t get_profiles = 0, get_author_feed = 0, other = 0;  // /xrpc/ requests received
   std::uint64_t connections_opened = 0, max_in_flight = 0, in_flight = 0;
-  std::map<int, std::uint64_t> statuses;    // /xrpc/ responses sent, by status (dropped: none)
+  std::map<int, std::uint64_t> statuses;    // /xrpc/ answers, by status (dropped connections: none)
   std::uint64_t faults[kFaultKinds] = {};   // injected, by Fault
   std::uint64_t rate_limited = 0;           // 429s from the enforced limit
   // Arrival of the first and the latest /xrpc/ request per Endpoint, epoch milliseconds (0: none),
@@ -143,7 +143,7 @@ class AppView {
   // Fed by the HTTP layer and the fault layer.
   void connection_opened() { ++connections_; }
   void request_began(const std::string& path);  // an /xrpc/ request arrived
-  void request_ended(int status);               // its response went out (0: dropped)
+  void request_ended(int status);               // its answer is ready to send (0: dropped)
   void fault_injected(Fault f) { ++faults_[static_cast<int>(f)]; }
   Stats stats() const;
   std::string stats_json() const;
