@@ -131,6 +131,19 @@ for day in 1 2; do
   expect "day $day: server 429s ($(jq .http_429 "$f")) = client 429s" \
     [ "$(jq .http_429 "$f")" = $(( $(end_counter "$feeds_end" ds-fetch-profiles http_429) + $(end_counter "$feeds_end" ds-fetch-feeds http_429) )) ]
 
+  # Economy: skip_user accounts never reach the fetch stages (so cost no request), and each stage
+  # reports what it spent.
+  skipped=$(psql_q -d "$clean_db" -c "SELECT did FROM users WHERE skip_user")
+  sent=$(jq -r 'select(.type == "user") | .did' "$work/clean-d$day/1-users.ndjson")
+  expect "day $day: none of the $(echo "$skipped" | wc -w) skip_user accounts was sent to the fetch stages" \
+    [ -n "$skipped" -a -z "$(comm -12 <(echo "$skipped" | sort) <(echo "$sent" | sort))" ]
+  for st in ds-fetch-profiles ds-fetch-feeds; do
+    expect "day $day: $st reports requests, retries, http_429, bytes and requests_per_1000_users" \
+      jq -se --arg s "$st" 'map(select(.type == "end" and .stage == $s)) | last | .counters
+        | (.requests > 0 and .bytes > 0 and .retries >= 0 and .http_429 >= 0 and .requests_per_1000_users > 0)' \
+      "$work/faulty-d$day/3-feeds.ndjson" >/dev/null
+  done
+
   # Connections: near the concurrency (two stages, MAX_WORKERS each, plus the stats request),
   # not near the request count; broken connections are replaced one for one.
   c=$work/clean-d$day.stats
