@@ -95,7 +95,7 @@ FeedStatus parse_feed_status(std::string_view s) {
 
 void decode_user(object o, UserRecord& r) {
   r = UserRecord{};
-  bool have_as_of = false, have_since = false;
+  bool have_as_of = false, have_since = false, have_profile_status = false, have_feed_status = false;
   for (auto f : o) {
     const std::string_view k = f.unescaped_key();
     value v = f.value();
@@ -110,7 +110,10 @@ void decode_user(object o, UserRecord& r) {
       if (!v.is_null().get(is_null) && is_null) r.since.reset();
       else r.since = get_time(v, k);
     } else if (k == "baseline") r.baseline = get_totals(v, k);
-    else if (k == "profileStatus") r.profile_status = parse_profile_status(get_string(v, k));
+    else if (k == "profileStatus") {
+      r.profile_status = parse_profile_status(get_string(v, k));
+      have_profile_status = true;
+    }
     else if (k == "profileError") r.profile_error = get_optional_text(v, k);
     else if (k == "profile") {
       bool is_null = false;
@@ -136,16 +139,23 @@ void decode_user(object o, UserRecord& r) {
       for (auto ff : fo) {
         const std::string_view fk = ff.unescaped_key();
         value fv = ff.value();
-        if (fk == "status") r.feed.status = parse_feed_status(get_string(fv, "feed.status"));
+        if (fk == "status") {
+          r.feed.status = parse_feed_status(get_string(fv, "feed.status"));
+          have_feed_status = true;
+        }
         else if (fk == "pages") r.feed.pages = get_count(fv, "feed.pages");
         else if (fk == "posts") r.feed.posts = get_count(fv, "feed.posts");
         else if (fk == "requests") r.feed.requests = get_count(fv, "feed.requests");
         else if (fk == "error") r.feed.error = get_optional_text(fv, "feed.error");
       }
+      // Without a status the rest of the outcome means nothing (and would not be re-emitted).
+      if (!have_feed_status) fail("field \"feed.status\" is missing");
     }
   }
   if (r.did.empty()) fail("missing field \"did\"");
   if (r.handle.empty()) fail("missing field \"handle\"");
+  if (!have_profile_status && (r.profile || r.profile_error))
+    fail("\"profile\" or \"profileError\" without \"profileStatus\"");
   if (!have_as_of) fail("missing field \"asOf\"");
   if (!have_since) fail("missing field \"since\" (null for a backfill)");
   if (r.profile_status == ProfileStatus::ok && !r.profile) fail("profileStatus is ok but \"profile\" is missing");
@@ -206,7 +216,8 @@ void decode_end(object o, EndRecord& r) {
       r.contract = static_cast<int>(c);
     } else if (k == "elapsed_s") {
       double d;
-      if (!v.get_double().get(d)) r.elapsed_s = d;
+      if (v.get_double().get(d)) fail("field \"elapsed_s\" must be a number");
+      r.elapsed_s = d;
     } else if (k == "counters") {
       object c;
       if (v.get_object().get(c)) fail("field \"counters\" must be an object");
@@ -261,6 +272,10 @@ std::string RecordDecoder::decode(std::string_view line, std::size_t capacity, u
       }
       // The fields were read one by one; anything after the object would otherwise go unseen.
       if (doc.current_location().error() != simdjson::OUT_OF_BOUNDS) return "malformed JSON (text after the object)";
+      // An end record is re-emitted byte for byte by every later stage, and On Demand skips the
+      // fields it does not read without validating them: validate the whole line (one per stage).
+      if (out.type == RecordType::end)
+        if (auto err = validator_.parse(line.data(), line.size(), false).error()) return json_problem(err);
     } else {
       // Lines we only forward go downstream byte for byte, so they must be whole JSON: On Demand
       // has only looked as far as "type", the DOM parser validates the rest (such lines are rare:
