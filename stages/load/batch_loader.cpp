@@ -1,10 +1,16 @@
-// How a batch reaches the tables: COPY into session temp tables, then one INSERT ... ON CONFLICT or
-// UPDATE per table that touches only rows whose values change (DESIGN §5: skipping those is the speed).
+// How a batch reaches the tables. Posts: the batch's rows are compared in memory with the stored rows
+// of the same accounts, read in one query, and only the difference is written (new posts by COPY straight into posts).
 #include "batch_loader.hpp"
+
+#include <endian.h>
 
 #include <algorithm>
 #include <climits>
-#include <map>
+#include <charconv>
+#include <cstring>
+#include <numeric>
+#include <type_traits>
+#include <unordered_map>
 
 #include <spdlog/spdlog.h>
 
@@ -13,50 +19,106 @@
 namespace ds::load {
 namespace {
 
-// Staged rows are sent to the server once this much COPY text is buffered, so memory stays flat
-// however many posts a user's backfill brings.
+// COPY text is sent to the server in chunks of this size, so memory does not grow with a batch.
 constexpr std::size_t copy_flush_bytes = 1 << 20;
 
 // Column limits of the original schema (varchar(n) counts characters).
 constexpr std::size_t max_uri_chars = 500;
 constexpr std::size_t max_varchar_chars = 255;
 
-// Staging tables live for the session. All but ds_load_returned are emptied by every commit.
-// ds_load_returned carries over a commit the URIs returned for users whose `user` record is not in
-// the batch yet (normally none: a user's posts come right before its record, and batches end only
-// after a user record), so deletion marking stays right even if a user's posts straddle a commit.
+// Staging tables live for the session and are emptied by every commit. ds_load_posts is only used
+// when new posts cannot go straight into posts (see insert_new_posts).
 constexpr const char* create_staging_sql = R"SQL(
 CREATE TEMP TABLE ds_load_posts (
   seq bigint, uri text, did text, likes integer, replies integer, quotes integer, reposts integer,
+  created_at timestamptz, sort_at timestamptz) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE ds_load_changed (
+  uri text, likes integer, replies integer, quotes integer, reposts integer,
   created_at timestamptz, sort_at timestamptz) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE ds_load_snapshots (
   seq bigint, did text, date date, followers integer, following integer, posts integer,
   likes integer, replies integer, quotes integer, reposts integer) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE ds_load_users (
   did text, handle text, display_name text, avatar text) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE ds_load_feeds (did text, complete boolean, since timestamptz) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE ds_load_returned (did text, uri text);
 )SQL";
 
 constexpr const char* copy_posts_sql =
     "COPY ds_load_posts (seq, uri, did, likes, replies, quotes, reposts, created_at, sort_at) FROM STDIN";
+// New posts go straight into the table, the way psql \copy would: COPY inserts pages of rows at a
+// time, where an INSERT ... SELECT inserts (and logs) them one by one. "updatedAt" takes its default.
+constexpr const char* copy_new_posts_sql =
+    R"(COPY posts (uri, did, likes, replies, quotes, reposts, "createdAt", sort_at) FROM STDIN)";
+constexpr const char* copy_changed_sql =
+    "COPY ds_load_changed (uri, likes, replies, quotes, reposts, created_at, sort_at) FROM STDIN";
 constexpr const char* copy_snapshots_sql =
     "COPY ds_load_snapshots (seq, did, date, followers, following, posts, likes, replies, quotes, reposts) FROM STDIN";
 constexpr const char* copy_users_sql = "COPY ds_load_users (did, handle, display_name, avatar) FROM STDIN";
-constexpr const char* copy_feeds_sql = "COPY ds_load_feeds (did, complete, since) FROM STDIN";
 
-constexpr const char* orphan_posts_sql = R"SQL(
-SELECT t.did, count(*) FROM ds_load_posts t
- WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.did = t.did)
- GROUP BY t.did ORDER BY t.did
+// Which of the flush's accounts are in users ($1: their DIDs; answers their 0-based positions).
+constexpr const char* known_accounts_sql = R"SQL(
+SELECT f.i - 1 FROM unnest($1::text[]) WITH ORDINALITY AS f(did, i)
+ WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = f.did)
 )SQL";
 
-// The last occurrence of each URI in the batch wins. `todo` keeps only rows that are new or differ
-// from the stored row (a post marked deleted that the API returns again differs: it comes back to
-// life); the check is a plain read. Filtering before the INSERT matters: ON CONFLICT DO UPDATE locks
-// every conflicting row before it evaluates its WHERE, which dirties the page and writes WAL for each
-// unchanged post, the bulk of a daily run. The ON CONFLICT clause stays as the guard for a row that
-// another writer changed or inserted meanwhile. xmax = 0 tells an inserted row from an updated one.
+// The stored posts of each account's refresh window ($1 DIDs, $2 window starts, NULL: everything),
+// in binary. The window test is COALESCE(sort_at, "createdAt") >= since, spelled so that
+// (did, sort_at) can serve it; OFFSET 0 keeps the per-account index scan from being flattened into
+// a join the planner might turn into a scan of all posts when its statistics lag a big load. The
+// first column is the account's position in $1.
+constexpr const char* window_posts_sql = R"SQL(
+SELECT f.i - 1, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at,
+       q.deleted_at IS NOT NULL
+  FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS f(did, since, i)
+ CROSS JOIN LATERAL (
+       SELECT q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at, q.deleted_at
+         FROM posts q
+        WHERE q.did = f.did
+          AND (q.sort_at >= COALESCE(f.since, '-infinity')
+               OR (q.sort_at IS NULL AND q."createdAt" >= COALESCE(f.since, '-infinity')))
+       OFFSET 0) q
+)SQL";
+
+// Stored rows by URI, for the few posts of a batch that lie outside their account's window (or
+// whose account's user record is not in the flush). Same columns as window_posts_sql.
+constexpr const char* posts_by_uri_sql = R"SQL(
+SELECT -1::bigint, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at,
+       q.deleted_at IS NOT NULL
+  FROM posts q WHERE q.uri = ANY ($1::text[])
+)SQL";
+
+// Posts whose values differ from the stored row; a post marked deleted that the API returns
+// again comes back to life. The WHERE repeats the comparison so that a row another writer changed
+// meanwhile is not rewritten for nothing; = ANY(ARRAY(...)) reaches posts through its primary key
+// whatever the planner believes about the temp table.
+constexpr const char* update_changed_sql = R"SQL(
+UPDATE posts p
+   SET likes = t.likes, replies = t.replies, quotes = t.quotes, reposts = t.reposts,
+       "createdAt" = t.created_at, sort_at = t.sort_at, deleted_at = NULL, "updatedAt" = now()
+  FROM ds_load_changed t
+ WHERE p.uri = t.uri AND p.uri = ANY (ARRAY(SELECT uri FROM ds_load_changed))
+   AND (p.likes, p.replies, p.quotes, p.reposts, p."createdAt", p.sort_at, p.deleted_at IS NOT NULL)
+       IS DISTINCT FROM (t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, false)
+)SQL";
+
+// Stored live posts of a complete feed's window that the feed no longer returned.
+constexpr const char* mark_deleted_sql = R"SQL(
+UPDATE posts SET deleted_at = now(), "updatedAt" = now()
+ WHERE uri = ANY ($1::text[]) AND deleted_at IS NULL
+)SQL";
+
+// The marker that makes the account's next run incremental: set only by a complete backfill, with
+// the number of posts the backfill returned.
+constexpr const char* mark_backfilled_sql = R"SQL(
+INSERT INTO ds_user_state AS s (did, backfilled_at, backfill_posts)
+SELECT v.did, now(), v.n FROM unnest($1::text[], $2::integer[]) AS v(did, n)
+ WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = v.did)
+ON CONFLICT (did) DO UPDATE SET backfilled_at = EXCLUDED.backfilled_at, backfill_posts = EXCLUDED.backfill_posts
+)SQL";
+
+// Fallback for new posts when the direct COPY meets a row it did not expect (another writer
+// inserted the same URI, or removed the account, after the comparison): the batch's new rows are
+// merged with ON CONFLICT instead. The last occurrence of each URI wins; xmax = 0 tells an inserted
+// row from an updated one.
 constexpr const char* merge_posts_sql = R"SQL(
 WITH src AS (
   SELECT DISTINCT ON (t.uri) t.uri, t.did, t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at
@@ -66,11 +128,9 @@ WITH src AS (
   SELECT s.* FROM src s WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = s.did)
 ), todo AS (
   SELECT k.* FROM known k
-   WHERE NOT EXISTS (
-         SELECT 1 FROM posts q
-          WHERE q.uri = k.uri
-            AND (q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at, q.deleted_at IS NOT NULL)
-                IS NOT DISTINCT FROM (k.likes, k.replies, k.quotes, k.reposts, k.created_at, k.sort_at, false))
+   WHERE (SELECT (q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at, q.deleted_at IS NOT NULL)
+            FROM posts q WHERE q.uri = k.uri)
+         IS DISTINCT FROM (k.likes, k.replies, k.quotes, k.reposts, k.created_at, k.sort_at, false)
 ), up AS (
   INSERT INTO posts AS p (uri, did, likes, replies, quotes, reposts, "createdAt", "updatedAt", sort_at, deleted_at)
   SELECT uri, did, likes, replies, quotes, reposts, created_at, now(), sort_at, NULL FROM todo
@@ -91,59 +151,15 @@ SELECT (SELECT count(*) FROM src),
   FROM up
 )SQL";
 
-// Autovacuum never analyzes temp tables: without statistics the planner takes a batch for a few
-// rows or for thousands at random, and a wrong guess turns the deletion UPDATE into a scan of posts.
-// Statistics outlive ON COMMIT DELETE ROWS and the planner scales the row estimate by the table's
-// current size, so a table is analyzed again only when a batch's size moves far from the analyzed one.
+
 constexpr const char* analyze_posts_sql = "ANALYZE ds_load_posts";
-constexpr const char* analyze_feeds_sql = "ANALYZE ds_load_feeds";
 constexpr const char* analyze_users_sql = "ANALYZE ds_load_users";
 constexpr const char* analyze_snapshots_sql = "ANALYZE ds_load_snapshots";
 
-// A complete feed returned every live post of its window (all posts for a backfill): stored live
-// posts of the window it did not return were deleted on Bluesky. Incomplete feeds prove nothing.
-// The window test is COALESCE(sort_at, "createdAt") >= since (NULL since: everything), spelled so
-// that (did, sort_at) can serve it. OFFSET 0 keeps the per-user lookup from being flattened into a
-// join the planner may turn into a scan of all posts when its statistics lag a big load, and
-// = ANY(ARRAY(...)) makes the final update go through the primary key whatever it estimates.
-constexpr const char* mark_deleted_sql = R"SQL(
-WITH gone AS (
-  SELECT q.uri
-    FROM ds_load_feeds f
-   CROSS JOIN LATERAL (
-         SELECT q.uri FROM posts q
-          WHERE q.did = f.did AND q.deleted_at IS NULL
-            AND (q.sort_at >= COALESCE(f.since, '-infinity')
-                 OR (q.sort_at IS NULL AND q."createdAt" >= COALESCE(f.since, '-infinity')))
-         OFFSET 0) q
-   WHERE f.complete
-     AND NOT EXISTS (SELECT 1 FROM ds_load_posts t WHERE t.uri = q.uri)
-     AND NOT EXISTS (SELECT 1 FROM ds_load_returned r WHERE r.uri = q.uri)
-)
-UPDATE posts p SET deleted_at = now(), "updatedAt" = now()
- WHERE p.uri = ANY (ARRAY(SELECT uri FROM gone)) AND p.deleted_at IS NULL
-)SQL";
-
-// The marker that makes the user's next run incremental: set only by a complete backfill, with
-// the number of posts the backfill returned (this batch's and any carried over).
-constexpr const char* mark_backfilled_sql = R"SQL(
-INSERT INTO ds_user_state AS s (did, backfilled_at, backfill_posts)
-SELECT f.did, now(), LEAST(count(DISTINCT n.uri), 2147483647)
-  FROM (SELECT DISTINCT did FROM ds_load_feeds WHERE complete AND since IS NULL) f
-  LEFT JOIN (SELECT did, uri FROM ds_load_posts UNION ALL SELECT did, uri FROM ds_load_returned) n
-         ON n.did = f.did
- WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = f.did)
- GROUP BY f.did
-ON CONFLICT (did) DO UPDATE SET backfilled_at = EXCLUDED.backfilled_at, backfill_posts = EXCLUDED.backfill_posts
-)SQL";
-
-constexpr const char* forget_returned_sql =
-    "DELETE FROM ds_load_returned r USING ds_load_feeds f WHERE r.did = f.did";
-
-constexpr const char* carry_returned_sql = R"SQL(
-INSERT INTO ds_load_returned (did, uri)
-SELECT DISTINCT t.did, t.uri FROM ds_load_posts t
- WHERE NOT EXISTS (SELECT 1 FROM ds_load_feeds f WHERE f.did = t.did)
+constexpr const char* orphan_posts_sql = R"SQL(
+SELECT t.did, count(*) FROM ds_load_posts t
+ WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.did = t.did)
+ GROUP BY t.did ORDER BY t.did
 )SQL";
 
 // Handles are UNIQUE and PostgreSQL checks that per row, so a handle moving between accounts is
@@ -153,18 +169,21 @@ constexpr const char* displace_handles_sql = R"SQL(
 UPDATE users u SET handle = u.did, updated_at = now()
   FROM ds_load_users t
  WHERE t.handle IS NOT NULL AND u.handle = t.handle AND u.did <> t.did
+   AND u.handle = ANY (ARRAY(SELECT handle FROM ds_load_users WHERE handle IS NOT NULL))
    AND EXISTS (SELECT 1 FROM users a WHERE a.did = t.did)
 RETURNING u.did, t.handle, t.did,
           EXISTS (SELECT 1 FROM ds_load_users o WHERE o.did = u.did AND o.handle IS NOT NULL)
 )SQL";
 
-// Phase 2: the new profile values, only where something differs.
+// Phase 2: the new profile values, only where something differs. In both phases
+// = ANY(ARRAY(...)) reaches users through an index: joined by the planner, a batch of a few dozen
+// accounts became a sequential scan of every user.
 constexpr const char* apply_profiles_sql = R"SQL(
 UPDATE users u
    SET handle = COALESCE(t.handle, u.handle), "displayName" = t.display_name, avatar = t.avatar,
        updated_at = now()
   FROM ds_load_users t
- WHERE u.did = t.did
+ WHERE u.did = t.did AND u.did = ANY (ARRAY(SELECT did FROM ds_load_users))
    AND (u.handle, u."displayName", u.avatar) IS DISTINCT FROM (COALESCE(t.handle, u.handle), t.display_name, t.avatar)
 )SQL";
 
@@ -203,8 +222,12 @@ SELECT (SELECT count(*) FROM src),
 )SQL";
 
 // The count columns are INTEGER; the API's counts are not bounded.
-void append_count(std::string& row, std::int64_t v) {
-  row += std::to_string(std::clamp<std::int64_t>(v, 0, INT_MAX));
+std::int32_t clamp_count(std::int64_t v) { return static_cast<std::int32_t>(std::clamp<std::int64_t>(v, 0, INT_MAX)); }
+
+void append_int(std::string& row, std::int64_t v) {
+  char buf[24];
+  const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+  row.append(buf, static_cast<std::size_t>(end - buf));
 }
 
 void append_field(std::string& row, std::string_view v) { PgConnection::append_copy_field(row, v); }
@@ -214,9 +237,106 @@ void append_optional(std::string& row, const std::optional<std::string>& v) {
   else PgConnection::append_copy_null(row);
 }
 
+// One element of a PostgreSQL array literal, quoted: the values are data, never SQL.
+void append_array_element(std::string& out, std::string_view v) {
+  out += out.empty() ? "{\"" : ",\"";
+  for (const char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+}
+void append_array_null(std::string& out) { out += out.empty() ? "{NULL" : ",NULL"; }
+std::string close_array(std::string out) { return out.empty() ? "{}" : out + "}"; }
+
 std::int64_t affected_rows(const PgResult& r) {
   const char* n = PQcmdTuples(r.get());
   return (n && *n) ? std::strtoll(n, nullptr, 10) : 0;
+}
+
+// A statement whose rows come back in binary (integers and timestamps need no parsing), with the
+// same error wording as PgConnection's: callers and operators look for "lost the connection".
+PgResult exec_binary(PgConnection& db, const char* sql, const std::vector<PgParam>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  PgResult r(PQexecParams(db.get(), sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                          nullptr, 1));
+  if (r.get() && PQresultStatus(r.get()) == PGRES_TUPLES_OK) return r;
+  const bool lost = PQstatus(db.get()) != CONNECTION_OK;
+  std::string what = r.get() ? PQresultErrorMessage(r.get()) : PQerrorMessage(db.get());
+  if (what.empty()) what = PQerrorMessage(db.get());
+  for (auto& c : what)
+    if (c == '\n' || c == '\t') c = ' ';
+  while (!what.empty() && what.back() == ' ') what.pop_back();
+  const char* state = r.get() ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
+  std::string stmt(std::string_view(sql).substr(0, 60));
+  for (auto& c : stmt)
+    if (c == '\n') c = ' ';
+  throw PgError((lost ? "lost the connection to PostgreSQL: " : "PostgreSQL error: ") + what + " [in:" + stmt +
+                    "...]",
+                state ? state : "", lost);
+}
+
+// Binary values: network byte order; timestamptz counts microseconds from 2000-01-01.
+std::int64_t be64_at(const char* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return static_cast<std::int64_t>(be64toh(v));
+}
+std::int32_t be32_at(const char* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return static_cast<std::int32_t>(be32toh(v));
+}
+constexpr Micros pg_epoch = 946'684'800'000'000;  // 2000-01-01T00:00:00Z in Unix microseconds
+Micros pg_timestamp_at(const char* p) {
+  const std::int64_t v = be64_at(p);
+  if (v == INT64_MAX || v == INT64_MIN) return v;  // +-infinity stay beyond every real time
+  return v + pg_epoch;
+}
+
+// A stored post, as read back for comparison.
+struct StoredPost {
+  std::string_view uri;  // points into the query result
+  std::int64_t slot;     // position in the window query's account list, -1 when read by URI
+  std::int32_t likes, replies, quotes, reposts;  // -1 for NULL
+  Micros created_at;
+  std::optional<Micros> sort_at;
+  bool deleted;
+  bool matched = false;  // the flush returned this post
+};
+
+// The rows of a window_posts_sql / posts_by_uri_sql result.
+void read_stored(const PgResult& r, std::vector<StoredPost>& out) {
+  const PGresult* res = r.get();
+  out.reserve(out.size() + static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) {
+    const auto field = [&](int c) { return PQgetvalue(res, i, c); };
+    const auto count = [&](int c) { return PQgetisnull(res, i, c) ? -1 : be32_at(field(c)); };
+    StoredPost s;
+    s.uri = std::string_view(field(1), static_cast<std::size_t>(PQgetlength(res, i, 1)));
+    s.slot = be64_at(field(0));
+    s.likes = count(2);
+    s.replies = count(3);
+    s.quotes = count(4);
+    s.reposts = count(5);
+    s.created_at = pg_timestamp_at(field(6));
+    if (!PQgetisnull(res, i, 7)) s.sort_at = pg_timestamp_at(field(7));
+    s.deleted = *field(8) != 0;
+    out.push_back(s);
+  }
+}
+
+// Indices 0..n-1 grouped by key(i) < groups, keeping their order inside a group (a counting
+// sort); `start` gets each group's first position, plus the end.
+template <class Key>
+std::vector<std::uint32_t> group_by(std::size_t n, std::size_t groups, Key key, std::vector<std::uint32_t>& start) {
+  start.assign(groups + 1, 0);
+  for (std::size_t i = 0; i < n; ++i) ++start[key(i) + 1];
+  for (std::size_t g = 0; g < groups; ++g) start[g + 1] += start[g];
+  std::vector<std::uint32_t> next(start.begin(), start.end() - 1), out(n);
+  for (std::size_t i = 0; i < n; ++i) out[next[key(i)]++] = static_cast<std::uint32_t>(i);
+  return out;
 }
 
 }  // namespace
@@ -229,7 +349,7 @@ void BatchLoader::prepare() {
   // redoes them, which is what the open batch costs anyway. The run's final status is written with
   // synchronous_commit on (Run::write_run_row), and that flush makes every earlier batch durable
   // first, so a run recorded completed never lost a batch.
-  // temp_buffers/work_mem: a batch's staging rows and its DISTINCT ON sort stay in memory.
+  // temp_buffers/work_mem: a batch's staging rows and sorts stay in memory.
   // jit off: these statements are short and run once per batch; compiling them never pays.
   db_.exec("SET synchronous_commit = off; SET temp_buffers = '64MB'; SET work_mem = '64MB'; SET jit = off");
   db_.exec(create_staging_sql);
@@ -260,53 +380,44 @@ void BatchLoader::copy_rows(const char* copy_sql, std::string& rows) {
   rows.clear();
 }
 
-void BatchLoader::add_post(const PostRecord& p, std::uint64_t seq) {
+std::uint32_t BatchLoader::account_of(const std::string& did) {
+  // A user's posts come together: most lookups are for the account of the previous line.
+  if (!accounts_.empty() && accounts_[last_account_] == did) return last_account_;
+  const auto [it, fresh] = account_ids_.try_emplace(did, static_cast<std::uint32_t>(accounts_.size()));
+  if (fresh) accounts_.push_back(did);
+  return last_account_ = it->second;
+}
+
+void BatchLoader::add_post(const PostRecord& p, std::uint64_t) {
   begin_if_needed();
   ++pending_;
-  if (count_chars(p.uri) > max_uri_chars) {
+  if (p.uri.size() > max_uri_chars && count_chars(p.uri) > max_uri_chars) {  // chars <= bytes
     // One such row would fail the whole batch's INSERT; the column cannot hold it.
     spdlog::warn("post {} skipped: its URI is longer than {} characters", p.uri.substr(0, 80), max_uri_chars);
     ++stats_.posts_skipped;
     return;
   }
-  std::string& r = post_rows_;
-  r += std::to_string(seq);
-  r += '\t';
-  append_field(r, p.uri);
-  r += '\t';
-  append_field(r, p.did);
-  r += '\t';
-  append_count(r, p.likes);
-  r += '\t';
-  append_count(r, p.replies);
-  r += '\t';
-  append_count(r, p.quotes);
-  r += '\t';
-  append_count(r, p.reposts);
-  r += '\t';
-  r += format_timestamp(p.created_at);
-  r += '\t';
-  r += format_timestamp(p.sort_at);
-  r += '\n';
-  batch_has_posts_ = true;
-  ++batch_posts_;
-  if (r.size() >= copy_flush_bytes) copy_rows(copy_posts_sql, r);
+  StagedPost s;
+  s.uri_offset = static_cast<std::uint32_t>(uris_.size());
+  s.uri_size = static_cast<std::uint32_t>(p.uri.size());
+  uris_ += p.uri;
+  s.account = account_of(p.did);
+  s.likes = clamp_count(p.likes);
+  s.replies = clamp_count(p.replies);
+  s.quotes = clamp_count(p.quotes);
+  s.reposts = clamp_count(p.reposts);
+  s.created_at = p.created_at;
+  s.sort_at = p.sort_at;
+  posts_.push_back(s);
+  if (posts_.size() >= max_buffered_posts_) flush_posts();
 }
 
 void BatchLoader::add_user(const UserRecord& u, std::uint64_t seq) {
   begin_if_needed();
   ++pending_;
   ++stats_.users_seen;
-  // Every user record ends its posts' run of lines, complete or not: ds_load_returned forgets them.
-  std::string& f = feed_rows_;
-  append_field(f, u.did);
-  f += u.feed.status == FeedStatus::complete ? "\tt\t" : "\tf\t";
-  if (u.since) f += format_timestamp(*u.since);
-  else PgConnection::append_copy_null(f);
-  f += '\n';
-  batch_has_feeds_ = true;
-  ++batch_feeds_;
-  if (f.size() >= copy_flush_bytes) copy_rows(copy_feeds_sql, f);
+  // Every user record ends its posts' run of lines, complete or not.
+  feeds_.push_back(FeedRow{account_of(u.did), u.feed.status == FeedStatus::complete, u.since});
 
   if (u.profile_status != ProfileStatus::ok || !u.profile) return;
   UserRow row{seq, u.did, u.profile->handle, u.profile->display_name, u.profile->avatar};
@@ -333,43 +444,326 @@ void BatchLoader::add_snapshot(const SnapshotRecord& s, std::uint64_t seq) {
   append_field(r, s.date);
   for (const std::int64_t v : {s.followers, s.following, s.posts, s.likes, s.replies, s.quotes, s.reposts}) {
     r += '\t';
-    append_count(r, v);
+    append_int(r, clamp_count(v));
   }
   r += '\n';
-  batch_has_snapshots_ = true;
   ++batch_snapshots_;
   if (r.size() >= copy_flush_bytes) copy_rows(copy_snapshots_sql, r);
 }
 
-void BatchLoader::merge_posts() {
-  copy_rows(copy_posts_sql, post_rows_);
-  if (needs_analyze(analyzed_posts_, batch_posts_)) db_.exec(analyze_posts_sql);
+void BatchLoader::flush_posts() {
+  if (posts_.empty() && feeds_.empty()) return;
+  const std::size_t n_accounts = accounts_.size();
+  // Everything below works account by account on sorted runs (a counting sort by account, then
+  // URIs sorted inside each account), not through hash tables: with a million posts in a daily
+  // run, random lookups into big tables were half of ds-load's own CPU time.
+
+  // 1. Which accounts are tracked: posts of any other are skipped (they could not be stored).
+  std::vector<char> known(n_accounts, 0);
+  {
+    std::string dids;
+    for (const auto& a : accounts_) append_array_element(dids, a);
+    const PgResult r = exec_binary(db_, known_accounts_sql, {close_array(std::move(dids))});
+    for (int i = 0; i < r.rows(); ++i) known[static_cast<std::size_t>(be64_at(PQgetvalue(r.get(), i, 0)))] = 1;
+  }
+
+  // 2. The flush's posts by account and URI; of lines with the same URI the last one wins.
+  std::vector<std::uint32_t> post_start;
+  std::vector<std::uint32_t> by_account =
+      group_by(posts_.size(), n_accounts, [&](std::size_t i) { return posts_[i].account; }, post_start);
+  std::vector<std::uint32_t> uniq;  // per account: its distinct posts, sorted by URI
+  std::vector<std::uint32_t> uniq_start(n_accounts + 1, 0);
+  uniq.reserve(posts_.size());
+  std::vector<std::uint32_t> orphans;
+  for (std::uint32_t a = 0; a < n_accounts; ++a) {
+    uniq_start[a] = static_cast<std::uint32_t>(uniq.size());
+    const auto first = by_account.begin() + post_start[a], last = by_account.begin() + post_start[a + 1];
+    if (first == last) continue;
+    if (!known[a]) {
+      orphans.push_back(a);
+      continue;
+    }
+    // Feeds come newest first and rkeys are time-ordered, so an account's URIs usually arrive in
+    // descending order: reversing them is enough then (not with duplicates, whose order matters).
+    const auto uri_less = [&](auto x, auto y) { return uri_of(posts_[x]) < uri_of(posts_[y]); };
+    if (std::is_sorted(first, last, [&](auto x, auto y) { return uri_of(posts_[x]) >= uri_of(posts_[y]); }))
+      std::reverse(first, last);
+    else if (!std::is_sorted(first, last, uri_less))
+      std::stable_sort(first, last, uri_less);
+    for (auto it = first; it != last; ++it) {
+      if (it + 1 != last && uri_of(posts_[*it]) == uri_of(posts_[*(it + 1)])) continue;  // a later line wins
+      uniq.push_back(*it);
+    }
+  }
+  uniq_start[n_accounts] = static_cast<std::uint32_t>(uniq.size());
+  std::sort(orphans.begin(), orphans.end(), [&](auto x, auto y) { return accounts_[x] < accounts_[y]; });
+  for (const auto a : orphans) {
+    const std::int64_t n = post_start[a + 1] - post_start[a];
+    stats_.posts_skipped += n;
+    spdlog::warn("{} post(s) of {} skipped: the account is not in users", n, accounts_[a]);
+  }
+
+  // 3. Each tracked account with a user record in the flush: its widest window (no `since`: all
+  // its posts), and its feed rows.
+  std::vector<char> has_feed(n_accounts, 0);
+  std::vector<std::optional<Micros>> window(n_accounts);
+  for (const auto& f : feeds_) {
+    if (!known[f.account]) continue;
+    auto& w = window[f.account];
+    if (!has_feed[f.account]) w = f.since;
+    else if (w && (!f.since || *f.since < *w)) w = f.since;
+    has_feed[f.account] = 1;
+  }
+
+  // 4. The stored rows: every stored post of those windows (a deletion check needs them anyway),
+  // then, by URI, the few posts found in no window. An account without a `since` has all its
+  // posts in its window, so a post of it not found there is new.
+  std::vector<std::uint32_t> slot_account;  // window query position -> account
+  std::vector<StoredPost> stored;
+  PgResult window_rows, uri_rows;
+  {
+    std::string dids, sinces;
+    for (std::uint32_t a = 0; a < n_accounts; ++a) {
+      if (!has_feed[a]) continue;
+      slot_account.push_back(a);
+      append_array_element(dids, accounts_[a]);
+      if (window[a]) append_array_element(sinces, format_timestamp(*window[a]));
+      else append_array_null(sinces);
+    }
+    if (!slot_account.empty()) {
+      window_rows = exec_binary(db_, window_posts_sql, {close_array(std::move(dids)), close_array(std::move(sinces))});
+      read_stored(window_rows, stored);
+    }
+  }
+  std::vector<std::uint32_t> stored_start;
+  std::vector<std::uint32_t> stored_by_account = group_by(
+      stored.size(), n_accounts, [&](std::size_t i) { return slot_account[static_cast<std::size_t>(stored[i].slot)]; },
+      stored_start);
+  for (std::uint32_t a = 0; a < n_accounts; ++a) {
+    // Read in (did, sort_at) order, which for time-ordered rkeys is usually URI order already.
+    const auto first = stored_by_account.begin() + stored_start[a], last = stored_by_account.begin() + stored_start[a + 1];
+    const auto less = [&](auto x, auto y) { return stored[x].uri < stored[y].uri; };
+    if (!std::is_sorted(first, last, less)) std::sort(first, last, less);
+  }
+
+  // 5. Merge each account's posts with its stored rows: new, changed or unchanged.
+  std::vector<std::uint32_t> fresh, changed, unknown;  // unknown: not in a window, to look up by URI
+  const auto classify = [&](std::uint32_t i, const StoredPost& s) {
+    const StagedPost& p = posts_[i];
+    if (s.likes == p.likes && s.replies == p.replies && s.quotes == p.quotes && s.reposts == p.reposts &&
+        s.created_at == p.created_at && s.sort_at && *s.sort_at == p.sort_at && !s.deleted)
+      ++stats_.posts_unchanged;
+    else
+      changed.push_back(i);
+  };
+  for (std::uint32_t a = 0; a < n_accounts; ++a) {
+    std::uint32_t k = stored_start[a];
+    const std::uint32_t k_end = stored_start[a + 1];
+    for (std::uint32_t u = uniq_start[a]; u < uniq_start[a + 1]; ++u) {
+      const std::string_view uri = uri_of(posts_[uniq[u]]);
+      while (k < k_end && stored[stored_by_account[k]].uri < uri) ++k;
+      if (k < k_end && stored[stored_by_account[k]].uri == uri) {
+        StoredPost& s = stored[stored_by_account[k]];
+        s.matched = true;
+        classify(uniq[u], s);
+      } else if (has_feed[a] && !window[a]) {
+        fresh.push_back(uniq[u]);
+      } else {
+        unknown.push_back(uniq[u]);
+      }
+    }
+  }
+  if (!unknown.empty()) {
+    std::string uris;
+    for (const auto i : unknown) append_array_element(uris, uri_of(posts_[i]));
+    uri_rows = exec_binary(db_, posts_by_uri_sql, {close_array(std::move(uris))});
+    std::vector<StoredPost> found;
+    read_stored(uri_rows, found);
+    std::unordered_map<std::string_view, const StoredPost*> by_uri;
+    for (const auto& f : found) by_uri.emplace(f.uri, &f);
+    for (const auto i : unknown) {
+      const auto it = by_uri.find(uri_of(posts_[i]));
+      if (it == by_uri.end()) fresh.push_back(i);
+      else classify(i, *it->second);
+    }
+  }
+  if (!fresh.empty()) insert_new_posts(fresh);
+  if (!changed.empty()) {
+    std::string rows;
+    db_.exec("TRUNCATE ds_load_changed");  // a second flush in the same batch reuses it
+    db_.copy_begin(copy_changed_sql);
+    for (const auto i : changed) {
+      const StagedPost& p = posts_[i];
+      append_field(rows, uri_of(p));
+      for (const std::int32_t v : {p.likes, p.replies, p.quotes, p.reposts}) {
+        rows += '\t';
+        append_int(rows, v);
+      }
+      rows += '\t';
+      rows += format_timestamp(p.created_at);
+      rows += '\t';
+      rows += format_timestamp(p.sort_at);
+      rows += '\n';
+      if (rows.size() >= copy_flush_bytes) {
+        db_.copy_send(rows);
+        rows.clear();
+      }
+    }
+    if (!rows.empty()) db_.copy_send(rows);
+    db_.copy_end();
+    const std::int64_t updated = affected_rows(db_.exec(update_changed_sql));
+    stats_.posts_updated += updated;
+    stats_.posts_unchanged += static_cast<std::int64_t>(changed.size()) - updated;  // changed meanwhile
+  }
+
+  // 6. Feed outcomes. A complete feed returned every live post of its window (all posts for a
+  // backfill): stored live posts of the window it did not return were deleted on Bluesky.
+  // Incomplete feeds prove nothing. Returned posts include those carried from an earlier flush.
+  const auto carried_of = [&](std::uint32_t a) -> const std::vector<std::string>* {
+    const auto it = carried_.find(accounts_[a]);
+    return it == carried_.end() ? nullptr : &it->second;
+  };
+  const auto in_flush = [&](std::uint32_t a, std::string_view uri) {
+    return std::binary_search(uniq.begin() + uniq_start[a], uniq.begin() + uniq_start[a + 1], uri,
+                              [&](const auto& x, const auto& y) {
+                                if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::string_view>)
+                                  return x < uri_of(posts_[y]);
+                                else
+                                  return uri_of(posts_[x]) < y;
+                              });
+  };
+  std::string gone;
+  for (const auto& f : feeds_) {
+    if (!f.complete || !known[f.account]) continue;
+    const auto* carried = carried_of(f.account);
+    for (std::uint32_t k = stored_start[f.account]; k < stored_start[f.account + 1]; ++k) {
+      StoredPost& s = stored[stored_by_account[k]];
+      if (s.matched || s.deleted) continue;  // returned, or already marked (also by another record)
+      const Micros key = s.sort_at ? *s.sort_at : s.created_at;
+      if (f.since && key < *f.since) continue;
+      if (carried && std::binary_search(carried->begin(), carried->end(), s.uri)) continue;
+      append_array_element(gone, s.uri);
+      s.deleted = true;
+    }
+  }
+  if (!gone.empty()) stats_.posts_deleted += affected_rows(db_.exec(mark_deleted_sql, {close_array(std::move(gone))}));
+
+  // The backfill marker, with the number of distinct posts the backfill returned.
+  {
+    std::string dids, counts;
+    std::vector<char> marked(n_accounts, 0);
+    for (const auto& f : feeds_) {
+      if (!f.complete || f.since || !known[f.account] || marked[f.account]) continue;
+      marked[f.account] = 1;
+      std::int64_t n = uniq_start[f.account + 1] - uniq_start[f.account];
+      if (const auto* carried = carried_of(f.account))
+        for (const auto& u : *carried)
+          if (!in_flush(f.account, u)) ++n;
+      append_array_element(dids, accounts_[f.account]);
+      counts += counts.empty() ? "{" : ",";
+      append_int(counts, std::min<std::int64_t>(n, INT_MAX));
+    }
+    if (!dids.empty())
+      stats_.backfills_marked += affected_rows(db_.exec(mark_backfilled_sql, {close_array(std::move(dids)), counts + "}"}));
+  }
+
+  // Carry the URIs of accounts whose user record has not come yet; forget those of accounts whose has.
+  for (std::uint32_t a = 0; a < n_accounts; ++a) {
+    if (has_feed[a]) {
+      carried_.erase(accounts_[a]);
+    } else if (known[a] && uniq_start[a] < uniq_start[a + 1]) {
+      auto& c = carried_[accounts_[a]];  // kept sorted, for the binary searches above
+      for (std::uint32_t u = uniq_start[a]; u < uniq_start[a + 1]; ++u) c.emplace_back(uri_of(posts_[uniq[u]]));
+      std::sort(c.begin(), c.end());
+      c.erase(std::unique(c.begin(), c.end()), c.end());
+    }
+  }
+
+  posts_.clear();
+  feeds_.clear();
+  uris_.clear();
+  accounts_.clear();
+  last_account_ = 0;
+  account_ids_.clear();
+}
+
+void BatchLoader::insert_new_posts(const std::vector<std::uint32_t>& rows) {
+  // A savepoint, so that a COPY failing on a row someone else wrote meanwhile (a duplicate URI,
+  // an account deleted) can fall back to the ON CONFLICT merge instead of failing the batch.
+  db_.exec("SAVEPOINT ds_load_new_posts");
+  std::string text;
+  try {
+    db_.copy_begin(copy_new_posts_sql);
+    for (const auto i : rows) {
+      const StagedPost& p = posts_[i];
+      append_field(text, uri_of(p));
+      text += '\t';
+      append_field(text, accounts_[p.account]);
+      for (const std::int32_t v : {p.likes, p.replies, p.quotes, p.reposts}) {
+        text += '\t';
+        append_int(text, v);
+      }
+      text += '\t';
+      text += format_timestamp(p.created_at);
+      text += '\t';
+      text += format_timestamp(p.sort_at);
+      text += '\n';
+      if (text.size() >= copy_flush_bytes) {
+        db_.copy_send(text);
+        text.clear();
+      }
+    }
+    if (!text.empty()) db_.copy_send(text);
+    db_.copy_end();
+    db_.exec("RELEASE SAVEPOINT ds_load_new_posts");
+    stats_.posts_inserted += static_cast<std::int64_t>(rows.size());
+    return;
+  } catch (const PgError& e) {
+    if (e.connection_lost || (e.sqlstate != "23505" && e.sqlstate != "23503")) throw;
+    spdlog::warn("new posts collided with rows written meanwhile ({}); merging them instead", e.what());
+  }
+  db_.exec("ROLLBACK TO SAVEPOINT ds_load_new_posts");
+  text.clear();
+  db_.copy_begin(copy_posts_sql);
+  for (const auto i : rows) {
+    const StagedPost& p = posts_[i];
+    append_int(text, i);
+    text += '\t';
+    append_field(text, uri_of(p));
+    text += '\t';
+    append_field(text, accounts_[p.account]);
+    for (const std::int32_t v : {p.likes, p.replies, p.quotes, p.reposts}) {
+      text += '\t';
+      append_int(text, v);
+    }
+    text += '\t';
+    text += format_timestamp(p.created_at);
+    text += '\t';
+    text += format_timestamp(p.sort_at);
+    text += '\n';
+    if (text.size() >= copy_flush_bytes) {
+      db_.copy_send(text);
+      text.clear();
+    }
+  }
+  if (!text.empty()) db_.copy_send(text);
+  db_.copy_end();
+  if (needs_analyze(analyzed_fallback_, static_cast<std::int64_t>(rows.size()))) db_.exec(analyze_posts_sql);
   const PgResult r = db_.exec(merge_posts_sql);
   const std::int64_t candidates = r.int64(0, 0), known = r.int64(0, 1), inserted = r.int64(0, 2),
                      updated = r.int64(0, 3);
   stats_.posts_inserted += inserted;
   stats_.posts_updated += updated;
   stats_.posts_unchanged += known - inserted - updated;
-  if (known == candidates) return;
-  // Posts of accounts not in users (rare): one warning per account, counting every staged line.
-  const PgResult orphans = db_.exec(orphan_posts_sql);
-  for (int i = 0; i < orphans.rows(); ++i) {
-    const std::int64_t n = orphans.int64(i, 1);
-    stats_.posts_skipped += n;
-    spdlog::warn("{} post(s) of {} skipped: the account is not in users", n, orphans.text(i, 0));
+  if (known != candidates) {
+    const PgResult orphans = db_.exec(orphan_posts_sql);
+    for (int i = 0; i < orphans.rows(); ++i) {
+      stats_.posts_skipped += orphans.int64(i, 1);
+      spdlog::warn("{} post(s) of {} skipped: the account is not in users", orphans.int64(i, 1), orphans.text(i, 0));
+    }
   }
-}
-
-void BatchLoader::apply_feed_outcomes() {
-  copy_rows(copy_feeds_sql, feed_rows_);
-  batch_carried_ = carried_;
-  if (batch_has_feeds_) {
-    if (needs_analyze(analyzed_feeds_, batch_feeds_)) db_.exec(analyze_feeds_sql);
-    stats_.posts_deleted += affected_rows(db_.exec(mark_deleted_sql));
-    stats_.backfills_marked += affected_rows(db_.exec(mark_backfilled_sql));
-    if (batch_carried_ > 0) batch_carried_ -= affected_rows(db_.exec(forget_returned_sql));
-  }
-  if (batch_has_posts_) batch_carried_ += affected_rows(db_.exec(carry_returned_sql));
+  db_.exec("TRUNCATE ds_load_posts");
+  db_.exec("RELEASE SAVEPOINT ds_load_new_posts");
 }
 
 void BatchLoader::update_users() {
@@ -439,31 +833,37 @@ void BatchLoader::merge_snapshots() {
 
 void BatchLoader::commit() {
   if (!open_) return;
-  // Posts first: deletion marking and the backfill marker must see the URIs of this batch.
-  if (batch_has_posts_) merge_posts();
-  if (batch_has_feeds_ || batch_has_posts_) apply_feed_outcomes();
+  // Posts first, then profiles and snapshots (their order does not matter to each other).
+  flush_posts();
   if (!users_.empty()) update_users();
-  if (batch_has_snapshots_) merge_snapshots();
+  if (batch_snapshots_ > 0) merge_snapshots();
   db_.exec("COMMIT");
   open_ = false;
-  carried_ = batch_carried_;
+  carried_committed_ = carried_;
   ++stats_.batches;
   spdlog::debug("batch {} committed: {} records in {:.3f} s", stats_.batches, pending_,
                 monotonic_seconds() - started_);
-  pending_ = 0;
-  batch_has_posts_ = batch_has_snapshots_ = batch_has_feeds_ = false;
-  batch_posts_ = batch_feeds_ = batch_snapshots_ = 0;
+  clear_batch();
+}
+
+void BatchLoader::clear_batch() {
+  posts_.clear();
+  feeds_.clear();
+  uris_.clear();
+  accounts_.clear();
+  last_account_ = 0;
+  account_ids_.clear();
+  snapshot_rows_.clear();
+  batch_snapshots_ = 0;
   users_.clear();
+  pending_ = 0;
 }
 
 void BatchLoader::rollback() noexcept {
-  post_rows_.clear();
-  snapshot_rows_.clear();
-  feed_rows_.clear();
-  users_.clear();
-  batch_has_posts_ = batch_has_snapshots_ = batch_has_feeds_ = false;
-  batch_posts_ = batch_feeds_ = batch_snapshots_ = 0;
-  pending_ = 0;
+  clear_batch();
+  carried_ = carried_committed_;
+  // Statistics taken inside the rolled-back transaction are gone with it.
+  analyzed_users_ = analyzed_snapshots_ = analyzed_fallback_ = 0;
   const bool was_open = open_;
   open_ = false;
   PGconn* c = db_.get();

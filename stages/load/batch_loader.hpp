@@ -1,9 +1,13 @@
-// The database side of ds-load: records are staged in temporary tables by COPY and each batch is
-// merged into posts, users, ds_user_state and snapshots by a few set-based statements, one transaction.
+// The database side of ds-load: a batch's posts are compared in memory with the stored rows of the
+// same accounts and only what differs is written; users and snapshots go through temp tables. One transaction per batch.
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "ds/pg.hpp"
@@ -14,9 +18,10 @@ namespace ds::load {
 
 class BatchLoader {
  public:
-  BatchLoader(PgConnection& db, LoadStats& stats) : db_(db), stats_(stats) {}
+  BatchLoader(PgConnection& db, LoadStats& stats, std::size_t max_buffered_posts = 100'000)
+      : db_(db), stats_(stats), max_buffered_posts_(std::max<std::size_t>(max_buffered_posts, 1)) {}
 
-  // Creates this session's staging tables (once, outside any transaction).
+  // Session settings and staging tables (once, outside any transaction).
   void prepare();
 
   // Stage one record; the first record of a batch opens its transaction. `seq` orders records
@@ -29,12 +34,26 @@ class BatchLoader {
   std::int64_t pending_records() const { return pending_; }
   double batch_age_s() const;  // since the batch's first record
 
-  // Merges the staged batch and commits it. No-op when no batch is open.
+  // Writes the staged batch and commits it. No-op when no batch is open.
   void commit();
   // Drops the open batch: aborts a COPY in progress and rolls back. Best effort, never throws.
   void rollback() noexcept;
 
  private:
+  // A post line of the batch. URIs live in one buffer (uris_), accounts are interned (accounts_):
+  // no allocation per post.
+  struct StagedPost {
+    std::uint32_t uri_offset = 0, uri_size = 0;
+    std::uint32_t account = 0;
+    std::int32_t likes = 0, replies = 0, quotes = 0, reposts = 0;  // clamped to INTEGER
+    Micros created_at = 0, sort_at = 0;
+  };
+  // What a user record says about its feed: deletion marking and the backfill marker need it.
+  struct FeedRow {
+    std::uint32_t account;
+    bool complete;
+    std::optional<Micros> since;
+  };
   struct UserRow {
     std::uint64_t seq;
     std::string did;
@@ -44,29 +63,46 @@ class BatchLoader {
   };
 
   void begin_if_needed();
+  std::uint32_t account_of(const std::string& did);
+  std::string_view uri_of(const StagedPost& p) const { return {uris_.data() + p.uri_offset, p.uri_size}; }
   // Whether a staging table holding `rows` rows needs fresh statistics; records the new size if so.
   static bool needs_analyze(std::int64_t& analyzed, std::int64_t rows);
   void copy_rows(const char* copy_sql, std::string& rows);
-  void merge_posts();
-  void apply_feed_outcomes();
+  // Compares the buffered posts and feed outcomes with the stored rows and writes the difference;
+  // the transaction stays open. Empties the buffers.
+  void flush_posts();
+  void insert_new_posts(const std::vector<std::uint32_t>& rows);
   void update_users();
   void merge_snapshots();
+  void clear_batch();
 
   PgConnection& db_;
   LoadStats& stats_;
+  // Posts held in memory at most: beyond this they are compared and written inside the open
+  // transaction (a flush), so memory stays bounded whatever the batch size or one account's
+  // backfill. Each costs ~50 bytes plus its URI, and about as much again for its stored row.
+  std::size_t max_buffered_posts_;
   bool open_ = false;
   std::int64_t pending_ = 0;
   double started_ = 0;
-  // COPY text rows waiting to be sent; sent whenever they grow past a threshold and at commit.
-  std::string post_rows_, snapshot_rows_, feed_rows_;
-  bool batch_has_posts_ = false, batch_has_snapshots_ = false, batch_has_feeds_ = false;
-  std::int64_t batch_posts_ = 0, batch_feeds_ = 0, batch_snapshots_ = 0;  // rows staged in this batch
-  // Rows each staging table held when last analyzed (0: never).
-  std::int64_t analyzed_posts_ = 0, analyzed_feeds_ = 0, analyzed_users_ = 0, analyzed_snapshots_ = 0;
+  // Buffered posts and feed outcomes (since the last flush).
+  std::vector<std::string> accounts_;
+  std::unordered_map<std::string, std::uint32_t> account_ids_;
+  std::uint32_t last_account_ = 0;
+  std::string uris_;
+  std::vector<StagedPost> posts_;
+  std::vector<FeedRow> feeds_;
+  // COPY text rows of the batch's snapshots, sent when they grow past a threshold and at commit.
+  std::string snapshot_rows_;
+  std::int64_t batch_snapshots_ = 0;
   std::vector<UserRow> users_;  // profile updates of this batch (one per user record at most)
-  // Rows in ds_load_returned as of the last commit, and as the open batch leaves it: the DELETE
-  // that forgets them runs only when there is something to forget.
-  std::int64_t carried_ = 0, batch_carried_ = 0;
+  // URIs returned for an account whose user record has not arrived yet (normally none: a user's
+  // posts come right before its record), kept until it does, across flushes and commits, so that
+  // deletion marking and the backfill count see all of them. `carried_committed_` is the state
+  // as of the last commit, restored by a rollback.
+  std::map<std::string, std::vector<std::string>> carried_, carried_committed_;
+  // Rows each staging table held when last analyzed (0: never).
+  std::int64_t analyzed_users_ = 0, analyzed_snapshots_ = 0, analyzed_fallback_ = 0;
 };
 
 }  // namespace ds::load

@@ -47,12 +47,18 @@ StreamVerdict judge_stream(const std::vector<EndRecord>& ends, std::int64_t own_
 
 struct LoadOptions {
   DbParams db;
-  std::int64_t batch_records = 5000;  // commit after this many records ...
+  // Commit after this many records ... A batch costs a dozen statements and a commit whatever its
+  // size, which at 5000 records was a third of a daily run; memory is bounded by
+  // max_buffered_posts, not by this.
+  std::int64_t batch_records = 50'000;
   double batch_seconds = 5;           // ... or this long, whichever first, at a user boundary
   std::optional<std::string> shard;   // stored in snapshot_logs.shard
   bool strict = false;                // stop at the first bad input line
   // After losing the database, how long to keep trying to reconnect to record the run as failed.
   double reconnect_seconds = 30;
+  // Posts held in memory before they are compared and written inside the open batch (a flush);
+  // bounds memory whatever the batch size (tests lower it to exercise flushes).
+  std::size_t max_buffered_posts = 100'000;
   // Set (by a signal handler, or a test) to stop at the next record boundary; may be null.
   const volatile std::sig_atomic_t* stop = nullptr;
 };

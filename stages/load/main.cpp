@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   std::optional<std::string> shard;
   double reconnect_seconds = 30;
   app.add_option("--db", db, "Database: conninfo string or postgresql:// URL (else DATABASE_URL, DB_*, PG*)");
-  app.add_option("--batch-records", batch_records, "Commit after this many records (default 5000)")
+  app.add_option("--batch-records", batch_records, "Commit after this many records (default 50000)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100'000'000}));
   app.add_option("--batch-seconds", batch_seconds, "Commit after this many seconds (default 5)")
       ->check(CLI::Range(0.0, 86'400.0));
@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
 
   ds::load::LoadOptions o;
   o.db = ds::database_params(db);
-  o.batch_records = batch_records.value_or(5000);
+  o.batch_records = batch_records.value_or(o.batch_records);
   o.batch_seconds = batch_seconds;
   o.shard = shard;
   o.reconnect_seconds = reconnect_seconds;
