@@ -82,7 +82,8 @@ bench: bench-fetch bench-load
 
 # libFuzzer targets (clang): each runs FUZZ_SECONDS, corpora seeded from tests/fixtures.
 FUZZ_SECONDS ?= 60
-fuzz: deps
+fuzz:
+	@scripts/deps.sh fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
 
 clean:

@@ -15,7 +15,7 @@ build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 targets=${FUZZ_TARGETS:-record_input author_feed get_profiles timestamp}
 jobs=$(nproc 2>/dev/null || echo 2)
 
-command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
+command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (make fuzz installs it: scripts/deps.sh fuzz)" >&2; exit 2; }
 cmake -S "$root/fuzz" -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$jobs"
 

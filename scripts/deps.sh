@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project builds, tests and demos with, when any is missing.
 # Quick when everything is present (one dpkg query); needs root (or sudo) only to install.
+#   scripts/deps.sh          # build, test, demo, bench
+#   scripts/deps.sh fuzz     # also clang and its libFuzzer runtime (make fuzz)
 set -euo pipefail
 
 packages=(
@@ -10,6 +12,8 @@ packages=(
   postgresql postgresql-client
   jq procps util-linux curl parallel
 )
+# libFuzzer is clang's; Debian ships its runtime apart from the compiler.
+[ "${1:-}" = fuzz ] && packages+=(clang libclang-rt-dev)
 
 missing=()
 for p in "${packages[@]}"; do
