@@ -284,6 +284,7 @@ void HttpClient::start(Request* r) {
   ++active_;
   ++counters_.requests;
   if (r->attempt > 1) ++counters_.retries;
+  if (observer_.on_request) observer_.on_request();
 }
 
 double HttpClient::backoff_delay(int attempt) {
@@ -305,10 +306,11 @@ void HttpClient::hold_all_until(double until, const char* why) {
   if (until <= hold_until_) return;
   counters_.waited_s += until - std::max(now, hold_until_);
   hold_until_ = until;
-  // One line per hold, not per request held by it.
+  // One line (and one wait for the observer) per hold, not per request held by it.
   if (until > logged_hold_until_ + 1.0) {
     spdlog::info("API rate limit ({}): holding all requests for {:.1f} s", why, until - now);
     logged_hold_until_ = until;
+    if (observer_.on_rate_wait) observer_.on_rate_wait();
   }
 }
 

@@ -67,6 +67,14 @@ struct HttpCounters {
   double waited_s = 0;                // time spent held back by the server's rate-limit answers
 };
 
+// Told about traffic as it happens, for a live view of a run (ds::Progress); counters_ only say
+// how it ended. Called on the thread driving the client; either member may be empty.
+struct HttpObserver {
+  std::function<void()> on_request;    // an attempt was sent (retries included)
+  std::function<void()> on_rate_wait;  // every request is held for the server's rate limit (429,
+                                       // Retry-After, RateLimit-Remaining 0): once per hold
+};
+
 // Retry policy, exposed for tests: is this outcome worth another attempt?
 bool http_status_retryable(long status);
 
@@ -134,6 +142,7 @@ class HttpClient {
   std::size_t in_flight() const { return active_; }
   const HttpCounters& counters() const { return counters_; }
   const HttpOptions& options() const { return options_; }
+  void set_observer(HttpObserver observer) { observer_ = std::move(observer); }
 
  private:
   struct Request;
@@ -168,6 +177,7 @@ class HttpClient {
   bool spreading_logged_ = false;
   std::uint64_t jitter_state_;
   HttpCounters counters_;
+  HttpObserver observer_;
 };
 
 }  // namespace ds

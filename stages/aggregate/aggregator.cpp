@@ -51,7 +51,7 @@ std::optional<SnapshotRecord> Aggregator::finish_user(const UserRecord& user) {
   return s;
 }
 
-int run(RecordInput& input, OutputWriter& out, Counters& c) {
+int run(RecordInput& input, OutputWriter& out, Counters& c, Progress* progress) {
   const double started = monotonic_seconds();
   Aggregator agg;
   InputRecord rec;
@@ -73,6 +73,8 @@ int run(RecordInput& input, OutputWriter& out, Counters& c) {
       }
     }
     out.record_done();
+    if (progress && rec.type == RecordType::post) progress->add_posts(1);
+    if (progress && rec.type == RecordType::user) progress->add_users();
   }
   c.orphan_users = static_cast<std::int64_t>(agg.users_in_flight());
   if (c.orphan_users > 0)
@@ -91,6 +93,7 @@ int run(RecordInput& input, OutputWriter& out, Counters& c) {
   if (input.saw_upstream_end()) encode(out.buffer(), end);
   else spdlog::warn("no end record from upstream: not writing ds-aggregate's end (the run will be recorded failed)");
   out.flush();
+  if (progress) progress->finish();  // the summary must not share its line
   spdlog::info("done: {} users, {} snapshots, {} without snapshot, {} posts, {} bad lines, {:.2f}s", c.users,
                c.snapshots, c.no_snapshot, c.posts, input.bad_lines(), end.elapsed_s);
   return input.bad_lines() > 0 ? exit_code::partial : exit_code::ok;

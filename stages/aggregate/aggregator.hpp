@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "ds/ndjson.hpp"
+#include "ds/progress.hpp"
 #include "ds/record_input.hpp"
 #include "ds/records.hpp"
 
@@ -38,6 +39,7 @@ struct Counters {
 
 // Reads the stream, forwards every record, writes a snapshot after each complete user, and ends
 // with the upstream end records and its own (when upstream's was seen). Returns the exit code.
-int run(RecordInput& input, OutputWriter& out, Counters& counters);
+// `progress`, when given, is told about each user and post passed on.
+int run(RecordInput& input, OutputWriter& out, Counters& counters, Progress* progress = nullptr);
 
 }  // namespace ds::aggregate

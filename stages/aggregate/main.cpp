@@ -4,6 +4,7 @@
 
 #include "aggregator.hpp"
 #include "ds/exit_codes.hpp"
+#include "ds/progress.hpp"
 #include "ds/signals.hpp"
 #include "ds/stage.hpp"
 
@@ -24,8 +25,10 @@ int main(int argc, char** argv) {
     ds::LineReader reader(0);
     ds::OutputWriter out(1);
     ds::RecordInput input("ds-aggregate", reader, out, ds::want_user | ds::want_post, common.strict);
+    // Its input is a stream: the number of users is unknown until the end.
+    ds::Progress progress("ds-aggregate", common.quiet);
     ds::aggregate::Counters counters;
-    return ds::aggregate::run(input, out, counters);
+    return ds::aggregate::run(input, out, counters, &progress);
   } catch (const ds::BadInputError& e) {
     spdlog::error("{} (--strict: stopping)", e.what());
     return ds::exit_code::runtime;

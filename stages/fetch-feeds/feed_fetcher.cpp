@@ -2,8 +2,6 @@
 // that keeps each user's posts contiguous and users in input order with bounded memory.
 #include "feed_fetcher.hpp"
 
-#include <unistd.h>
-
 #include <stdexcept>
 
 #include <spdlog/spdlog.h>
@@ -19,6 +17,7 @@ struct FeedFetcher::Job {
   std::uint64_t seq = 0;
   UserRecord user;
   std::string buffer;        // encoded post lines not yet written
+  std::int64_t buffered_posts = 0;  // how many posts `buffer` holds
   bool opened = false;       // some posts already written: the output block is open
   bool done = false;
   bool paused = false;       // next page held back by the buffer budget
@@ -140,6 +139,7 @@ HttpVerdict FeedFetcher::on_page(Job& job, HttpResult& r) {
     const std::size_t before = job.buffer.size();
     encode(job.buffer, p);
     buffered_bytes_ += job.buffer.size() - before;
+    ++job.buffered_posts;
     ++job.posts;
     job.oldest_kept = p.sort_at;
   }
@@ -208,10 +208,14 @@ void FeedFetcher::pump(bool may_open_block) {
       head.buffer.clear();
       head.opened = true;
       out_.record_done();
+      // Counted as written, not when fetched, so a long backfill streaming out shows its posts.
+      if (options_.progress) options_.progress->add_posts(head.buffered_posts);
+      head.buffered_posts = 0;
     }
     if (!head.done) break;
     encode(out_.buffer(), head.user);
     out_.record_done();
+    if (options_.progress) options_.progress->add_users();
     ++stats_.users;
     stats_.posts += head.posts;
     switch (head.user.feed.status) {
@@ -246,23 +250,11 @@ void FeedFetcher::before_read() {
   while (!http_.run_until_readable(options_.input_fd, 250)) {
     pump(false);
     out_.flush();
-    progress(false);
   }
 }
 
-void FeedFetcher::progress(bool force) {
-  const double now = monotonic_seconds();
-  if (!force && now - last_progress_ < options_.progress_interval_s) return;
-  last_progress_ = now;
-  const auto& c = http_.counters();
-  const auto level = isatty(2) ? spdlog::level::info : spdlog::level::debug;
-  spdlog::log(level, "progress: {} users read, {} written, {} in flight, {} posts, {} pages, {} requests, {} retries, {:.0f} s",
-              read_, stats_.users, window_.size(), stats_.posts, stats_.pages, c.requests, c.retries,
-              now - started_);
-}
-
 int FeedFetcher::run(LineReader& reader, RecordInput& input) {
-  started_ = last_progress_ = monotonic_seconds();
+  started_ = monotonic_seconds();
   reader.set_before_read(&FeedFetcher::before_read_hook, this);
   InputRecord rec;
   bool input_done = false;
@@ -270,7 +262,6 @@ int FeedFetcher::run(LineReader& reader, RecordInput& input) {
     pump(true);
     if (!input_done && window_.size() < options_.max_users_in_flight && !head_block_open()) {
       if (input.next(rec)) {
-        ++read_;
         add_user(std::move(rec.user));
         http_.poll(0);  // start its first page now
       } else {
@@ -285,7 +276,6 @@ int FeedFetcher::run(LineReader& reader, RecordInput& input) {
     if (http_.pending() == 0)
       throw std::logic_error("ds-fetch-feeds: users waiting with no request outstanding");
     http_.poll(250);
-    progress(false);
   }
   reader.set_before_read(&OutputWriter::flush_hook, &out_);
 
@@ -300,6 +290,7 @@ int FeedFetcher::run(LineReader& reader, RecordInput& input) {
   }
   out_.flush();
 
+  if (options_.progress) options_.progress->finish();  // the summary must not share its line
   const auto& c = http_.counters();
   spdlog::info("done: {} users ({} complete, {} capped, {} gone, {} failed, {} skipped), {} posts, {} pages, "
                "{} requests ({} retries, {} rate-limited), {:.2f} requests/user, {} bad input lines, {:.1f} s",

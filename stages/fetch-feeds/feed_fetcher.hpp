@@ -10,6 +10,7 @@
 
 #include "ds/http.hpp"
 #include "ds/ndjson.hpp"
+#include "ds/progress.hpp"
 #include "ds/record_input.hpp"
 #include "ds/records.hpp"
 
@@ -32,7 +33,9 @@ struct FetcherOptions {
   // smaller feeds are written whole when they complete.
   std::size_t stream_after_bytes = 1u << 20;
   int input_fd = -1;  // watched while waiting for input, so transfers and output keep moving
-  double progress_interval_s = 10;
+  // Told about users and posts as they are written; may be null. Requests reach it through the
+  // HTTP client's observer, which main.cpp wires, since the client is shared with --health.
+  Progress* progress = nullptr;
 };
 
 struct FetcherStats {
@@ -79,7 +82,6 @@ class FeedFetcher {
   bool head_block_open() const;
   void before_read();
   static void before_read_hook(void* self);
-  void progress(bool force);
   void make_end(const RecordInput& input, double elapsed);
 
   FetcherOptions options_;
@@ -90,11 +92,9 @@ class FeedFetcher {
   std::size_t buffered_bytes_ = 0;
   std::size_t paused_ = 0;  // jobs waiting for the buffer budget
   std::uint64_t next_seq_ = 0;
-  std::uint64_t read_ = 0;
   FetcherStats stats_;
   EndRecord end_;
   double started_ = 0;
-  double last_progress_ = 0;
 };
 
 // --health: one getAuthorFeed call (limit 1) for `actor`. Empty when the API answered with a feed

@@ -10,6 +10,7 @@
 #include "ds/exit_codes.hpp"
 #include "ds/http.hpp"
 #include "ds/ndjson.hpp"
+#include "ds/progress.hpp"
 #include "ds/record_input.hpp"
 #include "ds/signals.hpp"
 #include "ds/stage.hpp"
@@ -53,13 +54,18 @@ int main(int argc, char** argv) {
       return ds::exit_code::ok;
     }
 
+    // Users come from stdin, so their total is unknown until the end: done-so-far only. Declared
+    // before the client, whose observer refers to it.
+    ds::Progress progress("ds-fetch-profiles", common.quiet);
     ds::HttpClient http(settings.options);
+    http.set_observer({[&progress] { progress.add_requests(); }, [&progress] { progress.add_rate_wait(); }});
     ds::LineReader reader(STDIN_FILENO);
     ds::OutputWriter out(STDOUT_FILENO);
     ds::RecordInput input("ds-fetch-profiles", reader, out, ds::want_user, common.strict);
     ds::profiles::FetcherOptions options;
     options.base_url = settings.base_url;
     options.input_fd = STDIN_FILENO;
+    options.progress = &progress;
     ds::profiles::ProfileFetcher fetcher(options, http, out);
     return fetcher.run(reader, input);
   } catch (const ds::BadInputError& e) {

@@ -2,8 +2,6 @@
 // Never drops a user: every input user comes out as ok, gone or failed (with the reason).
 #include "profile_fetcher.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <stdexcept>
 #include <unordered_map>
@@ -153,6 +151,7 @@ void ProfileFetcher::emit_ready() {
     }
     window_.pop_front();
     ++head_seq_;
+    if (options_.progress) options_.progress->add_users();
   }
 }
 
@@ -170,24 +169,11 @@ void ProfileFetcher::before_read() {
   while (!http_.run_until_readable(options_.input_fd, 500)) {
     emit_ready();
     out_.flush();
-    progress(false);
   }
 }
 
-void ProfileFetcher::progress(bool force) {
-  const double now = monotonic_seconds();
-  if (!force && now - last_progress_ < options_.progress_interval_s) return;
-  last_progress_ = now;
-  const auto& c = http_.counters();
-  // A terminal watching stderr gets progress; logs of a cron run only at debug.
-  const auto level = isatty(2) ? spdlog::level::info : spdlog::level::debug;
-  spdlog::log(level, "progress: {} users read, {} written ({} ok, {} gone, {} failed), {} requests, {} retries, {:.0f} s",
-              read_, stats_.users, stats_.ok, stats_.gone, stats_.failed, c.requests, c.retries,
-              now - started_);
-}
-
 int ProfileFetcher::run(LineReader& reader, RecordInput& input) {
-  started_ = last_progress_ = monotonic_seconds();
+  started_ = monotonic_seconds();
   reader.set_before_read(&ProfileFetcher::before_read_hook, this);
   InputRecord rec;
   bool input_done = false;
@@ -195,7 +181,6 @@ int ProfileFetcher::run(LineReader& reader, RecordInput& input) {
     emit_ready();
     if (!input_done && window_.size() < options_.max_buffered_users) {
       if (input.next(rec)) {
-        ++read_;
         add_user(std::move(rec.user));
       } else {
         input_done = true;
@@ -208,7 +193,6 @@ int ProfileFetcher::run(LineReader& reader, RecordInput& input) {
     if (http_.pending() == 0)
       throw std::logic_error("ds-fetch-profiles: users waiting with no request outstanding");
     http_.poll(250);
-    progress(false);
   }
   reader.set_before_read(&OutputWriter::flush_hook, &out_);
 
@@ -223,6 +207,7 @@ int ProfileFetcher::run(LineReader& reader, RecordInput& input) {
   }
   out_.flush();
 
+  if (options_.progress) options_.progress->finish();  // the summary must not share its line
   const auto& c = http_.counters();
   spdlog::info("done: {} users ({} ok, {} gone, {} failed, {} duplicates), {} requests ({} retries, "
                "{} rate-limited), {:.3f} requests/user, {} bad input lines, {:.1f} s",

@@ -9,6 +9,7 @@
 
 #include "ds/http.hpp"
 #include "ds/ndjson.hpp"
+#include "ds/progress.hpp"
 #include "ds/record_input.hpp"
 #include "ds/records.hpp"
 
@@ -21,7 +22,9 @@ struct FetcherOptions {
   // ones after it). Bounds memory: about 1 KiB per user.
   std::size_t max_buffered_users = 2000;
   int input_fd = -1;                 // watched while waiting for input, so transfers keep moving
-  double progress_interval_s = 10;
+  // Told about each user written; may be null. Requests reach it through the HTTP client's
+  // observer, which main.cpp wires, since the client is shared with --health.
+  Progress* progress = nullptr;
 };
 
 struct FetcherStats {
@@ -71,7 +74,6 @@ class ProfileFetcher {
   void emit_ready();
   void before_read();
   static void before_read_hook(void* self);
-  void progress(bool force);
   void finish_end(const RecordInput& input, double elapsed);
 
   FetcherOptions options_;
@@ -87,8 +89,6 @@ class ProfileFetcher {
   FetcherStats stats_;
   EndRecord end_;
   double started_ = 0;
-  double last_progress_ = 0;
-  std::uint64_t read_ = 0;
 };
 
 // --health: one getProfiles call for `actor`. Returns an empty string when the API answered with

@@ -10,6 +10,7 @@
 
 #include "ds/config.hpp"
 #include "ds/ndjson.hpp"
+#include "ds/progress.hpp"
 #include "ds/records.hpp"
 
 namespace ds::load {
@@ -61,6 +62,8 @@ struct LoadOptions {
   std::size_t max_buffered_posts = 100'000;
   // Set (by a signal handler, or a test) to stop at the next record boundary; may be null.
   const volatile std::sig_atomic_t* stop = nullptr;
+  // Told about each user and post record handed to the database; may be null.
+  Progress* progress = nullptr;
 };
 
 // What one run did to the database, for the summary line and the run log.
@@ -94,6 +97,7 @@ struct LoadResult {
   std::string error;
   LoadStats stats;
   double wall_s = 0;
+  std::int64_t bad_lines = 0;  // input lines ds-load itself skipped (upstream's are in their ends)
   std::vector<EndRecord> upstream_ends;  // as read, for the metrics file (--metrics-file)
 };
 

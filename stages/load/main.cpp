@@ -11,6 +11,7 @@
 #include "ds/exit_codes.hpp"
 #include "ds/metrics.hpp"
 #include "ds/ndjson.hpp"
+#include "ds/progress.hpp"
 #include "ds/stage.hpp"
 #include "load.hpp"
 
@@ -51,9 +52,13 @@ int main(int argc, char** argv) {
   // A closed stdout must show up as a write error, not kill the run before it records its status.
   signal(SIGPIPE, SIG_IGN);
 
+  // Records come from stdin: how many users they hold is known only at the end.
+  ds::Progress progress("ds-load", common.quiet);
+  o.progress = &progress;
   ds::LineReader input(STDIN_FILENO);
   ds::OutputWriter output(STDOUT_FILENO);
   const ds::load::LoadResult r = ds::load::run_load(o, input, output);
+  progress.finish();  // the summary must not share its line
   if (r.run_id != 0) {
     const std::string line = ds::load::summary_line(r);
     if (r.status == "completed") spdlog::info("{}", line);

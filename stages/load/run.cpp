@@ -139,7 +139,10 @@ class Run {
           closing_did.clear();
         }
         switch (rec.type) {
-          case RecordType::post: loader.add_post(rec.post, rec.line_number); break;
+          case RecordType::post:
+            loader.add_post(rec.post, rec.line_number);
+            if (o_.progress) o_.progress->add_posts(1);
+            break;
           case RecordType::snapshot:
             loader.add_snapshot(rec.snapshot, rec.line_number);
             if (!closing_did.empty()) {
@@ -149,6 +152,7 @@ class Run {
             break;
           case RecordType::user:
             loader.add_user(rec.user, rec.line_number);
+            if (o_.progress) o_.progress->add_users();
             if (loader.pending_records() >= o_.batch_records || loader.batch_age_s() >= o_.batch_seconds)
               closing_did = rec.user.did;
             break;
@@ -165,6 +169,7 @@ class Run {
       out_.flush();
       const StreamVerdict v = judge_stream(input.upstream_ends(), input.bad_lines());
       res_.upstream_ends = input.upstream_ends();
+      res_.bad_lines = input.bad_lines();
       res_.status = v.status;
       res_.error = v.error;
       res_.exit_code = v.status == "completed" ? exit_code::ok
@@ -196,6 +201,7 @@ class Run {
     res_.error = why;
     res_.exit_code = code;
     res_.upstream_ends = ends;
+    res_.bad_lines = bad_lines;
     StreamVerdict v = judge_stream(ends, bad_lines);
     v.status = "failed";
     v.error = why;
@@ -289,15 +295,19 @@ LoadResult run_load(const LoadOptions& options, LineReader& input, OutputWriter&
 
 std::string summary_line(const LoadResult& r) {
   const auto& s = r.stats;
-  std::string line = "run " + std::to_string(r.run_id) + " " + r.status + ": " +
-                     std::to_string(s.users_updated) + " users updated, posts " +
+  std::string line = "run " + std::to_string(r.run_id) + " " + r.status + ": " + std::to_string(s.users_seen) +
+                     " users (" + std::to_string(s.users_updated) + " updated), posts " +
                      std::to_string(s.posts_inserted) + " inserted / " + std::to_string(s.posts_updated) +
                      " updated / " + std::to_string(s.posts_unchanged) + " unchanged";
   if (s.posts_skipped) line += " / " + std::to_string(s.posts_skipped) + " skipped";
   line += ", " + std::to_string(s.posts_deleted) + " marked deleted, " +
           std::to_string(s.snapshots_inserted + s.snapshots_updated) + " snapshots written (" +
-          std::to_string(s.snapshots_unchanged) + " unchanged), " + std::to_string(s.batches) +
-          " batches, " + fmt::format("{:.2f}", r.wall_s) + " s";
+          std::to_string(s.snapshots_unchanged) + " unchanged";
+  if (s.snapshots_skipped) line += ", " + std::to_string(s.snapshots_skipped) + " skipped";
+  line += "), ";
+  // Skipped lines make the run partial; the count says how far from complete it was.
+  if (r.bad_lines) line += std::to_string(r.bad_lines) + " bad input lines skipped, ";
+  line += std::to_string(s.batches) + " batches, " + fmt::format("{:.2f}", r.wall_s) + " s";
   return line;
 }
 

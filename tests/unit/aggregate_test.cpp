@@ -1,8 +1,14 @@
 // Tests for ds-aggregate's logic: snapshot = baseline + window posts, only for complete users,
 // and the state per user is released when its record arrives (memory bounded by users in flight).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include <catch2/catch.hpp>
 
 #include "aggregator.hpp"
+#include "ds/progress.hpp"
 
 namespace {
 ds::UserRecord complete_user(const std::string& did) {
@@ -71,4 +77,41 @@ TEST_CASE("a user without posts in the window gets the baseline; a backfill star
   REQUIRE(s);
   CHECK(s->likes == 3);
   CHECK(s->reposts == 3);
+}
+
+TEST_CASE("the stage tells its progress about every user and post it passes on") {
+  std::string in;
+  ds::encode(in, post("a", 1, 5));
+  ds::encode(in, post("a", 2, 7));
+  ds::encode(in, complete_user("a"));
+  ds::encode(in, complete_user("b"));
+  ds::EndRecord upstream;
+  upstream.stage = "ds-fetch-feeds";
+  ds::encode(in, upstream);
+  char path[] = "/tmp/ds-aggregate-test-XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  ::unlink(path);
+  REQUIRE(::write(fd, in.data(), in.size()) == static_cast<ssize_t>(in.size()));
+  ::lseek(fd, 0, SEEK_SET);
+  const int null_fd = ::open("/dev/null", O_WRONLY);
+  REQUIRE(null_fd >= 0);
+
+  ds::Progress progress("ds-aggregate", ds::Progress::Settings{});  // silent; counts only
+  ds::aggregate::Counters c;
+  {
+    ds::LineReader reader(fd, "input");
+    ds::OutputWriter out(null_fd);
+    ds::RecordInput input("ds-aggregate", reader, out, ds::want_user | ds::want_post, false);
+    CHECK(ds::aggregate::run(input, out, c, &progress) == 0);
+  }
+  ::close(fd);
+  ::close(null_fd);
+  CHECK(c.users == 2);
+  CHECK(c.snapshots == 2);
+  const auto shown = progress.counts();
+  CHECK(shown.users == 2);
+  CHECK(shown.posts == 2);
+  CHECK(shown.users_total == -1);  // a stream: the total is not known
+  CHECK(shown.requests == 0);
 }

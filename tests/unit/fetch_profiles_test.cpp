@@ -18,6 +18,7 @@
 #include "ds/exit_codes.hpp"
 #include "ds/http.hpp"
 #include "ds/ndjson.hpp"
+#include "ds/progress.hpp"
 #include "ds/record_input.hpp"
 #include "ds/records.hpp"
 #include "profile_fetcher.hpp"
@@ -186,7 +187,9 @@ Run run_stage(const std::string& input, const FakeProfiles& fake, ds::HttpOption
   const int in_fd = temp_fd(input);
   const int out_fd = temp_fd("");
   {
+    ds::Progress progress("ds-fetch-profiles", ds::Progress::Settings{});  // silent; counts only
     ds::HttpClient http(ho);
+    http.set_observer({[&progress] { progress.add_requests(); }, [&progress] { progress.add_rate_wait(); }});
     ds::LineReader reader(in_fd, "input");
     ds::OutputWriter out(out_fd);
     ds::RecordInput in("ds-fetch-profiles", reader, out, ds::want_user, false);
@@ -194,11 +197,16 @@ Run run_stage(const std::string& input, const FakeProfiles& fake, ds::HttpOption
     o.base_url = fake.base();
     o.input_fd = in_fd;
     o.max_buffered_users = max_buffered;
-    o.progress_interval_s = 1e9;
+    o.progress = &progress;
     ds::profiles::ProfileFetcher f(o, http, out);
     run.rc = f.run(reader, in);
     run.end = f.end_record();
     run.stats = f.stats();
+    // Whatever the run, the live view ends on the stage's own totals.
+    const auto shown = progress.counts();
+    CHECK(shown.users == run.stats.users);
+    CHECK(shown.posts == 0);
+    CHECK(shown.requests == http.counters().requests);
   }
   ::close(in_fd);
   ::lseek(out_fd, 0, SEEK_SET);

@@ -202,6 +202,8 @@ TEST_CASE("5xx is retried until it succeeds", "[http]") {
   srv.start();
 
   ds::HttpClient http(fast_options());
+  int observed_requests = 0, observed_waits = 0;
+  http.set_observer({[&] { ++observed_requests; }, [&] { ++observed_waits; }});
   ds::HttpResult seen;
   int calls = 0;
   http.get(srv.url("/flaky"), [&](ds::HttpResult& r) {
@@ -217,6 +219,8 @@ TEST_CASE("5xx is retried until it succeeds", "[http]") {
   CHECK(hits.load() == 3);
   CHECK(http.counters().retries == 2);
   CHECK(http.counters().http_5xx == 2);
+  CHECK(observed_requests == 3);  // retries are requests too
+  CHECK(observed_waits == 0);     // a 503 without Retry-After is a retry, not a rate-limit hold
 }
 
 TEST_CASE("400 is not retried", "[http]") {
@@ -353,6 +357,8 @@ TEST_CASE("429 with Retry-After holds every request until the time has passed", 
   auto opt = fast_options();
   opt.concurrency = 1;  // /other queues behind /limited, so it meets the hold
   ds::HttpClient http(opt);
+  int observed_requests = 0, observed_waits = 0;
+  http.set_observer({[&] { ++observed_requests; }, [&] { ++observed_waits; }});
   int ok = 0;
   auto cb = [&](ds::HttpResult& r) {
     if (r.status == 200) ++ok;
@@ -362,6 +368,8 @@ TEST_CASE("429 with Retry-After holds every request until the time has passed", 
   http.get(srv.url("/other"), cb);
   http.run();
   CHECK(ok == 2);
+  CHECK(observed_requests == 3);
+  CHECK(observed_waits == 1);
   const auto limited = srv.arrivals_of("/limited");
   const auto other = srv.arrivals_of("/other");
   REQUIRE(limited.size() == 2);
@@ -425,6 +433,8 @@ TEST_CASE("RateLimit-Remaining 0 on a success holds the next request", "[http]")
   auto opt = fast_options();
   opt.concurrency = 1;
   ds::HttpClient http(opt);
+  int observed_waits = 0;
+  http.set_observer({nullptr, [&] { ++observed_waits; }});
   int ok = 0;
   for (int i = 0; i < 2; ++i)
     http.get(srv.url("/r"), [&](ds::HttpResult& r) {
@@ -436,6 +446,7 @@ TEST_CASE("RateLimit-Remaining 0 on a success holds the next request", "[http]")
   const auto a = srv.arrivals_of("/r");
   REQUIRE(a.size() == 2);
   CHECK(a[1].at - a[0].at >= 0.9);
+  CHECK(observed_waits == 1);
 }
 
 TEST_CASE("a low RateLimit-Remaining spreads requests over the time left", "[http]") {

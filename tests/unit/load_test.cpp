@@ -15,6 +15,7 @@
 
 #include "ds/exit_codes.hpp"
 #include "ds/pg.hpp"
+#include "ds/progress.hpp"
 #include "load.hpp"
 
 namespace {
@@ -86,6 +87,33 @@ TEST_CASE("load: displayName truncation counts characters and cuts at a characte
   CHECK(ds::load::truncate_chars(s, 3) == "a\xC3\xA9\xE2\x82\xAC");
   CHECK(ds::load::truncate_chars(s, 10) == s);
   CHECK(ds::load::truncate_chars(s, 0).empty());
+}
+
+TEST_CASE("load: the summary line gives counts and skips and wall time") {
+  ds::load::LoadResult r;
+  r.run_id = 42;
+  r.status = "partial";
+  r.wall_s = 12.5;
+  r.stats.users_seen = 120;
+  r.stats.users_updated = 12;
+  r.stats.posts_inserted = 130;
+  r.stats.posts_updated = 5;
+  r.stats.posts_unchanged = 7;
+  r.stats.posts_deleted = 2;
+  r.stats.snapshots_inserted = 100;
+  r.stats.snapshots_updated = 10;
+  r.stats.snapshots_unchanged = 1;
+  r.stats.batches = 3;
+  CHECK(ds::load::summary_line(r) ==
+        "run 42 partial: 120 users (12 updated), posts 130 inserted / 5 updated / 7 unchanged, 2 marked "
+        "deleted, 110 snapshots written (1 unchanged), 3 batches, 12.50 s");
+  r.stats.posts_skipped = 4;
+  r.stats.snapshots_skipped = 6;
+  r.bad_lines = 9;
+  CHECK(ds::load::summary_line(r) ==
+        "run 42 partial: 120 users (12 updated), posts 130 inserted / 5 updated / 7 unchanged / 4 skipped, "
+        "2 marked deleted, 110 snapshots written (1 unchanged, 6 skipped), 9 bad input lines skipped, "
+        "3 batches, 12.50 s");
 }
 
 namespace {
@@ -237,12 +265,15 @@ ds::load::LoadResult load(const TestDb& db, const std::string& text, ds::load::L
   unlink(path);
   const int null_fd = open("/dev/null", O_WRONLY);
   o.db = db.params();
+  ds::Progress progress("ds-load", ds::Progress::Settings{});  // silent; counts only
+  o.progress = &progress;
   ds::load::LoadResult r;
   {
     ds::LineReader reader(fd, "test-input");
     ds::OutputWriter out(null_fd);
     r = ds::load::run_load(o, reader, out);
   }
+  CHECK(progress.counts().users == r.stats.users_seen);  // the live view counts what was loaded
   close(fd);
   close(null_fd);
   return r;
@@ -515,6 +546,7 @@ TEST_CASE("load: the run log records status, counters and why a run failed", "[d
   bad.user(alice, "alice.test").raw("{not json").ends();
   r = load(db, bad.text);
   CHECK(r.exit_code == ds::exit_code::partial);
+  CHECK(r.bad_lines == 1);
   CHECK(db.value("SELECT status, bad_lines FROM snapshot_logs WHERE id = $1", {std::to_string(r.run_id)}) ==
         "partial|1");
   r = load(db, bad.text, options([](auto& o) { o.strict = true; }));
