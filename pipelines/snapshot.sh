@@ -85,6 +85,10 @@ save() {  # save NAME: copy the stream to the save dir when one was asked for
 }
 if [ -n "$save_dir" ]; then mkdir -p "$save_dir" || exit 1; fi
 
+# The five stages share this stderr: on a terminal their `\r` status lines would overwrite each
+# other, so each writes whole progress lines instead (every 10 s here unless set).
+if [ -t 2 ] && [ -z "${PROGRESS:-}" ]; then export PROGRESS=log PROGRESS_INTERVAL_S=${PROGRESS_INTERVAL_S:-10}; fi
+
 started=$(date +%s)
 "$bin/ds-select-users" "${common[@]}" "${select_args[@]}" | save 1-users.ndjson \
   | "$bin/ds-fetch-profiles" "${common[@]}" | save 2-profiles.ndjson \

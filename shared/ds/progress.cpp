@@ -80,6 +80,14 @@ Progress::Settings stage_settings(bool quiet) {
   const char* fmt = std::getenv("LOG_FORMAT");
   const bool json = fmt && std::string_view(fmt) == "json";
   s.mode = Progress::choose_mode(quiet, isatty(STDERR_FILENO) == 1, json);
+  // PROGRESS=log|off: a pipeline whose stages share one terminal (pipelines/snapshot.sh) asks for
+  // whole log lines, since five status lines redrawn with `\r` by five processes overwrite each other.
+  if (const char* want = std::getenv("PROGRESS"); want && *want && s.mode != Progress::Mode::off) {
+    const std::string_view w(want);
+    if (w == "off") s.mode = Progress::Mode::off;
+    else if (w == "log") s.mode = Progress::Mode::log;
+    else if (w != "auto") spdlog::warn("PROGRESS={} is not auto, log or off; using auto", want);
+  }
   if (s.mode == Progress::Mode::log) {
     s.log_interval_s = interval_from_env();
     if (s.log_interval_s == 0) s.mode = Progress::Mode::off;

@@ -118,6 +118,16 @@ if command -v script >/dev/null 2>&1; then
   check "terminal: progress log lines on a terminal" bash -c "! grep -qa 'info: progress:' '$work/tty.log'"
   check "terminal: stdout differs from the --quiet run's" \
     cmp -s <(stable "$work/tty.out") <(stable "$work/ds-fetch-feeds-quiet.out")
+
+  # PROGRESS=log (what pipelines/snapshot.sh sets on a terminal): whole log lines, no redrawn line.
+  slow "$work/profiles.ndjson" >"$work/fifo" &
+  feeder=$!
+  PROGRESS=log script -qefc "'$bin/ds-fetch-feeds' <'$work/fifo' >/dev/null" /dev/null </dev/null >"$work/tty-log.log" 2>&1
+  wait "$feeder"
+  check "PROGRESS=log on a terminal: no progress log line: $(head -c 400 "$work/tty-log.log" | cat -v)" \
+    grep -qa 'info: progress: ds-fetch-feeds: users [1-9]' "$work/tty-log.log"
+  check "PROGRESS=log on a terminal: a status line was redrawn: $(head -c 400 "$work/tty-log.log" | cat -v)" \
+    bash -c "! grep -qa \$'\\e\\[K' '$work/tty-log.log'"
 else
   echo "progress_test: script(1) not found; terminal mode left to tests/unit/progress_test.cpp" >&2
 fi
