@@ -9,7 +9,7 @@ RUN_DIR ?= .run
 ARGS ?=
 
 .PHONY: all build deps test test-unit test-sanitize demo demo-stop snapshot migrate health clean \
-        bench bench-fetch bench-load build-release install
+        bench bench-fetch bench-load build-release install fuzz
 
 all: build
 
