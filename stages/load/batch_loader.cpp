@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <charconv>
 #include <cstring>
 #include <numeric>
@@ -34,7 +35,7 @@ CREATE TEMP TABLE ds_load_posts (
   created_at timestamptz, sort_at timestamptz) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE ds_load_changed (
   uri text, likes integer, replies integer, quotes integer, reposts integer,
-  created_at timestamptz, sort_at timestamptz) ON COMMIT DELETE ROWS;
+  created_at timestamptz, sort_at timestamptz, tid tid) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE ds_load_snapshots (
   seq bigint, did text, date date, followers integer, following integer, posts integer,
   likes integer, replies integer, quotes integer, reposts integer) ON COMMIT DELETE ROWS;
@@ -49,7 +50,7 @@ constexpr const char* copy_posts_sql =
 constexpr const char* copy_new_posts_sql =
     R"(COPY posts (uri, did, likes, replies, quotes, reposts, "createdAt", sort_at) FROM STDIN)";
 constexpr const char* copy_changed_sql =
-    "COPY ds_load_changed (uri, likes, replies, quotes, reposts, created_at, sort_at) FROM STDIN";
+    "COPY ds_load_changed (uri, likes, replies, quotes, reposts, created_at, sort_at, tid) FROM STDIN";
 constexpr const char* copy_snapshots_sql =
     "COPY ds_load_snapshots (seq, did, date, followers, following, posts, likes, replies, quotes, reposts) FROM STDIN";
 constexpr const char* copy_users_sql = "COPY ds_load_users (did, handle, display_name, avatar) FROM STDIN";
@@ -61,35 +62,47 @@ SELECT f.i - 1 FROM unnest($1::text[]) WITH ORDINALITY AS f(did, i)
 )SQL";
 
 // The stored posts of each account's refresh window ($1 DIDs, $2 window starts, NULL: everything),
-// in binary. The window test is COALESCE(sort_at, "createdAt") >= since, spelled so that
-// (did, sort_at) can serve it; OFFSET 0 keeps the per-account index scan from being flattened into
-// a join the planner might turn into a scan of all posts when its statistics lag a big load. The
-// first column is the account's position in $1.
+// in binary, the account's DID first. One index scan with `did = ANY($1)` reaches every account
+// at once, and the join gives each row its account's window: in the server about 5x cheaper than
+// an index scan per account (a LATERAL join), which made these reads most of a daily run
+// (docs/performance-load.md).
 constexpr const char* window_posts_sql = R"SQL(
-SELECT f.i - 1, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at,
-       q.deleted_at IS NOT NULL
-  FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS f(did, since, i)
- CROSS JOIN LATERAL (
-       SELECT q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at, q.deleted_at
-         FROM posts q
-        WHERE q.did = f.did
-          AND (q.sort_at >= COALESCE(f.since, '-infinity')
-               OR (q.sort_at IS NULL AND q."createdAt" >= COALESCE(f.since, '-infinity')))
-       OFFSET 0) q
+SELECT q.did, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at,
+       q.deleted_at IS NOT NULL, q.ctid
+  FROM posts q
+  JOIN unnest($1::text[], $2::timestamptz[]) AS f(did, since) ON f.did = q.did
+ WHERE q.did = ANY ($1::text[])
+   AND (q.sort_at >= COALESCE(f.since, '-infinity')
+        OR (q.sort_at IS NULL AND q."createdAt" >= COALESCE(f.since, '-infinity')))
 )SQL";
 
 // Stored rows by URI, for the few posts of a batch that lie outside their account's window (or
 // whose account's user record is not in the flush). Same columns as window_posts_sql.
 constexpr const char* posts_by_uri_sql = R"SQL(
-SELECT -1::bigint, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at,
-       q.deleted_at IS NOT NULL
+SELECT q.did, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at,
+       q.deleted_at IS NOT NULL, q.ctid
   FROM posts q WHERE q.uri = ANY ($1::text[])
 )SQL";
 
-// Posts whose values differ from the stored row; a post marked deleted that the API returns
-// again comes back to life. The WHERE repeats the comparison so that a row another writer changed
-// meanwhile is not rewritten for nothing; = ANY(ARRAY(...)) reaches posts through its primary key
-// whatever the planner believes about the temp table.
+// Posts whose values differ from the stored row, reached by the row version (ctid) the comparison
+// read moments before in the same transaction: a TID scan instead of a primary-key descent per row,
+// which made this update a fifth of a daily run's server time. p.uri = t.uri guards against a
+// version that is no longer that post; a post marked deleted that the API returns again comes back
+// to life. A row another writer updated meanwhile has moved: update_changed_sql (by URI) catches
+// those, run only when this one updated fewer rows than staged.
+constexpr const char* update_changed_by_tid_sql = R"SQL(
+UPDATE posts p
+   SET likes = t.likes, replies = t.replies, quotes = t.quotes, reposts = t.reposts,
+       "createdAt" = t.created_at, sort_at = t.sort_at, deleted_at = NULL, "updatedAt" = now()
+  FROM ds_load_changed t
+ WHERE p.ctid = t.tid AND p.uri = t.uri AND p.ctid = ANY (ARRAY(SELECT tid FROM ds_load_changed))
+   AND (p.likes, p.replies, p.quotes, p.reposts, p."createdAt", p.sort_at, p.deleted_at IS NOT NULL)
+       IS DISTINCT FROM (t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, false)
+)SQL";
+
+// The same by URI. The WHERE repeats the comparison so that a row another writer changed (or the
+// TID update above already updated) is not rewritten; = ANY(ARRAY(...)) reaches posts through its
+// primary key whatever the planner believes about the temp table.
 constexpr const char* update_changed_sql = R"SQL(
 UPDATE posts p
    SET likes = t.likes, replies = t.replies, quotes = t.quotes, reposts = t.reposts,
@@ -238,6 +251,7 @@ void append_optional(std::string& row, const std::optional<std::string>& v) {
 }
 
 // One element of a PostgreSQL array literal, quoted: the values are data, never SQL.
+void append_array_null(std::string& out) { out += out.empty() ? "{NULL" : ",NULL"; }
 void append_array_element(std::string& out, std::string_view v) {
   out += out.empty() ? "{\"" : ",\"";
   for (const char c : v) {
@@ -246,7 +260,6 @@ void append_array_element(std::string& out, std::string_view v) {
   }
   out += '"';
 }
-void append_array_null(std::string& out) { out += out.empty() ? "{NULL" : ",NULL"; }
 std::string close_array(std::string out) { return out.empty() ? "{}" : out + "}"; }
 
 std::int64_t affected_rows(const PgResult& r) {
@@ -254,27 +267,31 @@ std::int64_t affected_rows(const PgResult& r) {
   return (n && *n) ? std::strtoll(n, nullptr, 10) : 0;
 }
 
-// A statement whose rows come back in binary (integers and timestamps need no parsing), with the
-// same error wording as PgConnection's: callers and operators look for "lost the connection".
+// Throws a failed statement's error with the same wording as PgConnection's: callers and operators
+// look for "lost the connection".
+[[noreturn]] void throw_error(PGconn* c, const PGresult* r, const char* sql) {
+  const bool lost = PQstatus(c) != CONNECTION_OK;
+  std::string what = r ? PQresultErrorMessage(r) : "";
+  if (what.empty()) what = PQerrorMessage(c);
+  for (auto& ch : what)
+    if (ch == '\n' || ch == '\t') ch = ' ';
+  while (!what.empty() && what.back() == ' ') what.pop_back();
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  std::string stmt(std::string_view(sql).substr(0, 60));
+  for (auto& ch : stmt)
+    if (ch == '\n') ch = ' ';
+  throw PgError((lost ? "lost the connection to PostgreSQL: " : "PostgreSQL error: ") + what + " [in:" + stmt + "...]",
+                state ? state : "", lost);
+}
+
+// A statement whose rows come back in binary: integers and timestamps need no parsing.
 PgResult exec_binary(PgConnection& db, const char* sql, const std::vector<PgParam>& params) {
   std::vector<const char*> values;
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
   PgResult r(PQexecParams(db.get(), sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr,
                           nullptr, 1));
   if (r.get() && PQresultStatus(r.get()) == PGRES_TUPLES_OK) return r;
-  const bool lost = PQstatus(db.get()) != CONNECTION_OK;
-  std::string what = r.get() ? PQresultErrorMessage(r.get()) : PQerrorMessage(db.get());
-  if (what.empty()) what = PQerrorMessage(db.get());
-  for (auto& c : what)
-    if (c == '\n' || c == '\t') c = ' ';
-  while (!what.empty() && what.back() == ' ') what.pop_back();
-  const char* state = r.get() ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
-  std::string stmt(std::string_view(sql).substr(0, 60));
-  for (auto& c : stmt)
-    if (c == '\n') c = ' ';
-  throw PgError((lost ? "lost the connection to PostgreSQL: " : "PostgreSQL error: ") + what + " [in:" + stmt +
-                    "...]",
-                state ? state : "", lost);
+  throw_error(db.get(), r.get(), sql);
 }
 
 // Binary values: network byte order; timestamptz counts microseconds from 2000-01-01.
@@ -298,24 +315,36 @@ Micros pg_timestamp_at(const char* p) {
 // A stored post, as read back for comparison.
 struct StoredPost {
   std::string_view uri;  // points into the query result
-  std::int64_t slot;     // position in the window query's account list, -1 when read by URI
+  std::uint32_t account;  // the flush's account (for window reads)
   std::int32_t likes, replies, quotes, reposts;  // -1 for NULL
   Micros created_at;
   std::optional<Micros> sort_at;
   bool deleted;
+  std::uint32_t tid_block;  // the row version read (ctid): block and line number
+  std::uint16_t tid_line;
   bool matched = false;  // the flush returned this post
 };
 
-// The rows of a window_posts_sql / posts_by_uri_sql result.
-void read_stored(const PgResult& r, std::vector<StoredPost>& out) {
+// The rows of a window_posts_sql / posts_by_uri_sql result. `account_of(did)` gives a row's
+// account in the flush (rows come grouped by did, so it is asked once per run of rows); a row
+// for which `keep(post)` is false is dropped.
+template <class AccountOf, class Keep>
+void read_stored(const PgResult& r, AccountOf account_of, Keep keep, std::vector<StoredPost>& out) {
   const PGresult* res = r.get();
   out.reserve(out.size() + static_cast<std::size_t>(r.rows()));
+  std::string_view last_did;
+  std::uint32_t account = 0;
   for (int i = 0; i < r.rows(); ++i) {
     const auto field = [&](int c) { return PQgetvalue(res, i, c); };
     const auto count = [&](int c) { return PQgetisnull(res, i, c) ? -1 : be32_at(field(c)); };
+    const std::string_view did(field(0), static_cast<std::size_t>(PQgetlength(res, i, 0)));
+    if (i == 0 || did != last_did) {
+      account = account_of(did);
+      last_did = did;
+    }
     StoredPost s;
+    s.account = account;
     s.uri = std::string_view(field(1), static_cast<std::size_t>(PQgetlength(res, i, 1)));
-    s.slot = be64_at(field(0));
     s.likes = count(2);
     s.replies = count(3);
     s.quotes = count(4);
@@ -323,8 +352,25 @@ void read_stored(const PgResult& r, std::vector<StoredPost>& out) {
     s.created_at = pg_timestamp_at(field(6));
     if (!PQgetisnull(res, i, 7)) s.sort_at = pg_timestamp_at(field(7));
     s.deleted = *field(8) != 0;
-    out.push_back(s);
+    // tid in binary: a 4-byte block number, then a 2-byte line number.
+    s.tid_block = static_cast<std::uint32_t>(be32_at(field(9)));
+    std::uint16_t line;
+    std::memcpy(&line, field(9) + 4, 2);
+    s.tid_line = be16toh(line);
+    if (keep(s)) out.push_back(s);
   }
+}
+
+// The two array parameters of window_posts_sql: the accounts' DIDs and their windows' starts.
+std::vector<PgParam> window_params(const std::vector<std::uint32_t>& accounts, const std::vector<std::string>& dids,
+                                   const std::vector<std::optional<Micros>>& since) {
+  std::string d, w;
+  for (const auto a : accounts) {
+    append_array_element(d, dids[a]);
+    if (since[a]) append_array_element(w, format_timestamp(*since[a]));
+    else append_array_null(w);
+  }
+  return {close_array(std::move(d)), close_array(std::move(w))};
 }
 
 // Indices 0..n-1 grouped by key(i) < groups, keeping their order inside a group (a counting
@@ -374,6 +420,7 @@ void BatchLoader::begin_if_needed() {
 
 void BatchLoader::copy_rows(const char* copy_sql, std::string& rows) {
   if (rows.empty()) return;
+  drain_window();
   db_.copy_begin(copy_sql);
   db_.copy_send(rows);
   db_.copy_end();
@@ -384,7 +431,11 @@ std::uint32_t BatchLoader::account_of(const std::string& did) {
   // A user's posts come together: most lookups are for the account of the previous line.
   if (!accounts_.empty() && accounts_[last_account_] == did) return last_account_;
   const auto [it, fresh] = account_ids_.try_emplace(did, static_cast<std::uint32_t>(accounts_.size()));
-  if (fresh) accounts_.push_back(did);
+  if (fresh) {
+    accounts_.push_back(did);
+    window_asked_.emplace_back();
+    window_want_.emplace_back();
+  }
   return last_account_ = it->second;
 }
 
@@ -409,6 +460,7 @@ void BatchLoader::add_post(const PostRecord& p, std::uint64_t) {
   s.created_at = p.created_at;
   s.sort_at = p.sort_at;
   posts_.push_back(s);
+  if (window_inflight_ && ++records_since_poll_ % 256 == 0) poll_window();
   if (posts_.size() >= max_buffered_posts_) flush_posts();
 }
 
@@ -418,6 +470,7 @@ void BatchLoader::add_user(const UserRecord& u, std::uint64_t seq) {
   ++stats_.users_seen;
   // Every user record ends its posts' run of lines, complete or not.
   feeds_.push_back(FeedRow{account_of(u.did), u.feed.status == FeedStatus::complete, u.since});
+  request_window(feeds_.back().account, u.since);
 
   if (u.profile_status != ProfileStatus::ok || !u.profile) return;
   UserRow row{seq, u.did, u.profile->handle, u.profile->display_name, u.profile->avatar};
@@ -452,6 +505,7 @@ void BatchLoader::add_snapshot(const SnapshotRecord& s, std::uint64_t seq) {
 }
 
 void BatchLoader::flush_posts() {
+  drain_window();  // the connection takes no other statement while a window read is in flight
   if (posts_.empty() && feeds_.empty()) return;
   const std::size_t n_accounts = accounts_.size();
   // Everything below works account by account on sorted runs (a counting sort by account, then
@@ -517,28 +571,40 @@ void BatchLoader::flush_posts() {
 
   // 4. The stored rows: every stored post of those windows (a deletion check needs them anyway),
   // then, by URI, the few posts found in no window. An account without a `since` has all its
-  // posts in its window, so a post of it not found there is new.
-  std::vector<std::uint32_t> slot_account;  // window query position -> account
+  // posts in its window, so a post of it not found there is new. Most windows were read while
+  // the batch's later records were being parsed (request_window); an account whose window was
+  // not read, or was read narrower than it now needs (a second user record), is read here.
   std::vector<StoredPost> stored;
-  PgResult window_rows, uri_rows;
+  PgResult uri_rows;
   {
-    std::string dids, sinces;
+    std::vector<std::uint32_t> missing;
     for (std::uint32_t a = 0; a < n_accounts; ++a) {
       if (!has_feed[a]) continue;
-      slot_account.push_back(a);
-      append_array_element(dids, accounts_[a]);
-      if (window[a]) append_array_element(sinces, format_timestamp(*window[a]));
-      else append_array_null(sinces);
+      const auto& asked = window_asked_[a];
+      if (!asked.requested || (asked.since && (!window[a] || *window[a] < *asked.since))) {
+        missing.push_back(a);
+        window_asked_[a] = {true, window[a], static_cast<std::uint32_t>(window_reads_.size())};
+      }
     }
-    if (!slot_account.empty()) {
-      window_rows = exec_binary(db_, window_posts_sql, {close_array(std::move(dids)), close_array(std::move(sinces))});
-      read_stored(window_rows, stored);
-    }
+    if (!missing.empty())
+      window_reads_.push_back({exec_binary(db_, window_posts_sql, window_params(missing, accounts_, window)), missing});
+    // An account read twice (its window widened) keeps the rows of its latest read only.
+    const auto account_by_did = [this](std::string_view did) {
+      const auto it = account_ids_.find(std::string(did));
+      return it == account_ids_.end() ? std::uint32_t{UINT32_MAX} : it->second;
+    };
+    for (std::uint32_t k = 0; k < window_reads_.size(); ++k)
+      read_stored(
+          window_reads_[k].rows, account_by_did,
+          [&](const StoredPost& p) {
+            const auto a = p.account;
+            return a != UINT32_MAX && has_feed[a] && window_asked_[a].read == k;
+          },
+          stored);
   }
   std::vector<std::uint32_t> stored_start;
-  std::vector<std::uint32_t> stored_by_account = group_by(
-      stored.size(), n_accounts, [&](std::size_t i) { return slot_account[static_cast<std::size_t>(stored[i].slot)]; },
-      stored_start);
+  std::vector<std::uint32_t> stored_by_account =
+      group_by(stored.size(), n_accounts, [&](std::size_t i) { return stored[i].account; }, stored_start);
   for (std::uint32_t a = 0; a < n_accounts; ++a) {
     // Read in (did, sort_at) order, which for time-ordered rkeys is usually URI order already.
     const auto first = stored_by_account.begin() + stored_start[a], last = stored_by_account.begin() + stored_start[a + 1];
@@ -548,13 +614,16 @@ void BatchLoader::flush_posts() {
 
   // 5. Merge each account's posts with its stored rows: new, changed or unchanged.
   std::vector<std::uint32_t> fresh, changed, unknown;  // unknown: not in a window, to look up by URI
+  std::vector<std::pair<std::uint32_t, std::uint16_t>> changed_tid;  // each changed post's stored row
   const auto classify = [&](std::uint32_t i, const StoredPost& s) {
     const StagedPost& p = posts_[i];
     if (s.likes == p.likes && s.replies == p.replies && s.quotes == p.quotes && s.reposts == p.reposts &&
-        s.created_at == p.created_at && s.sort_at && *s.sort_at == p.sort_at && !s.deleted)
+        s.created_at == p.created_at && s.sort_at && *s.sort_at == p.sort_at && !s.deleted) {
       ++stats_.posts_unchanged;
-    else
+    } else {
       changed.push_back(i);
+      changed_tid.emplace_back(s.tid_block, s.tid_line);
+    }
   };
   for (std::uint32_t a = 0; a < n_accounts; ++a) {
     std::uint32_t k = stored_start[a];
@@ -578,7 +647,8 @@ void BatchLoader::flush_posts() {
     for (const auto i : unknown) append_array_element(uris, uri_of(posts_[i]));
     uri_rows = exec_binary(db_, posts_by_uri_sql, {close_array(std::move(uris))});
     std::vector<StoredPost> found;
-    read_stored(uri_rows, found);
+    read_stored(
+        uri_rows, [](std::string_view) { return std::uint32_t{0}; }, [](const StoredPost&) { return true; }, found);
     std::unordered_map<std::string_view, const StoredPost*> by_uri;
     for (const auto& f : found) by_uri.emplace(f.uri, &f);
     for (const auto i : unknown) {
@@ -592,8 +662,8 @@ void BatchLoader::flush_posts() {
     std::string rows;
     db_.exec("TRUNCATE ds_load_changed");  // a second flush in the same batch reuses it
     db_.copy_begin(copy_changed_sql);
-    for (const auto i : changed) {
-      const StagedPost& p = posts_[i];
+    for (std::size_t c = 0; c < changed.size(); ++c) {
+      const StagedPost& p = posts_[changed[c]];
       append_field(rows, uri_of(p));
       for (const std::int32_t v : {p.likes, p.replies, p.quotes, p.reposts}) {
         rows += '\t';
@@ -603,7 +673,11 @@ void BatchLoader::flush_posts() {
       rows += format_timestamp(p.created_at);
       rows += '\t';
       rows += format_timestamp(p.sort_at);
-      rows += '\n';
+      rows += "\t(";
+      append_int(rows, changed_tid[c].first);
+      rows += ',';
+      append_int(rows, changed_tid[c].second);
+      rows += ")\n";
       if (rows.size() >= copy_flush_bytes) {
         db_.copy_send(rows);
         rows.clear();
@@ -611,7 +685,8 @@ void BatchLoader::flush_posts() {
     }
     if (!rows.empty()) db_.copy_send(rows);
     db_.copy_end();
-    const std::int64_t updated = affected_rows(db_.exec(update_changed_sql));
+    std::int64_t updated = affected_rows(db_.exec(update_changed_by_tid_sql));
+    if (updated < static_cast<std::int64_t>(changed.size())) updated += affected_rows(db_.exec(update_changed_sql));
     stats_.posts_updated += updated;
     stats_.posts_unchanged += static_cast<std::int64_t>(changed.size()) - updated;  // changed meanwhile
   }
@@ -685,6 +760,67 @@ void BatchLoader::flush_posts() {
   accounts_.clear();
   last_account_ = 0;
   account_ids_.clear();
+  clear_windows();
+}
+
+void BatchLoader::request_window(std::uint32_t account, std::optional<Micros> since) {
+  auto& want = window_want_[account];
+  const bool first = !window_asked_[account].requested &&
+                     std::find(window_pending_.begin(), window_pending_.end(), account) == window_pending_.end();
+  if (first) want = since;
+  else if (want && (!since || *since < *want)) want = since;
+  else return;
+  if (first) window_pending_.push_back(account);
+  // A group of accounts per query: fewer round trips, still early enough to overlap the parsing.
+  constexpr std::size_t group = 64;
+  if (!window_inflight_ && window_pending_.size() >= group) send_window();
+  else if (window_inflight_ && ++records_since_poll_ % 16 == 0) poll_window();
+}
+
+void BatchLoader::send_window() {
+  const std::vector<PgParam> params = window_params(window_pending_, accounts_, window_want_);
+  const char* values[2] = {params[0]->c_str(), params[1]->c_str()};
+  if (!PQsendQueryParams(db_.get(), window_posts_sql, 2, nullptr, values, nullptr, nullptr, 1))
+    throw_error(db_.get(), nullptr, window_posts_sql);
+  for (const auto a : window_pending_)
+    window_asked_[a] = {true, window_want_[a], static_cast<std::uint32_t>(window_reads_.size())};
+  ++reads_ahead_;
+  window_inflight_accounts_ = std::move(window_pending_);
+  window_pending_.clear();
+  window_inflight_ = true;
+}
+
+void BatchLoader::poll_window() {
+  if (!window_inflight_) return;
+  if (!PQconsumeInput(db_.get())) {
+    window_inflight_ = false;
+    throw_error(db_.get(), nullptr, window_posts_sql);
+  }
+  if (PQisBusy(db_.get())) return;
+  drain_window();
+  if (window_pending_.size() >= 64) send_window();
+}
+
+void BatchLoader::drain_window() {
+  if (!window_inflight_) return;
+  window_inflight_ = false;
+  PgResult r(PQgetResult(db_.get()));
+  const bool ok = r.get() && PQresultStatus(r.get()) == PGRES_TUPLES_OK;
+  if (ok) {
+    while (PGresult* extra = PQgetResult(db_.get())) PQclear(extra);  // the end of the query
+    window_reads_.push_back({std::move(r), std::move(window_inflight_accounts_)});
+    window_inflight_accounts_.clear();
+    return;
+  }
+  throw_error(db_.get(), r.get(), window_posts_sql);  // rollback() drains what is left
+}
+
+void BatchLoader::clear_windows() {
+  window_asked_.clear();
+  window_want_.clear();
+  window_reads_.clear();
+  window_pending_.clear();
+  window_inflight_accounts_.clear();
 }
 
 void BatchLoader::insert_new_posts(const std::vector<std::uint32_t>& rows) {
@@ -841,12 +977,14 @@ void BatchLoader::commit() {
   open_ = false;
   carried_committed_ = carried_;
   ++stats_.batches;
-  spdlog::debug("batch {} committed: {} records in {:.3f} s", stats_.batches, pending_,
-                monotonic_seconds() - started_);
+  spdlog::debug("batch {} committed: {} records in {:.3f} s, {} window reads sent ahead", stats_.batches, pending_,
+                monotonic_seconds() - started_, reads_ahead_);
+  reads_ahead_ = 0;
   clear_batch();
 }
 
 void BatchLoader::clear_batch() {
+  clear_windows();
   posts_.clear();
   feeds_.clear();
   uris_.clear();
@@ -866,6 +1004,7 @@ void BatchLoader::rollback() noexcept {
   analyzed_users_ = analyzed_snapshots_ = analyzed_fallback_ = 0;
   const bool was_open = open_;
   open_ = false;
+  window_inflight_ = false;  // its results are drained below
   PGconn* c = db_.get();
   if (!c || PQstatus(c) != CONNECTION_OK) return;
   // A COPY cut short by an error leaves the connection in COPY IN state: end it with an error

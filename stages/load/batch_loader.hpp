@@ -72,6 +72,14 @@ class BatchLoader {
   // the transaction stays open. Empties the buffers.
   void flush_posts();
   void insert_new_posts(const std::vector<std::uint32_t>& rows);
+  // Reading an account's stored window while the rest of the batch is parsed: requested at its
+  // user record, sent for a group of accounts without waiting (one query in flight on the
+  // connection), collected when done (polled between records) or at the flush.
+  void request_window(std::uint32_t account, std::optional<Micros> since);
+  void send_window();
+  void poll_window();
+  void drain_window();  // waits for the query in flight, if any: before any other statement
+  void clear_windows();
   void update_users();
   void merge_snapshots();
   void clear_batch();
@@ -92,6 +100,24 @@ class BatchLoader {
   std::string uris_;
   std::vector<StagedPost> posts_;
   std::vector<FeedRow> feeds_;
+  // Window reads of this flush. window_asked_[a]: whether account a's window was sent, how wide,
+  // and which entry of window_reads_ holds it; window_want_[a]: the widest window it needs so far.
+  struct WindowAsked {
+    bool requested = false;
+    std::optional<Micros> since;
+    std::uint32_t read = 0;
+  };
+  struct WindowRead {
+    PgResult rows;
+    std::vector<std::uint32_t> accounts;  // position in the query -> account
+  };
+  std::vector<WindowAsked> window_asked_;
+  std::vector<std::optional<Micros>> window_want_;
+  std::vector<WindowRead> window_reads_;
+  std::vector<std::uint32_t> window_pending_, window_inflight_accounts_;
+  bool window_inflight_ = false;
+  std::uint32_t records_since_poll_ = 0;
+  std::int64_t reads_ahead_ = 0;  // in this batch, for the debug log
   // COPY text rows of the batch's snapshots, sent when they grow past a threshold and at commit.
   std::string snapshot_rows_;
   std::int64_t batch_snapshots_ = 0;

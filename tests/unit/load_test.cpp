@@ -779,3 +779,97 @@ TEST_CASE("load: a new post colliding with a row the comparison could not see is
   CHECK(db.rows("SELECT uri, likes FROM posts ORDER BY uri") ==
         std::vector<std::string>{Stream::uri(alice, "p1") + "|7", Stream::uri(alice, "p2") + "|3"});
 }
+
+TEST_CASE("load: windows read ahead for many accounts give the rows of one read per flush", "[db]") {
+  // 150 accounts: their windows are read in groups while later records are parsed. With a flush
+  // after every post each window is read at the flush instead; both must store the same.
+  const auto stream = [](int day) {
+    Stream s;
+    for (int i = 0; i < 150; ++i) {
+      const std::string did = "did:plc:many" + std::to_string(1000 + i);
+      for (int j = 0; j < 4; ++j) {
+        if (day == 2 && j == i % 4) continue;  // deleted on day 2
+        const std::int64_t likes = j + (day == 2 && j == (i + 1) % 4 ? 10 : 0);  // grew on day 2
+        const std::string at = "2026-11-2" + std::to_string(3 + j) + "T10:00:00Z";
+        s.post(did, "p" + std::to_string(j), at.c_str(), likes);
+      }
+      s.user(did, "many" + std::to_string(i) + ".test", day == 1 ? nullptr : since);
+      s.snapshot(did, day == 1 ? "2026-11-28" : "2026-11-29", i, i);
+    }
+    return s.ends().text;
+  };
+  TestDb ahead("t_load_ahead");
+  TestDb flushed("t_load_ahead_flushed");
+  for (auto* db : {&ahead, &flushed})
+    db->sql().exec("INSERT INTO users (did, handle) SELECT 'did:plc:many' || (1000 + i), 'many' || i || '.test' "
+                   "FROM generate_series(0, 149) AS i");
+  const auto every_post = options([](auto& o) { o.max_buffered_posts = 1; });
+  for (const int day : {1, 2}) {
+    const auto a = load(ahead, stream(day));
+    const auto b = load(flushed, stream(day), every_post);
+    CHECK(a.status == "completed");
+    CHECK(b.status == "completed");
+    CHECK(a.stats.posts_deleted == (day == 2 ? 150 : 0));
+    CHECK(a.stats.posts_updated == (day == 2 ? 150 : 0));
+    CHECK(b.stats.posts_deleted == a.stats.posts_deleted);
+    CHECK(decided_state(ahead) == decided_state(flushed));
+  }
+  CHECK(ahead.count("SELECT count(*) FROM posts WHERE deleted_at IS NULL") == 450);
+}
+
+TEST_CASE("load: accounts with different windows read together keep only their own window's rows", "[db]") {
+  // One read covers a backfill (no window), a 7-day window and a 4-day window: the query reads
+  // from the earliest start, and rows before an account's own start must not count as deleted.
+  TestDb db("t_load_mixed_windows");
+  Stream first;
+  first.post(alice, "old", "2026-11-01T10:00:00Z", 1)
+      .post(alice, "p1", "2026-11-25T10:00:00Z", 1)
+      .post(alice, "p2", "2026-11-26T10:00:00Z", 1)
+      .user(alice, "alice.test")
+      .post(bob, "b_old", "2026-11-20T10:00:00Z", 1)
+      .post(bob, "b2", "2026-11-24T10:00:00Z", 1)
+      .post(bob, "b1", "2026-11-26T10:00:00Z", 1)
+      .user(bob, "bob.test")
+      .ends();
+  REQUIRE(load(db, first.text).exit_code == 0);
+
+  Stream second;
+  second.post(carol, "c1", "2026-11-27T10:00:00Z", 1)
+      .user(carol, "carol.test", nullptr)  // a backfill: the read starts at -infinity
+      .post(alice, "p1", "2026-11-25T10:00:00Z", 2)
+      .user(alice, "alice.test")  // window from 11-22: p2 is gone, "old" is outside
+      .post(bob, "b1", "2026-11-26T10:00:00Z", 1)
+      .user(bob, "bob.test", "2026-11-25T00:00:00Z")  // b2 and b_old are outside
+      .ends();
+  for (const auto& o : {ds::load::LoadOptions{}, options([](auto& x) { x.max_buffered_posts = 1; })}) {
+    const auto r = load(db, second.text, o);
+    CHECK(r.status == "completed");
+    CHECK(db.rows("SELECT uri FROM posts WHERE deleted_at IS NOT NULL ORDER BY uri") ==
+          std::vector<std::string>{Stream::uri(alice, "p2")});
+    CHECK(db.count("SELECT count(*) FROM posts WHERE deleted_at IS NULL") == 6);
+  }
+}
+
+TEST_CASE("load: a changed post whose row moved after it was read is updated by URI", "[db]") {
+  // Changed posts are updated through the row version the comparison read. A trigger on the new
+  // posts' COPY (which runs between that read and the update) updates alice's p1 the way another
+  // writer could, so its version moves: the update by version misses it and the one by URI must
+  // catch it.
+  TestDb db("t_load_moved_row");
+  Stream first;
+  first.post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test").ends();
+  REQUIRE(load(db, first.text).exit_code == 0);
+  db.sql().exec("CREATE FUNCTION touch_p1() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "UPDATE posts SET \"updatedAt\" = \"updatedAt\" WHERE uri = '" + Stream::uri(alice, "p1") +
+                "'; RETURN NULL; END $$");
+  db.sql().exec("CREATE TRIGGER touch_p1 AFTER INSERT ON posts FOR EACH STATEMENT EXECUTE FUNCTION touch_p1()");
+
+  Stream second;
+  second.post(alice, "p1", "2026-11-25T10:00:00Z", 5).post(alice, "p2", "2026-11-26T10:00:00Z", 2).user(alice, "alice.test").ends();
+  const auto r = load(db, second.text);
+  CHECK(r.status == "completed");
+  CHECK(r.stats.posts_inserted == 1);
+  CHECK(r.stats.posts_updated == 1);
+  CHECK(db.rows("SELECT uri, likes FROM posts ORDER BY uri") ==
+        std::vector<std::string>{Stream::uri(alice, "p1") + "|5", Stream::uri(alice, "p2") + "|2"});
+}
