@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The ds-load benchmark (make bench-load; not part of make test): a backfill of 1M posts for 10k users
+# and a daily run over them with 5% of counts changed, beside psql \copy and a one-upsert-per-row baseline, on a private cluster.
+#
+#   DS_BIN_DIR=build-release/bin bench/load/run.sh [--users N] [--posts P] [--sample S] [--keep]
+#
+# Prints a table (rows/s, peak RSS) and the ratios the targets are stated in (docs/performance-load.md).
+# Every number comes from this one run, on one cluster with the same settings.
+set -euo pipefail
+bin=${DS_BIN_DIR:?set DS_BIN_DIR to the bin directory of a Release build}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+# The per-row baseline commits every row (one fsync each), a few hundred rows/s: measured on a sample.
+users=10000 posts=100 sample=20000 keep=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --users) users=$2; shift ;;
+    --posts) posts=$2; shift ;;
+    --sample) sample=$2; shift ;;
+    --keep) keep=1 ;;
+    *) echo "bench-load: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+total=$((users * posts))
+[ "$sample" -le "$total" ] || sample=$total
+
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -x "$pgbin/pg_ctl" ] || { echo "bench-load: PostgreSQL server binaries not found (make deps)" >&2; exit 1; }
+work=$(mktemp -d /tmp/ds-bench-load.XXXXXX)
+chmod 755 "$work"
+as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  as_owner "$pgbin/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
+  if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+say() { echo "bench-load: $*" >&2; }
+
+# A cluster of its own with production durability (fsync, full_page_writes and synchronous_commit
+# at their defaults: on), unlike the test clusters. shared_buffers holds the 1M-post table and its
+# indexes, and max_wal_size keeps checkpoints out of the middle of a measurement, as one would
+# configure a server for this; autovacuum stays on.
+mkdir -p "$work/pg" "$work/data"
+if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$work/pg" "$work/data"; fi
+as_owner "$pgbin/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$work/initdb.log" 2>&1 \
+  || { cat "$work/initdb.log" >&2; exit 1; }
+port=$(( 20000 + RANDOM % 40000 ))
+as_owner "$pgbin/pg_ctl" -D "$work/data" -l "$work/pg/server.log" -w -t 60 \
+  -o "-p $port -c listen_addresses=127.0.0.1 -k $work/pg -c shared_buffers=512MB -c max_wal_size=8GB" \
+  start >/dev/null || { tail -20 "$work/pg/server.log" >&2; exit 1; }
+url="postgresql://postgres@127.0.0.1:$port/postgres"
+psql_q() { "$pgbin/psql" -d "$url" -v ON_ERROR_STOP=1 -qAt "$@"; }
+export DATABASE_URL=$url LOG_LEVEL=info  # ds-load's summary line (info) goes to its log
+
+say "schema, $users accounts; generating $total posts (day 1 and day 2 streams, day 1 as COPY rows)"
+"$bin/ds-migrate" >/dev/null 2>"$work/migrate.log" || { cat "$work/migrate.log" >&2; exit 1; }
+"$src/bench/load/gen-stream.sh" --users "$users" --format users >"$work/users.tsv"
+psql_q -c "\\copy users (did, handle) FROM '$work/users.tsv'"
+"$src/bench/load/gen-stream.sh" --users "$users" --posts "$posts" --day 1 >"$work/day1.ndjson"
+"$src/bench/load/gen-stream.sh" --users "$users" --posts "$posts" --day 2 >"$work/day2.ndjson"
+"$src/bench/load/gen-stream.sh" --users "$users" --posts "$posts" --day 1 --format tsv >"$work/day1.tsv"
+head -n "$sample" "$work/day1.tsv" >"$work/sample.tsv"
+# shellcheck disable=SC2046
+c++ -O2 -std=c++20 -o "$work/row-insert" "$src/bench/load/row_insert.cpp" $(pkg-config --cflags --libs libpq)
+
+# run LABEL APP INPUT CMD...: runs CMD (a program) on INPUT and records, for the table:
+#   secs   wall seconds;
+#   cpu    CPU seconds of CMD itself (bash's `time`) plus those of its server backend (found by
+#          application_name APP, read from /proc/PID/stat until it exits; the last 50 ms may be
+#          missed). This machine is shared: wall times move with everyone else's load, CPU
+#          seconds much less, so the table shows both;
+#   rss    CMD's peak RSS (VmHWM, read from /proc every 50 ms; ds-load reaches its peak early).
+declare -A secs cpu rss
+tck=$(getconf CLK_TCK)
+run() {
+  local label=$1 app=$2 input=$3
+  shift 3
+  psql_q -c CHECKPOINT
+  local t0 t1 hwm=0 pid="" bpid="" bticks=0 line f
+  t0=$(date +%s.%N)
+  ( TIMEFORMAT='%U %S'; time "$@" <"$input" >/dev/null 2>"$work/$label.log" ) 2>"$work/$label.time" &
+  local outer=$!
+  while kill -0 "$outer" 2>/dev/null; do
+    [ -n "$pid" ] || pid=$(pgrep -P "$outer" | head -1 || true)
+    [ -n "$bpid" ] || bpid=$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE application_name = '$app' AND pid <> pg_backend_pid() LIMIT 1" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
+      while IFS= read -r line; do
+        case $line in VmHWM:*) f=${line//[!0-9]/}; [ "$f" -gt "$hwm" ] && hwm=$f ;; esac
+      done <"/proc/$pid/status" 2>/dev/null || true
+    fi
+    if [ -n "$bpid" ] && read -r -a f <"/proc/$bpid/stat" 2>/dev/null; then bticks=$(( f[13] + f[14] )); fi
+    sleep 0.05
+  done
+  wait "$outer" || { cat "$work/$label.log" >&2; echo "bench-load: $label failed" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  secs[$label]=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
+  cpu[$label]=$(awk -v t="$(tail -1 "$work/$label.time")" -v b="$bticks" -v hz="$tck" \
+    'BEGIN {split(t, c, " "); printf "%.2f", c[1] + c[2] + b / hz}')
+  rss[$label]=$hwm
+  say "$label: ${secs[$label]} s wall, ${cpu[$label]} s CPU (client + server), peak RSS $((hwm / 1024)) MB"
+}
+empty_tables() { psql_q -c "TRUNCATE posts, snapshots, ds_user_state"; }
+copy_sql="\\copy posts (uri, did, likes, replies, quotes, reposts, \"createdAt\", sort_at) FROM pstdin"
+
+say "(a) baselines into the empty posts table: psql \\copy of the same $total rows, one upsert per row ($sample rows)"
+empty_tables
+run copy psql "$work/day1.tsv" "$pgbin/psql" -d "$url" -v ON_ERROR_STOP=1 -qAt -c "$copy_sql"
+empty_tables
+run rows_a ds-bench-rows "$work/sample.tsv" "$work/row-insert" "$url?application_name=ds-bench-rows"
+empty_tables
+say "(a) ds-load: the day-1 backfill into empty tables"
+run load_a dopplersky "$work/day1.ndjson" "$bin/ds-load"
+[ "$(psql_q -c "SELECT status FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = completed ] || { echo "bench-load: run (a) not completed" >&2; exit 1; }
+# A day passes: autovacuum would have visited the freshly loaded table by the next run.
+psql_q -c "VACUUM ANALYZE posts" -c "VACUUM ANALYZE snapshots"
+say "(b) ds-load: the day-2 daily run, same $total posts, 5% of counts changed"
+run load_b dopplersky "$work/day2.ndjson" "$bin/ds-load"
+[ "$(psql_q -c "SELECT status FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = completed ] || { echo "bench-load: run (b) not completed" >&2; exit 1; }
+changed=$(psql_q -c "SELECT count(*) FROM posts WHERE \"updatedAt\" > (SELECT time_started FROM snapshot_logs ORDER BY id DESC LIMIT 1)")
+say "(b) baseline: one upsert per row over $sample stored rows, 5% of them changed (back to day 1)"
+run rows_b ds-bench-rows "$work/sample.tsv" "$work/row-insert" "$url?application_name=ds-bench-rows"
+grep -hE 'run [0-9]+ completed' "$work/load_a.log" "$work/load_b.log" | sed 's/^/  /' >&2 || true
+
+calc() { awk "BEGIN {print $1}"; }
+rate() { calc "$1 / ${secs[$2]}" | xargs printf '%.0f'; }
+mb() { calc "${rss[$1]} / 1024" | xargs printf '%.1f'; }
+ratio() { calc "$1 / $2" | xargs printf '%.2f'; }
+verdict() { if [ "$(calc "($1) ? 1 : 0")" = 1 ]; then echo met; else echo MISSED; fi; }
+row() {  # row LABEL ROWS KEY [RSS]
+  printf '%-56s %8d %8.2f %9s %8.2f %9s\n' "$1" "$2" "${secs[$3]}" "$(rate "$2" "$3")" "${cpu[$3]}" "${4:-$(mb "$3") MB}"
+}
+
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+echo
+echo "ds-load benchmark: $users users x $posts posts = $total posts; PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}')"
+echo "machine: $(nproc) CPUs ($cpu_model), $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo) RAM; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+printf '%-56s %8s %8s %9s %8s %9s\n' "" rows "wall s" "rows/s" "CPU s" "peak RSS"
+row "(a) ds-load: backfill into empty tables" "$total" load_a
+row "    psql \\copy of the same rows into the same table" "$total" copy "-"
+row "    one upsert per row, autocommit (first $sample rows)" "$sample" rows_a
+row "(b) ds-load: daily run, $changed of the posts changed" "$total" load_b
+row "    one upsert per row, autocommit (first $sample rows)" "$sample" rows_b
+echo
+r_copy=$(ratio "${secs[load_a]}" "${secs[copy]}")
+r_copy_cpu=$(ratio "${cpu[load_a]}" "${cpu[copy]}")
+r_ab=$(ratio "${secs[load_a]}" "${secs[load_b]}")
+r_ab_cpu=$(ratio "${cpu[load_a]}" "${cpu[load_b]}")
+printf '%-46s %6s wall %6s CPU   target <= 1.5: %s\n' "(a) ds-load / psql \\copy" "$r_copy" "$r_copy_cpu" "$(verdict "$r_copy <= 1.5")"
+printf '%-46s %6s wall %6s CPU   target >= 5:   %s\n' "(a) / (b)" "$r_ab" "$r_ab_cpu" "$(verdict "$r_ab >= 5")"
+printf '%-46s %13s MB         target < 100:  %s\n' "peak RSS of ds-load (a) / (b)" "$(mb load_a) / $(mb load_b)" \
+  "$(verdict "${rss[load_a]} < 102400 && ${rss[load_b]} < 102400")"
+printf '%-46s %6s x wall\n' "ds-load (a) rows/s over one upsert per row" "$(ratio "$(rate "$total" load_a)" "$(rate "$sample" rows_a)")"
+printf '%-46s %6s x wall\n' "ds-load (b) rows/s over one upsert per row" "$(ratio "$(rate "$total" load_b)" "$(rate "$sample" rows_b)")"
