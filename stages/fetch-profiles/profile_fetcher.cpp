@@ -3,6 +3,7 @@
 #include "profile_fetcher.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -250,6 +251,16 @@ std::string health_check(HttpClient& http, const std::string& base_url, const st
     }
     ProfilesPage page;
     problem = parse_get_profiles(r.body, page);
+    // A 200 without the account is no proof of health: the real AppView leaves out actors it
+    // cannot resolve, and a proxy or a wrong base URL can answer with an empty list.
+    const auto is_actor = [&](const FetchedProfile& f) {
+      const std::string& h = f.profile.handle;  // handles compare case-insensitively
+      return f.did == actor || std::equal(h.begin(), h.end(), actor.begin(), actor.end(), [](char a, char b) {
+               return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+             });
+    };
+    if (problem.empty() && std::none_of(page.profiles.begin(), page.profiles.end(), is_actor))
+      problem = "the answer has no profile for " + actor;
     return HttpVerdict::done;
   });
   http.run();

@@ -406,6 +406,10 @@ TEST_CASE("fetch-profiles: health check", "[fetch_profiles]") {
   {
     ds::HttpClient http(test_http());
     CHECK(ds::profiles::health_check(http, fake.base(), "bsky.app").empty());
+    // An answer that leaves the account out (as for an unknown actor) is a failed check.
+    CHECK(ds::profiles::health_check(http, fake.base(), "nobody.test") ==
+          "API health check failed: " + fake.base() + "/xrpc/app.bsky.actor.getProfiles?actors=nobody.test : "
+          "the answer has no profile for nobody.test");
   }
   {
     auto ho = test_http();
