@@ -20,8 +20,8 @@ part of the users (FNV-1a 64 of the DID mod N), with its own run-log row, run lo
 Every other argument goes to each shard's snapshot.sh (--all, --config FILE, --verbose ...).
 --save-dir DIR becomes DIR/shard-K-of-N and --metrics-file PATH (or METRICS_FILE) becomes
 PATH-shard-K-of-N.prom (PATH without .prom), so shards on one host never share a file.
-RATE_LIMIT_RPS (default 10) is divided among the shards: each gets floor(RATE_LIMIT_RPS / N), at
-least 1 (0 stays 0 = no cap). Settings sent along to remote hosts when set: BLUESKY_BASE_URL,
+RATE_LIMIT_RPS (default 10) is divided among the shards: each gets RATE_LIMIT_RPS / N requests/s
+(decimals; 0 stays 0 = no cap). Settings sent along to remote hosts when set: BLUESKY_BASE_URL,
 RATE_LIMIT_RPS, MAX_WORKERS, TIME_RANGE_DAYS, ACTIVE_DAYS, LOG_LEVEL, LOG_FORMAT,
 PROGRESS_INTERVAL_S, DS_NOW; database settings are never sent (passwords stay on the hosts).
 Exit code: the worst shard's (1 failed > 2 usage > 130 interrupted > 4 locked > 3 partial > 0).
@@ -55,15 +55,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-# Each shard's share of the API rate cap; an integer, since the stages take whole requests/s.
+# Each shard's share of the API rate cap: RATE_LIMIT_RPS / N exactly (the stages take decimals), so
+# the shards together never exceed the cap and never leave part of it unused.
 rps=${RATE_LIMIT_RPS:-10}
-[[ $rps =~ ^[0-9]+$ ]] || { echo "snapshot-sharded.sh: RATE_LIMIT_RPS must be a whole number, not '$rps'" >&2; exit 2; }
-if [ "$rps" -gt 0 ]; then
-  share=$(( rps / n )); [ "$share" -ge 1 ] || share=1
-  [ $(( share * n )) -le "$rps" ] || echo "snapshot-sharded.sh: warning: RATE_LIMIT_RPS=$rps < $n shards; each shard gets 1 request/s ($n in all)" >&2
-else
-  share=0
-fi
+[[ $rps =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "snapshot-sharded.sh: RATE_LIMIT_RPS must be a number of requests/s, not '$rps'" >&2; exit 2; }
+# Rounded down to a millionth (never up: the sum stays within the cap), and never to 0 = no cap.
+share=$(awk -v r="$rps" -v n="$n" 'BEGIN {
+  q = int(r * 1000000 / n) / 1000000; if (r > 0 && q == 0) q = 0.000001
+  s = sprintf("%.6f", q); sub(/0+$/, "", s); sub(/[.]$/, "", s); print s }')
 export RATE_LIMIT_RPS=$share
 # Each shard must not see the unsplit METRICS_FILE: it gets its own --metrics-file below.
 unset METRICS_FILE

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -107,6 +108,26 @@ std::string setting(const std::optional<std::string>& flag, const char* name,
   if (flag) return *flag;
   if (auto v = getenv_nonempty(name)) return *v;
   return fallback;
+}
+
+double setting_double(const std::optional<double>& flag, const char* name, double fallback, double min, double max) {
+  double v = fallback;
+  std::string source = "default";
+  if (flag) {
+    v = *flag;
+    source = "flag";
+  } else if (auto e = getenv_nonempty(name)) {
+    source = std::string("environment variable ") + name;
+    char* end = nullptr;
+    v = std::strtod(e->c_str(), &end);
+    if (end == e->c_str() || *end != '\0') throw std::invalid_argument(std::string(name) + "=" + *e + " is not a number");
+  }
+  if (!std::isfinite(v) || v < min || v > max) {
+    std::ostringstream msg;
+    msg << name << " (" << source << ") = " << v << " is out of range [" << min << ", " << max << "]";
+    throw std::invalid_argument(msg.str());
+  }
+  return v;
 }
 
 std::int64_t setting_int(const std::optional<std::int64_t>& flag, const char* name,

@@ -26,6 +26,8 @@ std::string setting(const std::optional<std::string>& flag, const char* name,
 // Same, parsed as an integer in [min, max]; throws std::invalid_argument naming the setting.
 std::int64_t setting_int(const std::optional<std::int64_t>& flag, const char* name,
                          std::int64_t fallback, std::int64_t min, std::int64_t max);
+// Same, as a finite decimal number in [min, max] (a rate cap split among shards is fractional).
+double setting_double(const std::optional<double>& flag, const char* name, double fallback, double min, double max);
 
 // The database to connect to, as libpq keyword/value pairs (passwords never go through argv):
 //   --db (conninfo string or postgresql:// URL) > DATABASE_URL > DB_HOST/DB_PORT/DB_NAME/DB_USER/

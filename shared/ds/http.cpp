@@ -506,7 +506,7 @@ void add_http_flags(CLI::App& app, HttpFlags& f) {
                  std::string("API base URL (env BLUESKY_BASE_URL; default ") + default_base_url + ")");
   app.add_option("--concurrency", f.concurrency, "Requests in flight (env MAX_WORKERS; default 10)");
   app.add_option("--rate-limit", f.rate_limit,
-                 "Requests per second, 0 = no cap (env RATE_LIMIT_RPS; default 10 = a PDS's 3000 per 5 min)");
+                 "Requests per second, decimals allowed, 0 = no cap (env RATE_LIMIT_RPS; default 10 = a PDS's 3000 per 5 min)");
   app.add_option("--max-attempts", f.max_attempts,
                  "Attempts per request, first included (env HTTP_MAX_ATTEMPTS; default 4)");
   app.add_option("--timeout", f.timeout_s, "Seconds per attempt (env HTTP_TIMEOUT_S; default 30)");
@@ -523,7 +523,7 @@ HttpSettings resolve_http_settings(const HttpFlags& f) {
   if (s.base_url.rfind("http://", 0) != 0 && s.base_url.rfind("https://", 0) != 0)
     throw std::invalid_argument("base URL \"" + s.base_url + "\" must start with http:// or https://");
   s.options.concurrency = static_cast<int>(setting_int(f.concurrency, "MAX_WORKERS", 10, 1, 100));
-  s.options.rate_limit_rps = static_cast<double>(setting_int(f.rate_limit, "RATE_LIMIT_RPS", 10, 0, 1000));
+  s.options.rate_limit_rps = setting_double(f.rate_limit, "RATE_LIMIT_RPS", 10, 0, 1000);
   s.options.max_attempts = static_cast<int>(setting_int(f.max_attempts, "HTTP_MAX_ATTEMPTS", 4, 1, 20));
   s.options.timeout_s = static_cast<double>(setting_int(f.timeout_s, "HTTP_TIMEOUT_S", 30, 1, 600));
   s.options.connect_timeout_s = std::min(10.0, s.options.timeout_s);

@@ -85,7 +85,7 @@ std::string url_encode(std::string_view s);
 // flag > environment (.env included) > default:
 //   --base-url      BLUESKY_BASE_URL   https://public.api.bsky.app
 //   --concurrency   MAX_WORKERS        10    transfers in flight (1..100)
-//   --rate-limit    RATE_LIMIT_RPS     10    requests per second over the stage, 0 = no cap
+//   --rate-limit    RATE_LIMIT_RPS     10    requests per second over the stage (decimals allowed), 0 = no cap
 //   --max-attempts  HTTP_MAX_ATTEMPTS  4     per request, first included (1..20)
 //   --timeout       HTTP_TIMEOUT_S     30    seconds per attempt (1..600)
 //   --retry-backoff-ms HTTP_RETRY_BACKOFF_MS 500  delay before the first retry, doubling (1..60000)
@@ -93,7 +93,7 @@ std::string url_encode(std::string_view s);
 struct HttpFlags {
   std::optional<std::string> base_url;
   std::optional<std::int64_t> concurrency;
-  std::optional<std::int64_t> rate_limit;
+  std::optional<double> rate_limit;
   std::optional<std::int64_t> max_attempts;
   std::optional<std::int64_t> timeout_s;
   std::optional<std::int64_t> backoff_ms;

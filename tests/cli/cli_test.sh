@@ -50,6 +50,10 @@ done
 # A configuration that cannot work is a usage error, named.
 : | MAX_WORKERS=abc "$bin/ds-fetch-feeds" >"$tmp/out" 2>"$tmp/err"; expect_rc 2 $? "MAX_WORKERS=abc"
 expect_grep "MAX_WORKERS" "$tmp/err" "bad MAX_WORKERS is named"
+: | RATE_LIMIT_RPS=2.5x "$bin/ds-fetch-profiles" >"$tmp/out" 2>"$tmp/err"; expect_rc 2 $? "RATE_LIMIT_RPS=2.5x"
+expect_grep "RATE_LIMIT_RPS=2.5x is not a number" "$tmp/err" "bad RATE_LIMIT_RPS is named"
+: | RATE_LIMIT_RPS=2.5 "$bin/ds-fetch-profiles" >"$tmp/out" 2>"$tmp/err"; expect_rc 0 $? "RATE_LIMIT_RPS=2.5 (a shard's share)"
+: | "$bin/ds-fetch-feeds" --rate-limit 0.75 >"$tmp/out" 2>"$tmp/err"; expect_rc 0 $? "--rate-limit 0.75"
 "$bin/ds-aggregate" --config /nonexistent.env </dev/null >"$tmp/out" 2>"$tmp/err"; expect_rc 2 $? "missing --config file"
 expect_grep "nonexistent.env" "$tmp/err" "missing config file is named"
 

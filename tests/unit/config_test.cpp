@@ -44,6 +44,17 @@ TEST_CASE("precedence: flag > environment > .env > default") {
   CHECK_THROWS_WITH(ds::setting_int(std::nullopt, "DS_TEST_MAX", 10, 1, 100), Catch::Contains("DS_TEST_MAX"));
   ::setenv("DS_TEST_MAX", "1000", 1);
   CHECK_THROWS_WITH(ds::setting_int(std::nullopt, "DS_TEST_MAX", 10, 1, 100), Catch::Contains("out of range"));
+  ::setenv("DS_TEST_RPS", "2.5", 1);
+  CHECK(ds::setting_double(std::nullopt, "DS_TEST_RPS", 10, 0, 1000) == 2.5);
+  CHECK(ds::setting_double(0.75, "DS_TEST_RPS", 10, 0, 1000) == 0.75);
+  ::setenv("DS_TEST_RPS", "2.5/s", 1);
+  CHECK_THROWS_WITH(ds::setting_double(std::nullopt, "DS_TEST_RPS", 10, 0, 1000), Catch::Contains("not a number"));
+  ::setenv("DS_TEST_RPS", "nan", 1);
+  CHECK_THROWS_WITH(ds::setting_double(std::nullopt, "DS_TEST_RPS", 10, 0, 1000), Catch::Contains("out of range"));
+  ::setenv("DS_TEST_RPS", "-1", 1);
+  CHECK_THROWS_WITH(ds::setting_double(std::nullopt, "DS_TEST_RPS", 10, 0, 1000), Catch::Contains("out of range"));
+  ::unsetenv("DS_TEST_RPS");
+  CHECK(ds::setting_double(std::nullopt, "DS_TEST_RPS", 10, 0, 1000) == 10);
   CHECK(ds::setting(std::string("f"), "DB_HOST", "d") == "f");
   CHECK(ds::setting(std::nullopt, "DB_HOST", "d") == "from-env");
   CHECK_THROWS(ds::load_dotenv("/nonexistent/.env", true));
