@@ -18,6 +18,7 @@
 
 #include "ds/config.hpp"
 #include "ds/log.hpp"
+#include "ds/progress.hpp"
 
 namespace ds {
 
@@ -475,6 +476,7 @@ bool HttpClient::poll(int max_wait_ms, int watch_fd) {
     throw std::runtime_error(std::string("curl_multi_perform: ") + curl_multi_strerror(mc));
   harvest();
   launch();
+  if (observer_.on_wake) observer_.on_wake();
   // curl does not report POLLHUP (a pipe whose writer closed), so ask the kernel directly.
   return watch_fd >= 0 && fd_readable(watch_fd);
 }
@@ -499,6 +501,11 @@ bool HttpClient::run_until_readable(int fd, int timeout_ms) {
       if (::poll(&p, 1, deadline < 0 ? -1 : slice) > 0) return true;
     }
   }
+}
+
+HttpObserver progress_observer(Progress& progress) {
+  return {[&progress] { progress.add_requests(); }, [&progress] { progress.add_rate_wait(); },
+          [&progress] { progress.tick(); }};
 }
 
 void add_http_flags(CLI::App& app, HttpFlags& f) {

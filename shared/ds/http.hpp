@@ -73,7 +73,12 @@ struct HttpObserver {
   std::function<void()> on_request;    // an attempt was sent (retries included)
   std::function<void()> on_rate_wait;  // every request is held for the server's rate limit (429,
                                        // Retry-After, RateLimit-Remaining 0): once per hold
+  std::function<void()> on_wake;       // after every poll(): at least once a second from run()
+                                       // and the fetch stages' loops, also through a long hold
 };
+class Progress;
+// The observer that feeds a stage's progress: requests, rate-limit holds and a tick per wake-up.
+HttpObserver progress_observer(Progress& progress);
 
 // Retry policy, exposed for tests: is this outcome worth another attempt?
 bool http_status_retryable(long status);

@@ -165,6 +165,11 @@ void Progress::add_rate_wait() {
   maybe_report();
 }
 
+void Progress::tick() {
+  std::lock_guard<std::mutex> lock(mu_);
+  maybe_report();
+}
+
 void Progress::finish() {
   std::lock_guard<std::mutex> lock(mu_);
   clear_line();

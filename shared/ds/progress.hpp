@@ -18,6 +18,8 @@ namespace ds {
 //   progress.add_posts(k);          // posts emitted
 //   progress.add_requests(1);       // HTTP requests sent (retries included)
 //   progress.add_rate_wait();       // the client waited for a rate limit (429, Remaining = 0)
+//   progress.tick();                // nothing counted, time passed: report if one is due
+//   http.set_observer(ds::progress_observer(progress));  // all of the above from the HTTP client
 //   progress.finish();              // before the summary line; also done by the destructor
 //
 // Every call is cheap (a mutex and a clock read) and thread-safe; it reports only when due:
@@ -67,6 +69,9 @@ class Progress {
   void add_posts(std::int64_t n);
   void add_requests(std::int64_t n = 1);
   void add_rate_wait();
+  // Reports if one is due though nothing was counted: a stage sitting out a long rate-limit hold
+  // still shows its elapsed time moving, and a log line still comes every interval.
+  void tick();
   // Clears the terminal line (nothing else is printed: the stage writes its own summary). Later
   // calls to add_* print nothing more.
   void finish();

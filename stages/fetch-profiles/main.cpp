@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
     // before the client, whose observer refers to it.
     ds::Progress progress("ds-fetch-profiles", common.quiet);
     ds::HttpClient http(settings.options);
-    http.set_observer({[&progress] { progress.add_requests(); }, [&progress] { progress.add_rate_wait(); }});
+    http.set_observer(ds::progress_observer(progress));
     ds::LineReader reader(STDIN_FILENO);
     ds::OutputWriter out(STDOUT_FILENO);
     ds::RecordInput input("ds-fetch-profiles", reader, out, ds::want_user, common.strict);

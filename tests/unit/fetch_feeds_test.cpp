@@ -271,7 +271,7 @@ Run run_stage(const std::string& input, ds::feeds::FetcherOptions fo, ds::HttpOp
   {
     ds::Progress progress("ds-fetch-feeds", ds::Progress::Settings{});  // silent; counts only
     ds::HttpClient http(ho);
-    http.set_observer({[&progress] { progress.add_requests(); }, [&progress] { progress.add_rate_wait(); }});
+    http.set_observer(ds::progress_observer(progress));  // as the stage wires it
     ds::LineReader reader(in_fd, "input");
     ds::OutputWriter out(out_fd);
     ds::RecordInput in("ds-fetch-feeds", reader, out, ds::want_user, false);

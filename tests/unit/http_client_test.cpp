@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -203,7 +204,7 @@ TEST_CASE("5xx is retried until it succeeds", "[http]") {
 
   ds::HttpClient http(fast_options());
   int observed_requests = 0, observed_waits = 0;
-  http.set_observer({[&] { ++observed_requests; }, [&] { ++observed_waits; }});
+  http.set_observer({[&] { ++observed_requests; }, [&] { ++observed_waits; }, nullptr});
   ds::HttpResult seen;
   int calls = 0;
   http.get(srv.url("/flaky"), [&](ds::HttpResult& r) {
@@ -358,7 +359,7 @@ TEST_CASE("429 with Retry-After holds every request until the time has passed", 
   opt.concurrency = 1;  // /other queues behind /limited, so it meets the hold
   ds::HttpClient http(opt);
   int observed_requests = 0, observed_waits = 0;
-  http.set_observer({[&] { ++observed_requests; }, [&] { ++observed_waits; }});
+  http.set_observer({[&] { ++observed_requests; }, [&] { ++observed_waits; }, nullptr});
   int ok = 0;
   auto cb = [&](ds::HttpResult& r) {
     if (r.status == 200) ++ok;
@@ -434,7 +435,7 @@ TEST_CASE("RateLimit-Remaining 0 on a success holds the next request", "[http]")
   opt.concurrency = 1;
   ds::HttpClient http(opt);
   int observed_waits = 0;
-  http.set_observer({nullptr, [&] { ++observed_waits; }});
+  http.set_observer({nullptr, [&] { ++observed_waits; }, nullptr});
   int ok = 0;
   for (int i = 0; i < 2; ++i)
     http.get(srv.url("/r"), [&](ds::HttpResult& r) {
@@ -554,4 +555,37 @@ TEST_CASE("run_until_readable returns when input arrives, with transfers still p
   ::close(fds[1]);  // a closed writer counts as readable (EOF), so a stage's read never hangs
   CHECK(http.run_until_readable(fds[0], 1000));
   ::close(fds[0]);
+}
+
+TEST_CASE("an observer with on_wake is woken every second through a long hold", "[http]") {
+  // Progress reports ride on these wake-ups: without them a stage holding every request for a
+  // 3 s Retry-After would show nothing moving until the hold ended.
+  TestServer srv;
+  std::atomic<int> hits{0};
+  srv.server.Get("/limited", [&](const httplib::Request& req, httplib::Response& res) {
+    srv.note(req);
+    if (++hits == 1) {
+      res.status = 429;
+      res.set_header("Retry-After", "3");
+      res.set_content(R"({"error":"RateLimitExceeded"})", "application/json");
+    } else {
+      res.set_content("{}", "application/json");
+    }
+  });
+  srv.start();
+  ds::HttpClient http(fast_options());
+  std::vector<double> wakes;
+  http.set_observer({nullptr, nullptr, [&] { wakes.push_back(now_s()); }});
+  int status = 0;
+  http.get(srv.url("/limited"), [&](ds::HttpResult& r) {
+    status = static_cast<int>(r.status);
+    return ds::HttpVerdict::done;
+  });
+  http.run();
+  CHECK(status == 200);
+  REQUIRE(wakes.size() >= 3);
+  double longest_gap = 0;
+  for (std::size_t i = 1; i < wakes.size(); ++i) longest_gap = std::max(longest_gap, wakes[i] - wakes[i - 1]);
+  CHECK(wakes.back() - wakes.front() >= 2.5);  // the hold was sat out
+  CHECK(longest_gap < 1.5);
 }

@@ -151,3 +151,18 @@ TEST_CASE("progress: a log line clears the terminal line first", "[progress]") {
   CHECK(spdlog::default_logger()->sinks().front() == sink);
   spdlog::set_default_logger(previous);
 }
+
+TEST_CASE("progress: tick reports when due though nothing was counted", "[progress]") {
+  // A stage holding every request for a rate limit counts nothing for minutes; its log lines
+  // must still come every interval, with the elapsed time moving.
+  Harness h;
+  ds::Progress p("ds-fetch-feeds", h.settings(ds::Progress::Mode::log));
+  p.add_users();
+  for (int i = 1; i <= 65; ++i) {  // 65 s of ticks, nothing counted
+    h.now = 100 + i;
+    p.tick();
+  }
+  REQUIRE(h.logs.size() == 2);  // at 30 and 60 s
+  CHECK(h.logs[0] == "progress: ds-fetch-feeds: users 1, 0:30 elapsed");
+  CHECK(h.logs[1] == "progress: ds-fetch-feeds: users 1, 1:00 elapsed");
+}
