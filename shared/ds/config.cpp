@@ -4,7 +4,7 @@
 
 #include <sys/stat.h>
 
-#include <cmath>
+#include <charconv>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -110,19 +110,25 @@ std::string setting(const std::optional<std::string>& flag, const char* name,
   return fallback;
 }
 
-double setting_double(const std::optional<double>& flag, const char* name, double fallback, double min, double max) {
-  double v = fallback;
+namespace {
+
+// flag > environment variable `name` (parsed by `parse`, which returns nullopt for text that is
+// not a T) > fallback, then checked against [min, max]; errors name the setting and its source.
+template <class T, class Parse>
+T resolve_number(const std::optional<T>& flag, const char* name, T fallback, T min, T max, const char* kind,
+                 Parse parse) {
+  T v = fallback;
   std::string source = "default";
   if (flag) {
     v = *flag;
     source = "flag";
   } else if (auto e = getenv_nonempty(name)) {
     source = std::string("environment variable ") + name;
-    char* end = nullptr;
-    v = std::strtod(e->c_str(), &end);
-    if (end == e->c_str() || *end != '\0') throw std::invalid_argument(std::string(name) + "=" + *e + " is not a number");
+    const std::optional<T> parsed = parse(*e);
+    if (!parsed) throw std::invalid_argument(std::string(name) + "=" + *e + " is not " + kind);
+    v = *parsed;
   }
-  if (!std::isfinite(v) || v < min || v > max) {
+  if (!(v >= min && v <= max)) {  // also false for NaN
     std::ostringstream msg;
     msg << name << " (" << source << ") = " << v << " is out of range [" << min << ", " << max << "]";
     throw std::invalid_argument(msg.str());
@@ -130,27 +136,26 @@ double setting_double(const std::optional<double>& flag, const char* name, doubl
   return v;
 }
 
+}  // namespace
+
+double setting_double(const std::optional<double>& flag, const char* name, double fallback, double min, double max) {
+  return resolve_number(flag, name, fallback, min, max, "a number", [](const std::string& e) -> std::optional<double> {
+    char* end = nullptr;
+    const double v = std::strtod(e.c_str(), &end);
+    if (end == e.c_str() || *end != '\0') return std::nullopt;
+    return v;
+  });
+}
+
 std::int64_t setting_int(const std::optional<std::int64_t>& flag, const char* name,
                          std::int64_t fallback, std::int64_t min, std::int64_t max) {
-  std::int64_t v = fallback;
-  std::string source = "default";
-  if (flag) {
-    v = *flag;
-    source = "flag";
-  } else if (auto e = getenv_nonempty(name)) {
-    source = std::string("environment variable ") + name;
-    try {
-      std::size_t used = 0;
-      v = std::stoll(*e, &used);
-      if (used != e->size()) throw std::invalid_argument("trailing characters");
-    } catch (const std::exception&) {
-      throw std::invalid_argument(std::string(name) + "=" + *e + " is not an integer");
-    }
-  }
-  if (v < min || v > max)
-    throw std::invalid_argument(std::string(name) + " (" + source + ") = " + std::to_string(v) +
-                                " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
-  return v;
+  return resolve_number(flag, name, fallback, min, max, "an integer",
+                        [](const std::string& e) -> std::optional<std::int64_t> {
+                          std::int64_t v = 0;
+                          const auto [end, ec] = std::from_chars(e.data(), e.data() + e.size(), v);
+                          if (ec != std::errc() || end != e.data() + e.size()) return std::nullopt;
+                          return v;
+                        });
 }
 
 DbParams database_params(const std::optional<std::string>& flag) {
