@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -99,6 +100,21 @@ int closed_port() {
   REQUIRE(::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
   ::close(s);
   return ntohs(addr.sin_port);
+}
+
+// PATH answers 429 with Retry-After: SECONDS the first time, then 200 "{}".
+void serve_429_once(TestServer& srv, const std::string& path, int seconds) {
+  auto hits = std::make_shared<std::atomic<int>>(0);
+  srv.server.Get(path, [&srv, hits, seconds](const httplib::Request& req, httplib::Response& res) {
+    srv.note(req);
+    if (++*hits == 1) {
+      res.status = 429;
+      res.set_header("Retry-After", std::to_string(seconds));
+      res.set_content(R"({"error":"RateLimitExceeded"})", "application/json");
+    } else {
+      res.set_content("{}", "application/json");
+    }
+  });
 }
 
 }  // namespace
@@ -338,17 +354,7 @@ TEST_CASE("a timed-out transfer is retried", "[http]") {
 
 TEST_CASE("429 with Retry-After holds every request until the time has passed", "[http]") {
   TestServer srv;
-  std::atomic<int> hits{0};
-  srv.server.Get("/limited", [&](const httplib::Request& req, httplib::Response& res) {
-    srv.note(req);
-    if (++hits == 1) {
-      res.status = 429;
-      res.set_header("Retry-After", "1");
-      res.set_content(R"({"error":"RateLimitExceeded"})", "application/json");
-    } else {
-      res.set_content("{}", "application/json");
-    }
-  });
+  serve_429_once(srv, "/limited", 1);
   srv.server.Get("/other", [&](const httplib::Request& req, httplib::Response& res) {
     srv.note(req);
     res.set_content("{}", "application/json");
@@ -561,17 +567,7 @@ TEST_CASE("an observer with on_wake is woken every second through a long hold", 
   // Progress reports ride on these wake-ups: without them a stage holding every request for a
   // 3 s Retry-After would show nothing moving until the hold ended.
   TestServer srv;
-  std::atomic<int> hits{0};
-  srv.server.Get("/limited", [&](const httplib::Request& req, httplib::Response& res) {
-    srv.note(req);
-    if (++hits == 1) {
-      res.status = 429;
-      res.set_header("Retry-After", "3");
-      res.set_content(R"({"error":"RateLimitExceeded"})", "application/json");
-    } else {
-      res.set_content("{}", "application/json");
-    }
-  });
+  serve_429_once(srv, "/limited", 3);
   srv.start();
   ds::HttpClient http(fast_options());
   std::vector<double> wakes;
