@@ -61,19 +61,29 @@ SELECT f.i - 1 FROM unnest($1::text[]) WITH ORDINALITY AS f(did, i)
  WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = f.did)
 )SQL";
 
-// The stored posts of each account's refresh window ($1 DIDs, $2 window starts, NULL: everything),
-// in binary, the account's DID first. One index scan with `did = ANY($1)` reaches every account
-// at once, and the join gives each row its account's window: in the server about 5x cheaper than
-// an index scan per account (a LATERAL join), which made these reads most of a daily run
-// (docs/performance-load.md).
+// The stored posts of each account's refresh window ($1 DIDs, $2 window starts, NULL: everything;
+// $3 the earliest start, '-infinity' if any is NULL), in binary, the account's DID first.
+// - One index scan with `did = ANY($1)` reaches every account at once, and the join gives each
+//   row its account's window: in the server about 5x cheaper than an index scan per account (a
+//   LATERAL join), which made these reads most of a daily run (docs/performance-load.md).
+// - `sort_at >= $3` bounds that scan on (did, sort_at): a daily run reads each account's last
+//   days, not its whole history, which an account with years of posts would otherwise cost daily.
+// - Rows from before migration 002 have no sort_at: the second branch finds them by "createdAt"
+//   (an index descent per account that finds nothing once they are gone).
 constexpr const char* window_posts_sql = R"SQL(
 SELECT q.did, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at,
        q.deleted_at IS NOT NULL, q.ctid
   FROM posts q
   JOIN unnest($1::text[], $2::timestamptz[]) AS f(did, since) ON f.did = q.did
- WHERE q.did = ANY ($1::text[])
-   AND (q.sort_at >= COALESCE(f.since, '-infinity')
-        OR (q.sort_at IS NULL AND q."createdAt" >= COALESCE(f.since, '-infinity')))
+ WHERE q.did = ANY ($1::text[]) AND q.sort_at >= $3::timestamptz
+   AND q.sort_at >= COALESCE(f.since, '-infinity')
+UNION ALL
+SELECT q.did, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at,
+       q.deleted_at IS NOT NULL, q.ctid
+  FROM posts q
+  JOIN unnest($1::text[], $2::timestamptz[]) AS f(did, since) ON f.did = q.did
+ WHERE q.did = ANY ($1::text[]) AND q.sort_at IS NULL
+   AND q."createdAt" >= COALESCE(f.since, '-infinity')
 )SQL";
 
 // Stored rows by URI, for the few posts of a batch that lie outside their account's window (or
@@ -361,16 +371,24 @@ void read_stored(const PgResult& r, AccountOf account_of, Keep keep, std::vector
   }
 }
 
-// The two array parameters of window_posts_sql: the accounts' DIDs and their windows' starts.
+// The parameters of window_posts_sql: the accounts' DIDs, their windows' starts, the earliest.
 std::vector<PgParam> window_params(const std::vector<std::uint32_t>& accounts, const std::vector<std::string>& dids,
                                    const std::vector<std::optional<Micros>>& since) {
   std::string d, w;
+  std::optional<Micros> earliest;
+  bool everything = false;
   for (const auto a : accounts) {
     append_array_element(d, dids[a]);
-    if (since[a]) append_array_element(w, format_timestamp(*since[a]));
-    else append_array_null(w);
+    if (since[a]) {
+      append_array_element(w, format_timestamp(*since[a]));
+      if (!earliest || *since[a] < *earliest) earliest = since[a];
+    } else {
+      append_array_null(w);
+      everything = true;
+    }
   }
-  return {close_array(std::move(d)), close_array(std::move(w))};
+  return {close_array(std::move(d)), close_array(std::move(w)),
+          std::string(everything || !earliest ? "-infinity" : format_timestamp(*earliest))};
 }
 
 // Indices 0..n-1 grouped by key(i) < groups, keeping their order inside a group (a counting
@@ -779,8 +797,8 @@ void BatchLoader::request_window(std::uint32_t account, std::optional<Micros> si
 
 void BatchLoader::send_window() {
   const std::vector<PgParam> params = window_params(window_pending_, accounts_, window_want_);
-  const char* values[2] = {params[0]->c_str(), params[1]->c_str()};
-  if (!PQsendQueryParams(db_.get(), window_posts_sql, 2, nullptr, values, nullptr, nullptr, 1))
+  const char* values[3] = {params[0]->c_str(), params[1]->c_str(), params[2]->c_str()};
+  if (!PQsendQueryParams(db_.get(), window_posts_sql, 3, nullptr, values, nullptr, nullptr, 1))
     throw_error(db_.get(), nullptr, window_posts_sql);
   for (const auto a : window_pending_)
     window_asked_[a] = {true, window_want_[a], static_cast<std::uint32_t>(window_reads_.size())};

@@ -873,3 +873,22 @@ TEST_CASE("load: a changed post whose row moved after it was read is updated by 
   CHECK(db.rows("SELECT uri, likes FROM posts ORDER BY uri") ==
         std::vector<std::string>{Stream::uri(alice, "p1") + "|5", Stream::uri(alice, "p2") + "|2"});
 }
+
+TEST_CASE("load: rows from before migration 002 (no sort_at) take part in the window by createdAt", "[db]") {
+  // The original program's rows have sort_at NULL. A complete daily feed that no longer returns
+  // one inside the window marks it deleted; one before the window is left alone; one it returns
+  // again gets its sort_at.
+  TestDb db("t_load_legacy_rows");
+  db.sql().exec(R"(INSERT INTO posts (uri, did, likes, "createdAt") VALUES
+                   ($1, $4, 1, '2026-11-01T10:00:00Z'), ($2, $4, 1, '2026-11-24T10:00:00Z'),
+                   ($3, $4, 1, '2026-11-25T10:00:00Z'))",
+                {Stream::uri(alice, "old"), Stream::uri(alice, "gone"), Stream::uri(alice, "kept"), alice});
+  Stream s;
+  s.post(alice, "kept", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test").ends();  // window from 11-22
+  const auto r = load(db, s.text);
+  CHECK(r.status == "completed");
+  CHECK(r.stats.posts_deleted == 1);
+  CHECK(db.rows("SELECT uri, deleted_at IS NOT NULL, sort_at IS NOT NULL FROM posts ORDER BY uri") ==
+        std::vector<std::string>{Stream::uri(alice, "gone") + "|t|f", Stream::uri(alice, "kept") + "|f|t",
+                                 Stream::uri(alice, "old") + "|f|f"});
+}
