@@ -272,6 +272,36 @@ void append_array_element(std::string& out, std::string_view v) {
 }
 std::string close_array(std::string out) { return out.empty() ? "{}" : out + "}"; }
 
+// likes, replies, quotes, reposts, createdAt, sort_at of a staged post, tab-separated: the part
+// every post COPY row shares.
+template <class Post>
+void append_post_values(std::string& row, const Post& p) {
+  for (const std::int32_t v : {p.likes, p.replies, p.quotes, p.reposts}) {
+    append_int(row, v);
+    row += '\t';
+  }
+  row += format_timestamp(p.created_at);
+  row += '\t';
+  row += format_timestamp(p.sort_at);
+}
+
+// A COPY of n rows, row(text, k) appending row k (with its newline), sent in chunks of
+// copy_flush_bytes so memory stays bounded whatever n is.
+template <class Row>
+void copy_streamed(PgConnection& db, const char* copy_sql, std::size_t n, Row row) {
+  std::string text;
+  db.copy_begin(copy_sql);
+  for (std::size_t k = 0; k < n; ++k) {
+    row(text, k);
+    if (text.size() >= copy_flush_bytes) {
+      db.copy_send(text);
+      text.clear();
+    }
+  }
+  if (!text.empty()) db.copy_send(text);
+  db.copy_end();
+}
+
 std::int64_t affected_rows(const PgResult& r) {
   const char* n = PQcmdTuples(r.get());
   return (n && *n) ? std::strtoll(n, nullptr, 10) : 0;
@@ -677,32 +707,18 @@ void BatchLoader::flush_posts() {
   }
   if (!fresh.empty()) insert_new_posts(fresh);
   if (!changed.empty()) {
-    std::string rows;
     db_.exec("TRUNCATE ds_load_changed");  // a second flush in the same batch reuses it
-    db_.copy_begin(copy_changed_sql);
-    for (std::size_t c = 0; c < changed.size(); ++c) {
+    copy_streamed(db_, copy_changed_sql, changed.size(), [&](std::string& row, std::size_t c) {
       const StagedPost& p = posts_[changed[c]];
-      append_field(rows, uri_of(p));
-      for (const std::int32_t v : {p.likes, p.replies, p.quotes, p.reposts}) {
-        rows += '\t';
-        append_int(rows, v);
-      }
-      rows += '\t';
-      rows += format_timestamp(p.created_at);
-      rows += '\t';
-      rows += format_timestamp(p.sort_at);
-      rows += "\t(";
-      append_int(rows, changed_tid[c].first);
-      rows += ',';
-      append_int(rows, changed_tid[c].second);
-      rows += ")\n";
-      if (rows.size() >= copy_flush_bytes) {
-        db_.copy_send(rows);
-        rows.clear();
-      }
-    }
-    if (!rows.empty()) db_.copy_send(rows);
-    db_.copy_end();
+      append_field(row, uri_of(p));
+      row += '\t';
+      append_post_values(row, p);
+      row += "\t(";
+      append_int(row, changed_tid[c].first);
+      row += ',';
+      append_int(row, changed_tid[c].second);
+      row += ")\n";
+    });
     std::int64_t updated = affected_rows(db_.exec(update_changed_by_tid_sql));
     if (updated < static_cast<std::int64_t>(changed.size())) updated += affected_rows(db_.exec(update_changed_sql));
     stats_.posts_updated += updated;
@@ -845,30 +861,18 @@ void BatchLoader::insert_new_posts(const std::vector<std::uint32_t>& rows) {
   // A savepoint, so that a COPY failing on a row someone else wrote meanwhile (a duplicate URI,
   // an account deleted) can fall back to the ON CONFLICT merge instead of failing the batch.
   db_.exec("SAVEPOINT ds_load_new_posts");
-  std::string text;
+  // uri, did, then the values: the columns of copy_new_posts_sql, and of copy_posts_sql after seq.
+  const auto append_new_post = [this](std::string& row, const StagedPost& p) {
+    append_field(row, uri_of(p));
+    row += '\t';
+    append_field(row, accounts_[p.account]);
+    row += '\t';
+    append_post_values(row, p);
+    row += '\n';
+  };
   try {
-    db_.copy_begin(copy_new_posts_sql);
-    for (const auto i : rows) {
-      const StagedPost& p = posts_[i];
-      append_field(text, uri_of(p));
-      text += '\t';
-      append_field(text, accounts_[p.account]);
-      for (const std::int32_t v : {p.likes, p.replies, p.quotes, p.reposts}) {
-        text += '\t';
-        append_int(text, v);
-      }
-      text += '\t';
-      text += format_timestamp(p.created_at);
-      text += '\t';
-      text += format_timestamp(p.sort_at);
-      text += '\n';
-      if (text.size() >= copy_flush_bytes) {
-        db_.copy_send(text);
-        text.clear();
-      }
-    }
-    if (!text.empty()) db_.copy_send(text);
-    db_.copy_end();
+    copy_streamed(db_, copy_new_posts_sql, rows.size(),
+                  [&](std::string& row, std::size_t k) { append_new_post(row, posts_[rows[k]]); });
     db_.exec("RELEASE SAVEPOINT ds_load_new_posts");
     stats_.posts_inserted += static_cast<std::int64_t>(rows.size());
     return;
@@ -877,31 +881,11 @@ void BatchLoader::insert_new_posts(const std::vector<std::uint32_t>& rows) {
     spdlog::warn("new posts collided with rows written meanwhile ({}); merging them instead", e.what());
   }
   db_.exec("ROLLBACK TO SAVEPOINT ds_load_new_posts");
-  text.clear();
-  db_.copy_begin(copy_posts_sql);
-  for (const auto i : rows) {
-    const StagedPost& p = posts_[i];
-    append_int(text, i);
-    text += '\t';
-    append_field(text, uri_of(p));
-    text += '\t';
-    append_field(text, accounts_[p.account]);
-    for (const std::int32_t v : {p.likes, p.replies, p.quotes, p.reposts}) {
-      text += '\t';
-      append_int(text, v);
-    }
-    text += '\t';
-    text += format_timestamp(p.created_at);
-    text += '\t';
-    text += format_timestamp(p.sort_at);
-    text += '\n';
-    if (text.size() >= copy_flush_bytes) {
-      db_.copy_send(text);
-      text.clear();
-    }
-  }
-  if (!text.empty()) db_.copy_send(text);
-  db_.copy_end();
+  copy_streamed(db_, copy_posts_sql, rows.size(), [&](std::string& row, std::size_t k) {
+    append_int(row, rows[k]);  // seq: the later occurrence of a URI wins the merge
+    row += '\t';
+    append_new_post(row, posts_[rows[k]]);
+  });
   if (needs_analyze(analyzed_fallback_, static_cast<std::int64_t>(rows.size()))) db_.exec(analyze_posts_sql);
   const PgResult r = db_.exec(merge_posts_sql);
   const std::int64_t candidates = r.int64(0, 0), known = r.int64(0, 1), inserted = r.int64(0, 2),
