@@ -246,28 +246,30 @@ std::string render(const RunReport& r) {
   x.family("dopplersky_run_status", "1 for the last run's status (completed, partial, failed, locked), 0 for the others.");
   for (const char* st : {"completed", "partial", "failed", "locked"})
     x.sample("dopplersky_run_status", {{"shard", shard}, {"status", st}}, r.status == st ? 1 : 0);
-  x.family("dopplersky_run_exit_code", "Exit code of ds-load in the last run (0 ok, 1 failed, 3 partial, 4 locked, 130 interrupted).");
-  x.sample("dopplersky_run_exit_code", l, r.exit_code);
-  x.family("dopplersky_run_id", "snapshot_logs.id of the last run (0 when none was recorded).");
-  x.sample("dopplersky_run_id", l, static_cast<double>(r.run_id));
-  x.family("dopplersky_run_duration_seconds", "Wall time of the last run, as recorded in snapshot_logs.duration.");
-  x.sample("dopplersky_run_duration_seconds", l, r.duration_s);
-  x.family("dopplersky_run_end_timestamp_seconds", "When the last run ended (Unix time), whatever its status.");
-  x.sample("dopplersky_run_end_timestamp_seconds", l, r.end_time_s);
-  x.family("dopplersky_run_users_selected", "Users selected for the last run.");
-  x.sample("dopplersky_run_users_selected", l, static_cast<double>(r.users_selected));
-  x.family("dopplersky_run_users_snapshotted", "Users that got a snapshot in the last run (snapshot_logs.total_users).");
-  x.sample("dopplersky_run_users_snapshotted", l, static_cast<double>(r.users_snapshotted));
-  x.family("dopplersky_run_users_gone", "Users the API no longer has, in the last run.");
-  x.sample("dopplersky_run_users_gone", l, static_cast<double>(r.users_gone));
-  x.family("dopplersky_run_users_failed", "Users not refreshed in the last run: profiles failed + feeds failed + feeds capped.");
-  x.sample("dopplersky_run_users_failed", l, static_cast<double>(r.users_failed));
-  x.family("dopplersky_run_posts_loaded", "Posts ds-load inserted, updated or found unchanged in the last run.");
-  x.sample("dopplersky_run_posts_loaded", l, static_cast<double>(r.posts_loaded));
-  x.family("dopplersky_run_api_requests", "API requests of all stages in the last run, retries included.");
-  x.sample("dopplersky_run_api_requests", l, static_cast<double>(r.api_requests));
-  x.family("dopplersky_run_api_retries", "API requests retried by all stages in the last run.");
-  x.sample("dopplersky_run_api_retries", l, static_cast<double>(r.api_retries));
+  // A run-level gauge: its HELP line and its one sample for this shard.
+  const auto gauge = [&x, &l](const char* name, const char* help, double value) {
+    x.family(name, help);
+    x.sample(name, l, value);
+  };
+  const auto count = [](std::int64_t v) { return static_cast<double>(v); };
+  gauge("dopplersky_run_exit_code",
+        "Exit code of ds-load in the last run (0 ok, 1 failed, 3 partial, 4 locked, 130 interrupted).", r.exit_code);
+  gauge("dopplersky_run_id", "snapshot_logs.id of the last run (0 when none was recorded).", count(r.run_id));
+  gauge("dopplersky_run_duration_seconds", "Wall time of the last run, as recorded in snapshot_logs.duration.",
+        r.duration_s);
+  gauge("dopplersky_run_end_timestamp_seconds", "When the last run ended (Unix time), whatever its status.",
+        r.end_time_s);
+  gauge("dopplersky_run_users_selected", "Users selected for the last run.", count(r.users_selected));
+  gauge("dopplersky_run_users_snapshotted",
+        "Users that got a snapshot in the last run (snapshot_logs.total_users).", count(r.users_snapshotted));
+  gauge("dopplersky_run_users_gone", "Users the API no longer has, in the last run.", count(r.users_gone));
+  gauge("dopplersky_run_users_failed",
+        "Users not refreshed in the last run: profiles failed + feeds failed + feeds capped.", count(r.users_failed));
+  gauge("dopplersky_run_posts_loaded", "Posts ds-load inserted, updated or found unchanged in the last run.",
+        count(r.posts_loaded));
+  gauge("dopplersky_run_api_requests", "API requests of all stages in the last run, retries included.",
+        count(r.api_requests));
+  gauge("dopplersky_run_api_retries", "API requests retried by all stages in the last run.", count(r.api_retries));
   x.family("dopplersky_last_success_timestamp_seconds",
            "End of the last completed run of this shard (Unix time, from snapshot_logs; survives failed runs).");
   if (r.last_success_s) x.sample("dopplersky_last_success_timestamp_seconds", l, *r.last_success_s);
