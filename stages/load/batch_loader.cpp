@@ -94,34 +94,28 @@ SELECT q.did, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.s
   FROM posts q WHERE q.uri = ANY ($1::text[])
 )SQL";
 
-// Posts whose values differ from the stored row, reached by the row version (ctid) the comparison
-// read moments before in the same transaction: a TID scan instead of a primary-key descent per row,
-// which made this update a fifth of a daily run's server time. p.uri = t.uri guards against a
-// version that is no longer that post; a post marked deleted that the API returns again comes back
-// to life. A row another writer updated meanwhile has moved: update_changed_sql (by URI) catches
-// those, run only when this one updated fewer rows than staged.
-constexpr const char* update_changed_by_tid_sql = R"SQL(
-UPDATE posts p
-   SET likes = t.likes, replies = t.replies, quotes = t.quotes, reposts = t.reposts,
-       "createdAt" = t.created_at, sort_at = t.sort_at, deleted_at = NULL, "updatedAt" = now()
-  FROM ds_load_changed t
- WHERE p.ctid = t.tid AND p.uri = t.uri AND p.ctid = ANY (ARRAY(SELECT tid FROM ds_load_changed))
-   AND (p.likes, p.replies, p.quotes, p.reposts, p."createdAt", p.sort_at, p.deleted_at IS NOT NULL)
-       IS DISTINCT FROM (t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, false)
-)SQL";
+// Posts whose values differ from the stored row, written from ds_load_changed. The WHERE repeats
+// the comparison so that a row another writer changed (or the first update below already
+// updated) is not rewritten; a post marked deleted that the API returns again comes back to life.
+#define DS_UPDATE_CHANGED_POSTS                                                                         \
+  "UPDATE posts p SET likes = t.likes, replies = t.replies, quotes = t.quotes, reposts = t.reposts,\n" \
+  "       \"createdAt\" = t.created_at, sort_at = t.sort_at, deleted_at = NULL, \"updatedAt\" = now()\n" \
+  "  FROM ds_load_changed t\n"                                                                        \
+  " WHERE (p.likes, p.replies, p.quotes, p.reposts, p.\"createdAt\", p.sort_at, p.deleted_at IS NOT NULL)\n" \
+  "       IS DISTINCT FROM (t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, false)\n"
 
-// The same by URI. The WHERE repeats the comparison so that a row another writer changed (or the
-// TID update above already updated) is not rewritten; = ANY(ARRAY(...)) reaches posts through its
-// primary key whatever the planner believes about the temp table.
-constexpr const char* update_changed_sql = R"SQL(
-UPDATE posts p
-   SET likes = t.likes, replies = t.replies, quotes = t.quotes, reposts = t.reposts,
-       "createdAt" = t.created_at, sort_at = t.sort_at, deleted_at = NULL, "updatedAt" = now()
-  FROM ds_load_changed t
- WHERE p.uri = t.uri AND p.uri = ANY (ARRAY(SELECT uri FROM ds_load_changed))
-   AND (p.likes, p.replies, p.quotes, p.reposts, p."createdAt", p.sort_at, p.deleted_at IS NOT NULL)
-       IS DISTINCT FROM (t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, false)
-)SQL";
+// First by the row version (ctid) the comparison read moments before in the same transaction: a
+// TID scan instead of a primary-key descent per row, which made this update a fifth of a daily
+// run's server time. p.uri = t.uri guards against a version that is no longer that post.
+constexpr const char* update_changed_by_tid_sql = DS_UPDATE_CHANGED_POSTS
+    "   AND p.ctid = t.tid AND p.uri = t.uri AND p.ctid = ANY (ARRAY(SELECT tid FROM ds_load_changed))";
+
+// Then by URI, only when the first updated fewer rows than staged: a row another writer updated
+// meanwhile has moved. = ANY(ARRAY(...)) reaches posts through its primary key whatever the
+// planner believes about the temp table.
+constexpr const char* update_changed_sql = DS_UPDATE_CHANGED_POSTS
+    "   AND p.uri = t.uri AND p.uri = ANY (ARRAY(SELECT uri FROM ds_load_changed))";
+#undef DS_UPDATE_CHANGED_POSTS
 
 // Stored live posts of a complete feed's window that the feed no longer returned.
 constexpr const char* mark_deleted_sql = R"SQL(
