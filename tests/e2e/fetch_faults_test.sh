@@ -19,14 +19,12 @@ cleanup() {
   if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-passed=0 failed=0
-ok() { echo "ok   $*" >&2; passed=$((passed + 1)); }
-bad() { echo "FAIL $*" >&2; failed=$((failed + 1)); }
+test_name=fetch_faults
+. "$src/tests/scripts/e2e-lib.sh"
 expect() {  # expect DESCRIPTION COMMAND...: one counted check
   local what=$1; shift
   if "$@"; then ok "$what"; else bad "$what"; fi
 }
-die() { echo "FAIL $*" >&2; echo "fetch_faults: $passed passed, $((failed + 1)) failed" >&2; exit 1; }
 step() { echo "== [${SECONDS}s] $*" >&2; }
 
 # start_fake NAME ARGS...: a fake AppView in the background; its port lands in port_NAME.
@@ -45,16 +43,7 @@ set_day() { curl -fsS -X POST "http://127.0.0.1:$1/_fake/day?day=$2" >/dev/null;
 url=$("$src/tests/scripts/pg-cluster.sh" start "$work/pg")
 . "$work/pg/env"
 base_url_of() { echo "${url%/*}/$1"; }
-psql_q() { "$PG_BIN/psql" -v ON_ERROR_STOP=1 -qAt "$@"; }
 day_now() { date -u -d "2026-11-01 06:00:00 UTC + $1 day" +%Y-%m-%dT%H:%M:%SZ; }
-dump_state() {  # everything the pipeline decides, without the wall-clock times it stamps
-  psql_q -d "$1" <<'SQL'
-SELECT 'u', did, handle, "displayName", avatar, skip_user FROM users ORDER BY did;
-SELECT 'p', uri, did, likes, replies, quotes, reposts, "createdAt", sort_at, deleted_at IS NOT NULL FROM posts ORDER BY uri;
-SELECT 's', did, date, followers, following, posts, likes, replies, quotes, reposts FROM snapshots ORDER BY did, date;
-SELECT 'b', did, backfilled_at IS NOT NULL, backfill_posts FROM ds_user_state ORDER BY did;
-SQL
-}
 # The last end record of STAGE in a saved stream, as one counter: end_counter FILE STAGE NAME
 end_counter() { jq -r --arg s "$2" --arg n "$3" 'select(.type == "end" and .stage == $s) | .counters[$n]' "$1" | tail -1; }
 

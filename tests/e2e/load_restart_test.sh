@@ -15,14 +15,8 @@ cleanup() {
   if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-passed=0 failed=0
-step() { echo "== $*" >&2; }
-ok() { echo "ok   $*" >&2; passed=$((passed + 1)); }
-bad() { echo "FAIL $*" >&2; failed=$((failed + 1)); }
-expect() {  # expect DESCRIPTION ACTUAL WANTED
-  if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got '$2', want '$3'"; fi
-}
-die() { echo "FAIL $*" >&2; echo "load_restart: $passed passed, $((failed + 1)) failed" >&2; exit 1; }
+test_name=load_restart
+. "$src/tests/scripts/e2e-lib.sh"
 as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 start_cluster() {
@@ -31,16 +25,7 @@ start_cluster() {
   export DATABASE_URL="$url"
 }
 base_url_of() { echo "${url%/*}/$1"; }
-psql_q() { "$PG_BIN/psql" -v ON_ERROR_STOP=1 -qAt "$@"; }
 q() { psql_q -d "$url" -c "$1"; }
-dump_state() {  # everything a load decides, without the wall-clock times it stamps
-  psql_q -d "$1" <<'SQL'
-SELECT 'u', did, handle, "displayName", avatar, skip_user FROM users ORDER BY did;
-SELECT 'p', uri, did, likes, replies, quotes, reposts, "createdAt", sort_at, deleted_at IS NOT NULL FROM posts ORDER BY uri;
-SELECT 's', did, date, followers, following, posts, likes, replies, quotes, reposts FROM snapshots ORDER BY did, date;
-SELECT 'b', did, backfilled_at IS NOT NULL, backfill_posts FROM ds_user_state ORDER BY did;
-SQL
-}
 # Starts ds-load on a FIFO and feeds it the first FIRST lines of FILE in the background; the rest
 # is held back until finish_feed, so the run cannot end before the test has done its damage.
 start_feed() {  # start_feed FILE FIRST LOG [ds-load flags...]

@@ -15,29 +15,14 @@ cleanup() {
   if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-passed=0 failed=0
-step() { echo "== $*" >&2; }
-ok() { echo "ok   $*" >&2; passed=$((passed + 1)); }
-bad() { echo "FAIL $*" >&2; failed=$((failed + 1)); }
-expect() {  # expect DESCRIPTION ACTUAL WANTED
-  if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got '$2', want '$3'"; fi
-}
-die() { echo "FAIL $*" >&2; echo "load_signal: $passed passed, $((failed + 1)) failed" >&2; exit 1; }
+test_name=load_signal
+. "$src/tests/scripts/e2e-lib.sh"
 
 url=$("$src/tests/scripts/pg-cluster.sh" start "$work/pg")
 . "$work/pg/env"
 export DATABASE_URL="$url"
 base_url_of() { echo "${url%/*}/$1"; }
-psql_q() { "$PG_BIN/psql" -v ON_ERROR_STOP=1 -qAt "$@"; }
 q() { psql_q -d "$url" -c "$1"; }
-dump_state() {  # everything a load decides, without the wall-clock times it stamps
-  psql_q -d "$1" <<'SQL'
-SELECT 'u', did, handle, "displayName", avatar, skip_user FROM users ORDER BY did;
-SELECT 'p', uri, did, likes, replies, quotes, reposts, "createdAt", sort_at, deleted_at IS NOT NULL FROM posts ORDER BY uri;
-SELECT 's', did, date, followers, following, posts, likes, replies, quotes, reposts FROM snapshots ORDER BY did, date;
-SELECT 'b', did, backfilled_at IS NOT NULL, backfill_posts FROM ds_user_state ORDER BY did;
-SQL
-}
 # Accounts whose latest snapshot disagrees with the sum over their live posts: none, as long as
 # every batch (a user's posts, its user record and its snapshot) was committed whole or not at all.
 torn_users() {

@@ -15,13 +15,14 @@ cleanup() {
   if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+test_name=pipeline_e2e
+. "$src/tests/scripts/e2e-lib.sh"
 step() { echo "== $*" >&2; }
 die() { echo "FAIL: $*" >&2; exit 1; }
 
 url=$("$src/tests/scripts/pg-cluster.sh" start "$work/pg")
 . "$work/pg/env"
 base_url_of() { echo "${url%/*}/$1"; }
-psql_q() { "$PG_BIN/psql" -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 "$bin/ds-fake-appview" --port 0 --port-file "$work/port" --day 1 --seed "$seed" --users "$users" 2>"$work/fake.log" &
 fake_pid=$!
@@ -31,14 +32,6 @@ port=$(cat "$work/port")
 export BLUESKY_BASE_URL="http://127.0.0.1:$port" DATABASE_URL="$url" RATE_LIMIT_RPS=0 LOG_LEVEL=${LOG_LEVEL:-warning}
 day_now() { date -u -d "2026-11-01 06:00:00 UTC + $1 day" +%Y-%m-%dT%H:%M:%SZ; }
 check() { "$bin/ds-e2e-check" --db "$DATABASE_URL" --seed "$seed" --users "$users" "$@"; }
-dump_state() {  # everything the pipeline decides, without the wall-clock times it stamps
-  psql_q -d "$1" <<'SQL'
-SELECT 'u', did, handle, "displayName", avatar, skip_user FROM users ORDER BY did;
-SELECT 'p', uri, did, likes, replies, quotes, reposts, "createdAt", sort_at, deleted_at IS NOT NULL FROM posts ORDER BY uri;
-SELECT 's', did, date, followers, following, posts, likes, replies, quotes, reposts FROM snapshots ORDER BY did, date;
-SELECT 'b', did, backfilled_at IS NOT NULL, backfill_posts FROM ds_user_state ORDER BY did;
-SQL
-}
 
 step "migrate and register the dataset's users"
 "$bin/ds-migrate" >/dev/null 2>"$work/migrate.log" || { cat "$work/migrate.log" >&2; die "ds-migrate"; }

@@ -16,19 +16,12 @@ cleanup() {
   if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-passed=0 failed=0
-step() { echo "== $*" >&2; }
-ok() { echo "ok   $*" >&2; passed=$((passed + 1)); }
-bad() { echo "FAIL $*" >&2; failed=$((failed + 1)); }
-expect() {  # expect DESCRIPTION ACTUAL WANTED
-  if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got '$2', want '$3'"; fi
-}
-die() { echo "FAIL $*" >&2; echo "run_overlap: $passed passed, $((failed + 1)) failed" >&2; exit 1; }
+test_name=run_overlap
+. "$src/tests/scripts/e2e-lib.sh"
 
 url=$("$src/tests/scripts/pg-cluster.sh" start "$work/pg")
 . "$work/pg/env"
 export DATABASE_URL="$url"
-psql_q() { "$PG_BIN/psql" -v ON_ERROR_STOP=1 -qAt "$@"; }
 q() { psql_q -d "$url" -c "$1"; }
 
 step "cluster, schema, fake AppView with 50 ms latency, $users accounts"
