@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ds/clock.hpp"
+#include "post_fingerprint.hpp"
 
 namespace ds::load {
 namespace {
@@ -32,10 +33,10 @@ constexpr std::size_t max_varchar_chars = 255;
 constexpr const char* create_staging_sql = R"SQL(
 CREATE TEMP TABLE ds_load_posts (
   seq bigint, uri text, did text, likes integer, replies integer, quotes integer, reposts integer,
-  created_at timestamptz, sort_at timestamptz) ON COMMIT DELETE ROWS;
+  created_at timestamptz, sort_at timestamptz, fp bigint) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE ds_load_changed (
   uri text, likes integer, replies integer, quotes integer, reposts integer,
-  created_at timestamptz, sort_at timestamptz, tid tid) ON COMMIT DELETE ROWS;
+  created_at timestamptz, sort_at timestamptz, fp bigint, values_changed boolean, tid tid) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE ds_load_snapshots (
   seq bigint, did text, date date, followers integer, following integer, posts integer,
   likes integer, replies integer, quotes integer, reposts integer) ON COMMIT DELETE ROWS;
@@ -44,13 +45,14 @@ CREATE TEMP TABLE ds_load_users (
 )SQL";
 
 constexpr const char* copy_posts_sql =
-    "COPY ds_load_posts (seq, uri, did, likes, replies, quotes, reposts, created_at, sort_at) FROM STDIN";
+    "COPY ds_load_posts (seq, uri, did, likes, replies, quotes, reposts, created_at, sort_at, fp) FROM STDIN";
 // New posts go straight into the table, the way psql \copy would: COPY inserts pages of rows at a
 // time, where an INSERT ... SELECT inserts (and logs) them one by one. "updatedAt" takes its default.
 constexpr const char* copy_new_posts_sql =
-    R"(COPY posts (uri, did, likes, replies, quotes, reposts, "createdAt", sort_at) FROM STDIN)";
+    R"(COPY posts (uri, did, likes, replies, quotes, reposts, "createdAt", sort_at, load_fp) FROM STDIN)";
 constexpr const char* copy_changed_sql =
-    "COPY ds_load_changed (uri, likes, replies, quotes, reposts, created_at, sort_at, tid) FROM STDIN";
+    "COPY ds_load_changed (uri, likes, replies, quotes, reposts, created_at, sort_at, fp, values_changed, tid) "
+    "FROM STDIN";
 constexpr const char* copy_snapshots_sql =
     "COPY ds_load_snapshots (seq, did, date, followers, following, posts, likes, replies, quotes, reposts) FROM STDIN";
 constexpr const char* copy_users_sql = "COPY ds_load_users (did, handle, display_name, avatar) FROM STDIN";
@@ -62,64 +64,76 @@ SELECT f.i - 1 FROM unnest($1::text[]) WITH ORDINALITY AS f(did, i)
 )SQL";
 
 // The stored posts of each account's refresh window ($1 DIDs, $2 window starts, NULL: everything;
-// $3 the earliest start, '-infinity' if any is NULL), in binary, the account's DID first.
+// $3 the earliest start, '-infinity' if any is NULL), in binary: each row's fingerprint (NULL for
+// a row without one, or marked deleted) and its version (ctid), nothing else. A daily run reads
+// every post of its windows; sending two fixed-size columns instead of the row's ten halves the
+// server's time for it (docs/performance-load.md). Only the rows no fingerprint matches are then
+// read in full, by ctid (posts_by_tid_sql).
 // - One index scan with `did = ANY($1)` reaches every account at once, and the join gives each
 //   row its account's window: in the server about 5x cheaper than an index scan per account (a
-//   LATERAL join), which made these reads most of a daily run (docs/performance-load.md).
+//   LATERAL join).
 // - `sort_at >= $3` bounds that scan on (did, sort_at): a daily run reads each account's last
 //   days, not its whole history, which an account with years of posts would otherwise cost daily.
 // - Rows from before migration 002 have no sort_at: the second branch finds them by "createdAt"
 //   (an index descent per account that finds nothing once they are gone).
 constexpr const char* window_posts_sql = R"SQL(
-SELECT q.did, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at,
-       q.deleted_at IS NOT NULL, q.ctid
+SELECT CASE WHEN q.deleted_at IS NULL THEN q.load_fp END, q.ctid
   FROM posts q
   JOIN unnest($1::text[], $2::timestamptz[]) AS f(did, since) ON f.did = q.did
  WHERE q.did = ANY ($1::text[]) AND q.sort_at >= $3::timestamptz
    AND q.sort_at >= COALESCE(f.since, '-infinity')
 UNION ALL
-SELECT q.did, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at,
-       q.deleted_at IS NOT NULL, q.ctid
+SELECT CASE WHEN q.deleted_at IS NULL THEN q.load_fp END, q.ctid
   FROM posts q
   JOIN unnest($1::text[], $2::timestamptz[]) AS f(did, since) ON f.did = q.did
  WHERE q.did = ANY ($1::text[]) AND q.sort_at IS NULL
    AND q."createdAt" >= COALESCE(f.since, '-infinity')
 )SQL";
 
-// Stored rows by URI, for the few posts of a batch that lie outside their account's window (or
-// whose account's user record is not in the flush). Same columns as window_posts_sql.
-constexpr const char* posts_by_uri_sql = R"SQL(
-SELECT q.did, q.uri, q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at,
-       q.deleted_at IS NOT NULL, q.ctid
-  FROM posts q WHERE q.uri = ANY ($1::text[])
-)SQL";
+// Stored rows in full, for comparison by value. By version: the window rows no fingerprint
+// matched (changed, deleted, or never fingerprinted), a TID scan. By URI: the few posts of a batch
+// that lie outside their account's window (or whose account's user record is not in the flush).
+#define DS_STORED_POST_COLUMNS                                                                      \
+  "SELECT q.did, q.uri, q.likes, q.replies, q.quotes, q.reposts, q.\"createdAt\", q.sort_at,\n" \
+  "       q.deleted_at IS NOT NULL, q.ctid, q.load_fp\n"
+constexpr const char* posts_by_tid_sql = DS_STORED_POST_COLUMNS "  FROM posts q WHERE q.ctid = ANY ($1::tid[])";
+constexpr const char* posts_by_uri_sql = DS_STORED_POST_COLUMNS "  FROM posts q WHERE q.uri = ANY ($1::text[])";
+#undef DS_STORED_POST_COLUMNS
 
-// Posts whose values differ from the stored row, written from ds_load_changed. The WHERE repeats
-// the comparison so that a row another writer changed (or the first update below already
+// Posts whose values (or only fingerprint) differ from the stored row, written from
+// ds_load_changed; answers how many rows it wrote and how many of them had other values. The WHERE
+// repeats the comparison so that a row another writer changed (or the first update below already
 // updated) is not rewritten; a post marked deleted that the API returns again comes back to life.
-#define DS_UPDATE_CHANGED_POSTS                                                                         \
-  "UPDATE posts p SET likes = t.likes, replies = t.replies, quotes = t.quotes, reposts = t.reposts,\n" \
-  "       \"createdAt\" = t.created_at, sort_at = t.sort_at, deleted_at = NULL, \"updatedAt\" = now()\n" \
-  "  FROM ds_load_changed t\n"                                                                        \
-  " WHERE (p.likes, p.replies, p.quotes, p.reposts, p.\"createdAt\", p.sort_at, p.deleted_at IS NOT NULL)\n" \
-  "       IS DISTINCT FROM (t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, false)\n"
+#define DS_UPDATE_CHANGED_POSTS(REACH)                                                                    \
+  "WITH u AS (\n"                                                                                         \
+  "UPDATE posts p SET likes = t.likes, replies = t.replies, quotes = t.quotes, reposts = t.reposts,\n"   \
+  "       \"createdAt\" = t.created_at, sort_at = t.sort_at, deleted_at = NULL, load_fp = t.fp,\n"     \
+  "       \"updatedAt\" = now()\n"                                                                      \
+  "  FROM ds_load_changed t\n"                                                                           \
+  " WHERE (p.likes, p.replies, p.quotes, p.reposts, p.\"createdAt\", p.sort_at, p.deleted_at IS NOT NULL,\n" \
+  "        p.load_fp)\n"                                                                                  \
+  "       IS DISTINCT FROM (t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, false, t.fp)\n" \
+  REACH                                                                                                   \
+  " RETURNING t.values_changed)\n"                                                                        \
+  "SELECT count(*), count(*) FILTER (WHERE values_changed) FROM u"
 
 // First by the row version (ctid) the comparison read moments before in the same transaction: a
 // TID scan instead of a primary-key descent per row, which made this update a fifth of a daily
 // run's server time. p.uri = t.uri guards against a version that is no longer that post.
-constexpr const char* update_changed_by_tid_sql = DS_UPDATE_CHANGED_POSTS
-    "   AND p.ctid = t.tid AND p.uri = t.uri AND p.ctid = ANY (ARRAY(SELECT tid FROM ds_load_changed))";
+constexpr const char* update_changed_by_tid_sql = DS_UPDATE_CHANGED_POSTS(
+    "   AND p.ctid = t.tid AND p.uri = t.uri AND p.ctid = ANY (ARRAY(SELECT tid FROM ds_load_changed))\n");
 
 // Then by URI, only when the first updated fewer rows than staged: a row another writer updated
 // meanwhile has moved. = ANY(ARRAY(...)) reaches posts through its primary key whatever the
 // planner believes about the temp table.
-constexpr const char* update_changed_sql = DS_UPDATE_CHANGED_POSTS
-    "   AND p.uri = t.uri AND p.uri = ANY (ARRAY(SELECT uri FROM ds_load_changed))";
+constexpr const char* update_changed_sql = DS_UPDATE_CHANGED_POSTS(
+    "   AND p.uri = t.uri AND p.uri = ANY (ARRAY(SELECT uri FROM ds_load_changed))\n");
 #undef DS_UPDATE_CHANGED_POSTS
 
-// Stored live posts of a complete feed's window that the feed no longer returned.
+// Stored live posts of a complete feed's window that the feed no longer returned. A fingerprint
+// describes a live row: a deleted one has none (migration 005's trigger would drop it too).
 constexpr const char* mark_deleted_sql = R"SQL(
-UPDATE posts SET deleted_at = now(), "updatedAt" = now()
+UPDATE posts SET deleted_at = now(), load_fp = NULL, "updatedAt" = now()
  WHERE uri = ANY ($1::text[]) AND deleted_at IS NULL
 )SQL";
 
@@ -135,30 +149,31 @@ ON CONFLICT (did) DO UPDATE SET backfilled_at = EXCLUDED.backfilled_at, backfill
 // Fallback for new posts when the direct COPY meets a row it did not expect (another writer
 // inserted the same URI, or removed the account, after the comparison): the batch's new rows are
 // merged with ON CONFLICT instead. The last occurrence of each URI wins; xmax = 0 tells an inserted
-// row from an updated one.
+// row from an updated one. A row whose only difference is its fingerprint counts as updated here
+// (this path is rare; the main one counts those as unchanged).
 constexpr const char* merge_posts_sql = R"SQL(
 WITH src AS (
-  SELECT DISTINCT ON (t.uri) t.uri, t.did, t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at
+  SELECT DISTINCT ON (t.uri) t.uri, t.did, t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, t.fp
     FROM ds_load_posts t
    ORDER BY t.uri, t.seq DESC
 ), known AS (
   SELECT s.* FROM src s WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = s.did)
 ), todo AS (
   SELECT k.* FROM known k
-   WHERE (SELECT (q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at, q.deleted_at IS NOT NULL)
+   WHERE (SELECT (q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at, q.deleted_at IS NOT NULL, q.load_fp)
             FROM posts q WHERE q.uri = k.uri)
-         IS DISTINCT FROM (k.likes, k.replies, k.quotes, k.reposts, k.created_at, k.sort_at, false)
+         IS DISTINCT FROM (k.likes, k.replies, k.quotes, k.reposts, k.created_at, k.sort_at, false, k.fp)
 ), up AS (
-  INSERT INTO posts AS p (uri, did, likes, replies, quotes, reposts, "createdAt", "updatedAt", sort_at, deleted_at)
-  SELECT uri, did, likes, replies, quotes, reposts, created_at, now(), sort_at, NULL FROM todo
+  INSERT INTO posts AS p (uri, did, likes, replies, quotes, reposts, "createdAt", "updatedAt", sort_at, deleted_at, load_fp)
+  SELECT uri, did, likes, replies, quotes, reposts, created_at, now(), sort_at, NULL, fp FROM todo
   ON CONFLICT (uri) DO UPDATE
      SET likes = EXCLUDED.likes, replies = EXCLUDED.replies, quotes = EXCLUDED.quotes,
          reposts = EXCLUDED.reposts, "createdAt" = EXCLUDED."createdAt", sort_at = EXCLUDED.sort_at,
-         deleted_at = NULL, "updatedAt" = now()
-   WHERE (p.likes, p.replies, p.quotes, p.reposts, p."createdAt", p.sort_at, p.deleted_at IS NOT NULL)
+         deleted_at = NULL, load_fp = EXCLUDED.load_fp, "updatedAt" = now()
+   WHERE (p.likes, p.replies, p.quotes, p.reposts, p."createdAt", p.sort_at, p.deleted_at IS NOT NULL, p.load_fp)
          IS DISTINCT FROM
          (EXCLUDED.likes, EXCLUDED.replies, EXCLUDED.quotes, EXCLUDED.reposts, EXCLUDED."createdAt",
-          EXCLUDED.sort_at, false)
+          EXCLUDED.sort_at, false, EXCLUDED.load_fp)
   RETURNING (p.xmax = 0) AS inserted
 )
 SELECT (SELECT count(*) FROM src),
@@ -266,8 +281,8 @@ void append_array_element(std::string& out, std::string_view v) {
 }
 std::string close_array(std::string out) { return out.empty() ? "{}" : out + "}"; }
 
-// likes, replies, quotes, reposts, createdAt, sort_at of a staged post, tab-separated: the part
-// every post COPY row shares.
+// likes, replies, quotes, reposts, createdAt, sort_at and the fingerprint of a staged post,
+// tab-separated: the part every post COPY row shares.
 template <class Post>
 void append_post_values(std::string& row, const Post& p) {
   for (const std::int32_t v : {p.likes, p.replies, p.quotes, p.reposts}) {
@@ -277,6 +292,8 @@ void append_post_values(std::string& row, const Post& p) {
   row += format_timestamp(p.created_at);
   row += '\t';
   row += format_timestamp(p.sort_at);
+  row += '\t';
+  append_int(row, p.fp);
 }
 
 // A COPY of n rows, row(text, k) appending row k (with its newline), sent in chunks of
@@ -356,10 +373,19 @@ struct StoredPost {
   bool deleted;
   std::uint32_t tid_block;  // the row version read (ctid): block and line number
   std::uint16_t tid_line;
+  std::optional<std::int64_t> fp;  // load_fp
   bool matched = false;  // the flush returned this post
 };
 
-// The rows of a window_posts_sql / posts_by_uri_sql result. `account_of(did)` gives a row's
+// A binary tid: a 4-byte block number, then a 2-byte line number.
+std::pair<std::uint32_t, std::uint16_t> tid_at(const char* p) {
+  std::uint16_t line;
+  std::memcpy(&line, p + 4, 2);
+  return {static_cast<std::uint32_t>(be32_at(p)), be16toh(line)};
+}
+std::uint64_t tid_key(std::uint32_t block, std::uint16_t line) { return (std::uint64_t{block} << 16) | line; }
+
+// The rows of a posts_by_tid_sql / posts_by_uri_sql result. `account_of(did)` gives a row's
 // account in the flush (rows come grouped by did, so it is asked once per run of rows); a row
 // for which `keep(post)` is false is dropped.
 template <class AccountOf, class Keep>
@@ -386,11 +412,8 @@ void read_stored(const PgResult& r, AccountOf account_of, Keep keep, std::vector
     s.created_at = pg_timestamp_at(field(6));
     if (!PQgetisnull(res, i, 7)) s.sort_at = pg_timestamp_at(field(7));
     s.deleted = *field(8) != 0;
-    // tid in binary: a 4-byte block number, then a 2-byte line number.
-    s.tid_block = static_cast<std::uint32_t>(be32_at(field(9)));
-    std::uint16_t line;
-    std::memcpy(&line, field(9) + 4, 2);
-    s.tid_line = be16toh(line);
+    std::tie(s.tid_block, s.tid_line) = tid_at(field(9));
+    if (!PQgetisnull(res, i, 10)) s.fp = be64_at(field(10));
     if (keep(s)) out.push_back(s);
   }
 }
@@ -428,6 +451,20 @@ std::vector<std::uint32_t> group_by(std::size_t n, std::size_t groups, Key key, 
 }
 
 }  // namespace
+
+BatchLoader::WindowRead BatchLoader::parse_window(const PgResult& r) {
+  WindowRead out;
+  const PGresult* res = r.get();
+  out.fingerprinted.reserve(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) {
+    const auto [block, line] = tid_at(PQgetvalue(res, i, 1));
+    if (PQgetisnull(res, i, 0)) out.unfingerprinted.push_back(tid_key(block, line));
+    else out.fingerprinted.push_back({be64_at(PQgetvalue(res, i, 0)), tid_key(block, line), false});
+  }
+  std::sort(out.fingerprinted.begin(), out.fingerprinted.end(),
+            [](const WindowRow& x, const WindowRow& y) { return x.fp < y.fp; });
+  return out;
+}
 
 void BatchLoader::prepare() {
   // Session settings, before the first temp table is touched (temp_buffers is fixed from then on).
@@ -501,6 +538,7 @@ void BatchLoader::add_post(const PostRecord& p, std::uint64_t) {
   s.reposts = clamp_count(p.reposts);
   s.created_at = p.created_at;
   s.sort_at = p.sort_at;
+  s.fp = post_fingerprint({p.uri, p.did, s.likes, s.replies, s.quotes, s.reposts, s.created_at, s.sort_at});
   posts_.push_back(s);
   if (window_inflight_ && ++records_since_poll_ % 256 == 0) poll_window();
   if (posts_.size() >= max_buffered_posts_) flush_posts();
@@ -616,8 +654,6 @@ void BatchLoader::flush_posts() {
   // posts in its window, so a post of it not found there is new. Most windows were read while
   // the batch's later records were being parsed (request_window); an account whose window was
   // not read, or was read narrower than it now needs (a second user record), is read here.
-  std::vector<StoredPost> stored;
-  PgResult uri_rows;
   {
     std::vector<std::uint32_t> missing;
     for (std::uint32_t a = 0; a < n_accounts; ++a) {
@@ -629,20 +665,65 @@ void BatchLoader::flush_posts() {
       }
     }
     if (!missing.empty())
-      window_reads_.push_back({exec_binary(db_, window_posts_sql, window_params(missing, accounts_, window)), missing});
-    // An account read twice (its window widened) keeps the rows of its latest read only.
-    const auto account_by_did = [this](std::string_view did) {
-      const auto it = account_ids_.find(std::string(did));
-      return it == account_ids_.end() ? std::uint32_t{UINT32_MAX} : it->second;
-    };
-    for (std::uint32_t k = 0; k < window_reads_.size(); ++k)
+      window_reads_.push_back(parse_window(exec_binary(db_, window_posts_sql, window_params(missing, accounts_, window))));
+  }
+
+  // 4a. A post whose fingerprint is among its window's rows is stored exactly so: unchanged, and
+  // that row is accounted for. Only the rest, usually a few percent, is compared by value below.
+  // A fingerprint covers the DID and URI, so it cannot match another account's row of the same read.
+  std::vector<char> settled(posts_.size(), 0);
+  for (std::uint32_t a = 0; a < n_accounts; ++a) {
+    if (!has_feed[a] || uniq_start[a] == uniq_start[a + 1]) continue;
+    auto& rows = window_reads_[window_asked_[a].read].fingerprinted;
+    for (std::uint32_t u = uniq_start[a]; u < uniq_start[a + 1]; ++u) {
+      const std::int64_t fp = posts_[uniq[u]].fp;
+      const auto it = std::lower_bound(rows.begin(), rows.end(), fp,
+                                       [](const WindowRow& r, std::int64_t v) { return r.fp < v; });
+      if (it == rows.end() || it->fp != fp || it->matched) continue;
+      it->matched = true;
+      settled[uniq[u]] = 1;
+      ++stats_.posts_unchanged;
+    }
+  }
+
+  // 4b. The window rows left over (changed, gone, or without a fingerprint), read in full by
+  // version. An account read twice (its window widened) keeps the rows of its latest read only:
+  // `unsettled` remembers which read listed each version.
+  std::vector<StoredPost> stored;
+  PgResult tid_rows, uri_rows;
+  {
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> unsettled;  // (tid, read)
+    for (std::uint32_t k = 0; k < window_reads_.size(); ++k) {
+      for (const auto& r : window_reads_[k].fingerprinted)
+        if (!r.matched) unsettled.emplace_back(r.tid, k);
+      for (const auto tid : window_reads_[k].unfingerprinted) unsettled.emplace_back(tid, k);
+    }
+    if (!unsettled.empty()) {
+      std::sort(unsettled.begin(), unsettled.end());
+      std::string tids;
+      for (std::size_t i = 0; i < unsettled.size(); ++i) {
+        if (i > 0 && unsettled[i].first == unsettled[i - 1].first) continue;
+        tids += tids.empty() ? "{\"(" : ",\"(";
+        append_int(tids, static_cast<std::int64_t>(unsettled[i].first >> 16));
+        tids += ',';
+        append_int(tids, static_cast<std::int64_t>(unsettled[i].first & 0xffff));
+        tids += ")\"";
+      }
+      tid_rows = exec_binary(db_, posts_by_tid_sql, {tids + "}"});
+      const auto account_by_did = [this](std::string_view did) {
+        const auto it = account_ids_.find(std::string(did));
+        return it == account_ids_.end() ? std::uint32_t{UINT32_MAX} : it->second;
+      };
       read_stored(
-          window_reads_[k].rows, account_by_did,
+          tid_rows, account_by_did,
           [&](const StoredPost& p) {
             const auto a = p.account;
-            return a != UINT32_MAX && has_feed[a] && window_asked_[a].read == k;
+            return a != UINT32_MAX && has_feed[a] &&
+                   std::binary_search(unsettled.begin(), unsettled.end(),
+                                      std::pair{tid_key(p.tid_block, p.tid_line), window_asked_[a].read});
           },
           stored);
+    }
   }
   std::vector<std::uint32_t> stored_start;
   std::vector<std::uint32_t> stored_by_account =
@@ -657,20 +738,25 @@ void BatchLoader::flush_posts() {
   // 5. Merge each account's posts with its stored rows: new, changed or unchanged.
   std::vector<std::uint32_t> fresh, changed, unknown;  // unknown: not in a window, to look up by URI
   std::vector<std::pair<std::uint32_t, std::uint16_t>> changed_tid;  // each changed post's stored row
+  std::vector<char> values_changed;  // per changed post: false when only its fingerprint is missing or stale
   const auto classify = [&](std::uint32_t i, const StoredPost& s) {
     const StagedPost& p = posts_[i];
-    if (s.likes == p.likes && s.replies == p.replies && s.quotes == p.quotes && s.reposts == p.reposts &&
-        s.created_at == p.created_at && s.sort_at && *s.sort_at == p.sort_at && !s.deleted) {
+    const bool same = s.likes == p.likes && s.replies == p.replies && s.quotes == p.quotes &&
+                      s.reposts == p.reposts && s.created_at == p.created_at && s.sort_at &&
+                      *s.sort_at == p.sort_at && !s.deleted;
+    if (same && s.fp == p.fp) {
       ++stats_.posts_unchanged;
     } else {
       changed.push_back(i);
       changed_tid.emplace_back(s.tid_block, s.tid_line);
+      values_changed.push_back(!same);
     }
   };
   for (std::uint32_t a = 0; a < n_accounts; ++a) {
     std::uint32_t k = stored_start[a];
     const std::uint32_t k_end = stored_start[a + 1];
     for (std::uint32_t u = uniq_start[a]; u < uniq_start[a + 1]; ++u) {
+      if (settled[uniq[u]]) continue;
       const std::string_view uri = uri_of(posts_[uniq[u]]);
       while (k < k_end && stored[stored_by_account[k]].uri < uri) ++k;
       if (k < k_end && stored[stored_by_account[k]].uri == uri) {
@@ -707,16 +793,25 @@ void BatchLoader::flush_posts() {
       append_field(row, uri_of(p));
       row += '\t';
       append_post_values(row, p);
-      row += "\t(";
+      row += values_changed[c] ? "\tt\t(" : "\tf\t(";
       append_int(row, changed_tid[c].first);
       row += ',';
       append_int(row, changed_tid[c].second);
       row += ")\n";
     });
-    std::int64_t updated = affected_rows(db_.exec(update_changed_by_tid_sql));
-    if (updated < static_cast<std::int64_t>(changed.size())) updated += affected_rows(db_.exec(update_changed_sql));
+    // Rows written, and of those, rows whose values changed (the rest only got their fingerprint).
+    const PgResult by_tid = db_.exec(update_changed_by_tid_sql);
+    std::int64_t written = by_tid.int64(0, 0), updated = by_tid.int64(0, 1);
+    if (written < static_cast<std::int64_t>(changed.size())) {
+      const PgResult by_uri = db_.exec(update_changed_sql);
+      written += by_uri.int64(0, 0);
+      updated += by_uri.int64(0, 1);
+    }
     stats_.posts_updated += updated;
-    stats_.posts_unchanged += static_cast<std::int64_t>(changed.size()) - updated;  // changed meanwhile
+    // Same values with only a new fingerprint, or changed meanwhile by another writer.
+    stats_.posts_unchanged += static_cast<std::int64_t>(changed.size()) - updated;
+    spdlog::debug("{} changed posts written ({} with new values, {} fingerprints only)", written, updated,
+                  written - updated);
   }
 
   // 6. Feed outcomes. A complete feed returned every live post of its window (all posts for a
@@ -813,7 +908,6 @@ void BatchLoader::send_window() {
   for (const auto a : window_pending_)
     window_asked_[a] = {true, window_want_[a], static_cast<std::uint32_t>(window_reads_.size())};
   ++reads_ahead_;
-  window_inflight_accounts_ = std::move(window_pending_);
   window_pending_.clear();
   window_inflight_ = true;
 }
@@ -836,8 +930,7 @@ void BatchLoader::drain_window() {
   const bool ok = r.get() && PQresultStatus(r.get()) == PGRES_TUPLES_OK;
   if (ok) {
     while (PGresult* extra = PQgetResult(db_.get())) PQclear(extra);  // the end of the query
-    window_reads_.push_back({std::move(r), std::move(window_inflight_accounts_)});
-    window_inflight_accounts_.clear();
+    window_reads_.push_back(parse_window(r));
     return;
   }
   throw_error(db_.get(), r.get(), window_posts_sql);  // rollback() drains what is left
@@ -848,7 +941,6 @@ void BatchLoader::clear_windows() {
   window_want_.clear();
   window_reads_.clear();
   window_pending_.clear();
-  window_inflight_accounts_.clear();
 }
 
 void BatchLoader::insert_new_posts(const std::vector<std::uint32_t>& rows) {

@@ -47,6 +47,7 @@ class BatchLoader {
     std::uint32_t account = 0;
     std::int32_t likes = 0, replies = 0, quotes = 0, reposts = 0;  // clamped to INTEGER
     Micros created_at = 0, sort_at = 0;
+    std::int64_t fp = 0;  // post_fingerprint of the row it would be stored as
   };
   // What a user record says about its feed: deletion marking and the backfill marker need it.
   struct FeedRow {
@@ -107,14 +108,22 @@ class BatchLoader {
     std::optional<Micros> since;
     std::uint32_t read = 0;
   };
-  struct WindowRead {
-    PgResult rows;
-    std::vector<std::uint32_t> accounts;  // position in the query -> account
+  // What a window read returned: each stored row's version (ctid, as block << 16 | line) and
+  // fingerprint. Rows are matched to the flush's posts by fingerprint; `matched` marks those found.
+  struct WindowRow {
+    std::int64_t fp;
+    std::uint64_t tid;
+    bool matched;
   };
+  struct WindowRead {
+    std::vector<WindowRow> fingerprinted;        // sorted by fp
+    std::vector<std::uint64_t> unfingerprinted;  // tids of rows without one (or marked deleted)
+  };
+  static WindowRead parse_window(const PgResult& r);
   std::vector<WindowAsked> window_asked_;
   std::vector<std::optional<Micros>> window_want_;
   std::vector<WindowRead> window_reads_;
-  std::vector<std::uint32_t> window_pending_, window_inflight_accounts_;
+  std::vector<std::uint32_t> window_pending_;
   bool window_inflight_ = false;
   std::uint32_t records_since_poll_ = 0;
   std::int64_t reads_ahead_ = 0;  // in this batch, for the debug log

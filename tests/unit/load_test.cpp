@@ -17,6 +17,7 @@
 #include "ds/pg.hpp"
 #include "ds/progress.hpp"
 #include "load.hpp"
+#include "post_fingerprint.hpp"
 
 namespace {
 
@@ -46,6 +47,33 @@ void set_counter(std::vector<ds::EndRecord>& ends, const std::string& stage, con
 }
 
 }  // namespace
+
+TEST_CASE("load: a post's fingerprint covers each stored value, and its function does not change") {
+  const std::string uri = "at://did:plc:aaaa/app.bsky.feed.post/3lf2aaaaaaa2a", did = "did:plc:aaaa";
+  const ds::load::PostValues base{uri, did, 10, 2, 1, 3, 1'732'000'000'000'000, 1'732'000'000'500'000};
+  const std::int64_t fp = ds::load::post_fingerprint(base);
+  CHECK(ds::load::post_fingerprint(base) == fp);
+  // Stored rows carry this value (posts.load_fp): a new function would make every stored
+  // fingerprint a mismatch and one daily run compare everything by value. Change it on purpose only.
+  CHECK(fp == -6631824167529543246);
+
+  std::vector<ds::load::PostValues> variants(10, base);
+  variants[0].uri = "at://did:plc:aaaa/app.bsky.feed.post/3lf2aaaaaaa2b";
+  variants[1].did = "did:plc:aaab";
+  variants[2].likes = 11;
+  variants[3].replies = 3;
+  variants[4].quotes = 2;
+  variants[5].reposts = 4;
+  variants[6].created_at += 1;
+  variants[7].sort_at += 1;
+  std::swap(variants[8].likes, variants[8].replies);  // the same numbers in other fields
+  variants[9].uri = uri + "d";  // bytes moving from the DID's start to the URI's end
+  variants[9].did = did.substr(1);
+  std::vector<std::int64_t> seen{fp};
+  for (const auto& v : variants) seen.push_back(ds::load::post_fingerprint(v));
+  std::sort(seen.begin(), seen.end());
+  CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end());
+}
 
 TEST_CASE("load: a run is completed only with all four end records and nothing failed") {
   auto ends = clean_ends(3);
@@ -359,6 +387,7 @@ TEST_CASE("load: a complete feed marks missing window posts deleted; a returning
   CHECK(r.stats.posts_deleted == 1);
   CHECK(db.rows("SELECT uri FROM posts WHERE deleted_at IS NOT NULL") ==
         std::vector<std::string>{Stream::uri(alice, "p2")});
+  CHECK(db.value("SELECT load_fp IS NULL FROM posts WHERE uri = $1", {Stream::uri(alice, "p2")}) == "t");
 
   // It comes back (an API hiccup): the mark is cleared.
   Stream third;
@@ -369,6 +398,7 @@ TEST_CASE("load: a complete feed marks missing window posts deleted; a returning
   r = load(db, third.text);
   CHECK(r.stats.posts_updated == 1);
   CHECK(db.count("SELECT count(*) FROM posts WHERE deleted_at IS NOT NULL") == 0);
+  CHECK(db.count("SELECT count(*) FROM posts WHERE load_fp IS NULL") == 0);
 }
 
 TEST_CASE("load: an incomplete feed marks nothing deleted and sets no backfill marker", "[db]") {
@@ -891,4 +921,70 @@ TEST_CASE("load: rows from before migration 002 (no sort_at) take part in the wi
   CHECK(db.rows("SELECT uri, deleted_at IS NOT NULL, sort_at IS NOT NULL FROM posts ORDER BY uri") ==
         std::vector<std::string>{Stream::uri(alice, "gone") + "|t|f", Stream::uri(alice, "kept") + "|f|t",
                                  Stream::uri(alice, "old") + "|f|f"});
+}
+
+TEST_CASE("load: the stored fingerprint is the post's, and a daily run writes nothing unchanged", "[db]") {
+  TestDb db("t_load_fingerprint");
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 4, 1, 2, 3).user(alice, "alice.test").ends();
+  REQUIRE(load(db, s.text).exit_code == 0);
+  const std::string uri = Stream::uri(alice, "p1");
+  const ds::Micros at = ts("2026-11-25T10:00:00Z");
+  CHECK(db.value("SELECT load_fp FROM posts WHERE uri = $1", {uri}) ==
+        std::to_string(ds::load::post_fingerprint({uri, alice, 4, 1, 2, 3, at, at})));
+  const auto version = db.value("SELECT ctid FROM posts WHERE uri = $1", {uri});
+  const auto r = load(db, s.text);
+  CHECK(r.stats.posts_unchanged == 1);
+  CHECK(r.stats.posts_updated == 0);
+  CHECK(db.value("SELECT ctid FROM posts WHERE uri = $1", {uri}) == version);  // not even rewritten
+}
+
+TEST_CASE("load: a row another writer changed is compared by value, not by its old fingerprint", "[db]") {
+  // The original program's engagement update changes likes and knows nothing of load_fp. Migration
+  // 005's trigger drops the fingerprint, so the next run sees the difference. Without it the
+  // unchanged stream would match the old fingerprint and leave the other writer's value.
+  TestDb db("t_load_foreign_writer");
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 4).post(alice, "p2", "2026-11-26T10:00:00Z", 5).user(alice, "alice.test").ends();
+  REQUIRE(load(db, s.text).exit_code == 0);
+  const std::string p1 = Stream::uri(alice, "p1"), p2 = Stream::uri(alice, "p2");
+  db.sql().exec(R"(UPDATE posts SET likes = 13, "updatedAt" = NOW() WHERE uri = $1)", {p1});
+  CHECK(db.value("SELECT load_fp IS NULL FROM posts WHERE uri = $1", {p1}) == "t");
+  // A write that leaves the values alone keeps it.
+  db.sql().exec(R"(UPDATE posts SET "updatedAt" = NOW() WHERE uri = $1)", {p2});
+  CHECK(db.value("SELECT load_fp IS NULL FROM posts WHERE uri = $1", {p2}) == "f");
+
+  const auto r = load(db, s.text);
+  CHECK(r.status == "completed");
+  CHECK(r.stats.posts_updated == 1);
+  CHECK(r.stats.posts_unchanged == 1);
+  CHECK(db.rows("SELECT likes, load_fp IS NOT NULL FROM posts ORDER BY uri") == std::vector<std::string>{"4|t", "5|t"});
+}
+
+TEST_CASE("load: rows without a fingerprint get one once, counted unchanged", "[db]") {
+  // Rows written before migration 005 (or by the original program) have none: their first daily
+  // run compares them by value and writes only the fingerprint; later runs write nothing.
+  TestDb db("t_load_no_fingerprint");
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 4)
+      .post(alice, "p2", "2026-11-26T10:00:00Z", 5)
+      .user(alice, "alice.test")
+      .post(bob, "q1", "2026-11-26T10:00:00Z", 1)
+      .user(bob, "bob.test")
+      .ends();
+  REQUIRE(load(db, s.text).exit_code == 0);
+  const auto fingerprints = db.rows("SELECT uri, load_fp FROM posts ORDER BY uri");
+  db.sql().exec("UPDATE posts SET load_fp = NULL WHERE did = $1", {alice});
+  for (const auto& o : {ds::load::LoadOptions{}, options([](auto& x) { x.max_buffered_posts = 1; })}) {
+    auto r = load(db, s.text, o);
+    CHECK(r.status == "completed");
+    CHECK(r.stats.posts_updated == 0);
+    CHECK(r.stats.posts_unchanged == 3);
+    CHECK(db.rows("SELECT uri, load_fp FROM posts ORDER BY uri") == fingerprints);
+    const auto written = db.rows(R"(SELECT uri, "updatedAt" FROM posts ORDER BY uri)");
+    r = load(db, s.text, o);
+    CHECK(r.stats.posts_unchanged == 3);
+    CHECK(db.rows(R"(SELECT uri, "updatedAt" FROM posts ORDER BY uri)") == written);
+    db.sql().exec("UPDATE posts SET load_fp = NULL WHERE did = $1", {alice});
+  }
 }
