@@ -63,31 +63,25 @@ SELECT f.i - 1 FROM unnest($1::text[]) WITH ORDINALITY AS f(did, i)
  WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = f.did)
 )SQL";
 
-// The stored posts of each account's refresh window ($1 DIDs, $2 window starts, NULL: everything;
-// $3 the earliest start, '-infinity' if any is NULL), in binary: each row's fingerprint (NULL for
-// a row without one, or marked deleted) and its version (ctid), nothing else. A daily run reads
-// every post of its windows; sending two fixed-size columns instead of the row's ten halves the
-// server's time for it (docs/performance-load.md). Only the rows no fingerprint matches are then
-// read in full, by ctid (posts_by_tid_sql).
-// - One index scan with `did = ANY($1)` reaches every account at once, and the join gives each
-//   row its account's window: in the server about 5x cheaper than an index scan per account (a
-//   LATERAL join).
-// - `sort_at >= $3` bounds that scan on (did, sort_at): a daily run reads each account's last
+// The stored posts of some accounts' refresh window ($1 DIDs, $2 the window start, '-infinity' for
+// everything), in binary: each row's fingerprint (NULL for a row without one, or marked deleted)
+// and its version (ctid), nothing else. A daily run reads every post of its windows; sending two
+// fixed-size columns instead of the row's ten halved the server's time for it, and only the rows
+// no fingerprint matches are then read in full, by ctid (posts_by_tid_sql).
+// - One index scan with `did = ANY($1)` reaches every account at once: in the server about 5x
+//   cheaper than an index scan per account (a LATERAL join).
+// - The accounts of one read share their window start (a run gives every account the same one,
+//   or none for a backfill): joining each row to a per-account start cost a third of the read.
+// - `sort_at >= $2` bounds that scan on (did, sort_at): a daily run reads each account's last
 //   days, not its whole history, which an account with years of posts would otherwise cost daily.
 // - Rows from before migration 002 have no sort_at: the second branch finds them by "createdAt"
 //   (an index descent per account that finds nothing once they are gone).
 constexpr const char* window_posts_sql = R"SQL(
 SELECT CASE WHEN q.deleted_at IS NULL THEN q.load_fp END, q.ctid
-  FROM posts q
-  JOIN unnest($1::text[], $2::timestamptz[]) AS f(did, since) ON f.did = q.did
- WHERE q.did = ANY ($1::text[]) AND q.sort_at >= $3::timestamptz
-   AND q.sort_at >= COALESCE(f.since, '-infinity')
+  FROM posts q WHERE q.did = ANY ($1::text[]) AND q.sort_at >= $2::timestamptz
 UNION ALL
 SELECT CASE WHEN q.deleted_at IS NULL THEN q.load_fp END, q.ctid
-  FROM posts q
-  JOIN unnest($1::text[], $2::timestamptz[]) AS f(did, since) ON f.did = q.did
- WHERE q.did = ANY ($1::text[]) AND q.sort_at IS NULL
-   AND q."createdAt" >= COALESCE(f.since, '-infinity')
+  FROM posts q WHERE q.did = ANY ($1::text[]) AND q.sort_at IS NULL AND q."createdAt" >= $2::timestamptz
 )SQL";
 
 // Stored rows in full, for comparison by value. By version: the window rows no fingerprint
@@ -270,7 +264,6 @@ void append_optional(std::string& row, const std::optional<std::string>& v) {
 }
 
 // One element of a PostgreSQL array literal, quoted: the values are data, never SQL.
-void append_array_null(std::string& out) { out += out.empty() ? "{NULL" : ",NULL"; }
 void append_array_element(std::string& out, std::string_view v) {
   out += out.empty() ? "{\"" : ",\"";
   for (const char c : v) {
@@ -418,24 +411,12 @@ void read_stored(const PgResult& r, AccountOf account_of, Keep keep, std::vector
   }
 }
 
-// The parameters of window_posts_sql: the accounts' DIDs, their windows' starts, the earliest.
+// The parameters of window_posts_sql: the accounts' DIDs and their window start.
 std::vector<PgParam> window_params(const std::vector<std::uint32_t>& accounts, const std::vector<std::string>& dids,
-                                   const std::vector<std::optional<Micros>>& since) {
-  std::string d, w;
-  std::optional<Micros> earliest;
-  bool everything = false;
-  for (const auto a : accounts) {
-    append_array_element(d, dids[a]);
-    if (since[a]) {
-      append_array_element(w, format_timestamp(*since[a]));
-      if (!earliest || *since[a] < *earliest) earliest = since[a];
-    } else {
-      append_array_null(w);
-      everything = true;
-    }
-  }
-  return {close_array(std::move(d)), close_array(std::move(w)),
-          std::string(everything || !earliest ? "-infinity" : format_timestamp(*earliest))};
+                                   std::optional<Micros> since) {
+  std::string d;
+  for (const auto a : accounts) append_array_element(d, dids[a]);
+  return {close_array(std::move(d)), since ? format_timestamp(*since) : std::string("-infinity")};
 }
 
 // Indices 0..n-1 grouped by key(i) < groups, keeping their order inside a group (a counting
@@ -661,11 +642,19 @@ void BatchLoader::flush_posts() {
       const auto& asked = window_asked_[a];
       if (!asked.requested || (asked.since && (!window[a] || *window[a] < *asked.since))) {
         missing.push_back(a);
-        window_asked_[a] = {true, window[a], static_cast<std::uint32_t>(window_reads_.size())};
+        window_asked_[a] = {true, window[a], 0};  // its read is numbered below
       }
     }
-    if (!missing.empty())
-      window_reads_.push_back(parse_window(exec_binary(db_, window_posts_sql, window_params(missing, accounts_, window))));
+    // One read per window start (usually one: the run's).
+    std::sort(missing.begin(), missing.end(), [&](auto x, auto y) { return window[x] < window[y]; });
+    for (auto first = missing.begin(); first != missing.end();) {
+      const auto last = std::find_if(first, missing.end(), [&](auto a) { return window[a] != window[*first]; });
+      const std::vector<std::uint32_t> same(first, last);
+      for (const auto a : same) window_asked_[a].read = static_cast<std::uint32_t>(window_reads_.size());
+      window_reads_.push_back(
+          parse_window(exec_binary(db_, window_posts_sql, window_params(same, accounts_, window[*first]))));
+      first = last;
+    }
   }
 
   // 4a. A post whose fingerprint is among its window's rows is stored exactly so: unchanged, and
@@ -888,27 +877,44 @@ void BatchLoader::flush_posts() {
 
 void BatchLoader::request_window(std::uint32_t account, std::optional<Micros> since) {
   auto& want = window_want_[account];
-  const bool first = !window_asked_[account].requested &&
-                     std::find(window_pending_.begin(), window_pending_.end(), account) == window_pending_.end();
+  const bool sent = window_asked_[account].requested;
+  auto group = window_pending_.end();
+  if (!sent)
+    group = std::find_if(window_pending_.begin(), window_pending_.end(), [&](const WindowGroup& g) {
+      return std::find(g.accounts.begin(), g.accounts.end(), account) != g.accounts.end();
+    });
+  const bool first = !sent && group == window_pending_.end();
   if (first) want = since;
   else if (want && (!since || *since < *want)) want = since;
   else return;
-  if (first) window_pending_.push_back(account);
-  // A group of accounts per query: fewer round trips, still early enough to overlap the parsing.
-  constexpr std::size_t group = 64;
-  if (!window_inflight_ && window_pending_.size() >= group) send_window();
-  else if (window_inflight_ && ++records_since_poll_ % 16 == 0) poll_window();
+  if (!sent) {  // (re)filed with the accounts of the same window start; a widened sent one is read at the flush
+    if (group != window_pending_.end()) {
+      group->accounts.erase(std::find(group->accounts.begin(), group->accounts.end(), account));
+      if (group->accounts.empty()) window_pending_.erase(group);
+    }
+    auto same = std::find_if(window_pending_.begin(), window_pending_.end(),
+                             [&](const WindowGroup& g) { return g.since == want; });
+    if (same == window_pending_.end()) same = window_pending_.insert(window_pending_.end(), WindowGroup{want, {}});
+    same->accounts.push_back(account);
+  }
+  if (!window_inflight_) send_window();
+  else if (++records_since_poll_ % 16 == 0) poll_window();
 }
 
 void BatchLoader::send_window() {
-  const std::vector<PgParam> params = window_params(window_pending_, accounts_, window_want_);
-  const char* values[3] = {params[0]->c_str(), params[1]->c_str(), params[2]->c_str()};
-  if (!PQsendQueryParams(db_.get(), window_posts_sql, 3, nullptr, values, nullptr, nullptr, 1))
+  // A group of accounts per query: fewer round trips, still early enough to overlap the parsing.
+  constexpr std::size_t group_size = 64;
+  const auto full = std::find_if(window_pending_.begin(), window_pending_.end(),
+                                 [](const WindowGroup& g) { return g.accounts.size() >= group_size; });
+  if (full == window_pending_.end()) return;
+  const std::vector<PgParam> params = window_params(full->accounts, accounts_, full->since);
+  const char* values[2] = {params[0]->c_str(), params[1]->c_str()};
+  if (!PQsendQueryParams(db_.get(), window_posts_sql, 2, nullptr, values, nullptr, nullptr, 1))
     throw_error(db_.get(), nullptr, window_posts_sql);
-  for (const auto a : window_pending_)
-    window_asked_[a] = {true, window_want_[a], static_cast<std::uint32_t>(window_reads_.size())};
+  for (const auto a : full->accounts)
+    window_asked_[a] = {true, full->since, static_cast<std::uint32_t>(window_reads_.size())};
   ++reads_ahead_;
-  window_pending_.clear();
+  window_pending_.erase(full);
   window_inflight_ = true;
 }
 
@@ -920,7 +926,7 @@ void BatchLoader::poll_window() {
   }
   if (PQisBusy(db_.get())) return;
   drain_window();
-  if (window_pending_.size() >= 64) send_window();
+  send_window();
 }
 
 void BatchLoader::drain_window() {

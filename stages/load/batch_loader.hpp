@@ -77,7 +77,7 @@ class BatchLoader {
   // user record, sent for a group of accounts without waiting (one query in flight on the
   // connection), collected when done (polled between records) or at the flush.
   void request_window(std::uint32_t account, std::optional<Micros> since);
-  void send_window();
+  void send_window();  // a group of accounts pending with the same window start, if one is full
   void poll_window();
   void drain_window();  // waits for the query in flight, if any: before any other statement
   void clear_windows();
@@ -123,7 +123,12 @@ class BatchLoader {
   std::vector<WindowAsked> window_asked_;
   std::vector<std::optional<Micros>> window_want_;
   std::vector<WindowRead> window_reads_;
-  std::vector<std::uint32_t> window_pending_;
+  // Accounts whose window is not sent yet, by window start: a read covers one start.
+  struct WindowGroup {
+    std::optional<Micros> since;
+    std::vector<std::uint32_t> accounts;
+  };
+  std::vector<WindowGroup> window_pending_;
   bool window_inflight_ = false;
   std::uint32_t records_since_poll_ = 0;
   std::int64_t reads_ahead_ = 0;  // in this batch, for the debug log
