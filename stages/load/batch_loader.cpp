@@ -98,7 +98,8 @@ constexpr const char* posts_by_uri_sql = DS_STORED_POST_COLUMNS "  FROM posts q 
 // ds_load_changed; answers how many rows it wrote and how many of them had other values. The WHERE
 // repeats the comparison so that a row another writer changed (or the first update below already
 // updated) is not rewritten; a post marked deleted that the API returns again comes back to life.
-#define DS_UPDATE_CHANGED_POSTS(REACH)                                                                    \
+// Both statements always run, so that a commit can send them without waiting for the first.
+#define DS_UPDATE_CHANGED_POSTS(REACH, THEN)                                                              \
   "WITH u AS (\n"                                                                                         \
   "UPDATE posts p SET likes = t.likes, replies = t.replies, quotes = t.quotes, reposts = t.reposts,\n"   \
   "       \"createdAt\" = t.created_at, sort_at = t.sort_at, deleted_at = NULL, load_fp = t.fp,\n"     \
@@ -108,20 +109,22 @@ constexpr const char* posts_by_uri_sql = DS_STORED_POST_COLUMNS "  FROM posts q 
   "        p.load_fp)\n"                                                                                  \
   "       IS DISTINCT FROM (t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, false, t.fp)\n" \
   REACH                                                                                                   \
-  " RETURNING t.values_changed)\n"                                                                        \
+  " RETURNING t.uri, t.values_changed)" THEN "\n"                                                         \
   "SELECT count(*), count(*) FILTER (WHERE values_changed) FROM u"
 
-// First by the row version (ctid) the comparison read moments before in the same transaction: a
-// TID scan instead of a primary-key descent per row, which made this update a fifth of a daily
-// run's server time. p.uri = t.uri guards against a version that is no longer that post.
+// First by the row version (ctid) the comparison read moments before: a TID scan instead of a
+// primary-key descent per row, which made this update a fifth of a daily run's server time.
+// p.uri = t.uri guards against a version that is no longer that post. The rows it wrote leave the
+// staging table, so the second statement sees only the rest.
 constexpr const char* update_changed_by_tid_sql = DS_UPDATE_CHANGED_POSTS(
-    "   AND p.ctid = t.tid AND p.uri = t.uri AND p.ctid = ANY (ARRAY(SELECT tid FROM ds_load_changed))\n");
+    "   AND p.ctid = t.tid AND p.uri = t.uri AND p.ctid = ANY (ARRAY(SELECT tid FROM ds_load_changed))\n",
+    ", done AS (DELETE FROM ds_load_changed c USING u WHERE c.uri = u.uri)");
 
-// Then by URI, only when the first updated fewer rows than staged: a row another writer updated
-// meanwhile has moved. = ANY(ARRAY(...)) reaches posts through its primary key whatever the
-// planner believes about the temp table.
+// Then by URI: a row another writer updated meanwhile has moved (usually none are left).
+// = ANY(ARRAY(...)) reaches posts through its primary key whatever the planner believes about the
+// temp table.
 constexpr const char* update_changed_sql = DS_UPDATE_CHANGED_POSTS(
-    "   AND p.uri = t.uri AND p.uri = ANY (ARRAY(SELECT uri FROM ds_load_changed))\n");
+    "   AND p.uri = t.uri AND p.uri = ANY (ARRAY(SELECT uri FROM ds_load_changed))\n", "");
 #undef DS_UPDATE_CHANGED_POSTS
 
 // Stored live posts of a complete feed's window that the feed no longer returned. A fingerprint
@@ -213,12 +216,9 @@ UPDATE users u
    AND (u.handle, u."displayName", u.avatar) IS DISTINCT FROM (COALESCE(t.handle, u.handle), t.display_name, t.avatar)
 )SQL";
 
-constexpr const char* orphan_snapshots_sql = R"SQL(
-SELECT t.did, count(*) FROM ds_load_snapshots t
- WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.did = t.did)
- GROUP BY t.did ORDER BY t.did
-)SQL";
-
+// The batch's snapshots, one per (did, date), the last line winning; answers the counts and, when
+// some account is not in users, "did n" lines of the snapshots skipped for each (in the same
+// statement, since it is sent with the commit).
 constexpr const char* merge_snapshots_sql = R"SQL(
 WITH src AS (
   SELECT DISTINCT ON (t.did, t.date) t.did, t.date, t.followers, t.following, t.posts, t.likes,
@@ -243,7 +243,12 @@ WITH src AS (
 SELECT (SELECT count(*) FROM src),
        (SELECT count(*) FROM known),
        count(*) FILTER (WHERE inserted),
-       count(*) FILTER (WHERE NOT inserted)
+       count(*) FILTER (WHERE NOT inserted),
+       CASE WHEN (SELECT count(*) FROM src) <> (SELECT count(*) FROM known) THEN
+         (SELECT string_agg(o.did || ' ' || o.n, E'\n' ORDER BY o.did)
+            FROM (SELECT t.did, count(*) AS n FROM ds_load_snapshots t
+                   WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.did = t.did) GROUP BY t.did) o)
+       END
   FROM up
 )SQL";
 
@@ -470,17 +475,28 @@ bool BatchLoader::needs_analyze(std::int64_t& analyzed, std::int64_t rows) {
 
 double BatchLoader::batch_age_s() const { return open_ ? monotonic_seconds() - started_ : 0; }
 
-void BatchLoader::begin_if_needed() {
+void BatchLoader::begin_if_needed(std::uint64_t seq) {
+  last_line_ = seq;
   if (open_) return;
-  db_.exec("BEGIN");
   open_ = true;
   started_ = monotonic_seconds();
   pending_ = 0;
+  first_line_ = seq;
+}
+
+void BatchLoader::ensure_transaction() {
+  // Not at the batch's first record: the previous batch's commit may still be running, and the
+  // window reads before the first write see the same rows outside a transaction (each statement
+  // takes its own snapshot either way, at READ COMMITTED).
+  finish_inflight();
+  if (in_transaction_) return;
+  db_.exec("BEGIN");
+  in_transaction_ = true;
 }
 
 void BatchLoader::copy_rows(const char* copy_sql, std::string& rows) {
   if (rows.empty()) return;
-  drain_window();
+  ensure_transaction();  // staging tables empty at each commit
   db_.copy_begin(copy_sql);
   db_.copy_send(rows);
   db_.copy_end();
@@ -499,8 +515,8 @@ std::uint32_t BatchLoader::account_of(const std::string& did) {
   return last_account_ = it->second;
 }
 
-void BatchLoader::add_post(const PostRecord& p, std::uint64_t) {
-  begin_if_needed();
+void BatchLoader::add_post(const PostRecord& p, std::uint64_t seq) {
+  begin_if_needed(seq);
   ++pending_;
   if (p.uri.size() > max_uri_chars && count_chars(p.uri) > max_uri_chars) {  // chars <= bytes
     // One such row would fail the whole batch's INSERT; the column cannot hold it.
@@ -521,12 +537,12 @@ void BatchLoader::add_post(const PostRecord& p, std::uint64_t) {
   s.sort_at = p.sort_at;
   s.fp = post_fingerprint({p.uri, p.did, s.likes, s.replies, s.quotes, s.reposts, s.created_at, s.sort_at});
   posts_.push_back(s);
-  if (window_inflight_ && ++records_since_poll_ % 256 == 0) poll_window();
+  if (inflight_ != InFlight::none && ++records_since_poll_ % 256 == 0) poll();
   if (posts_.size() >= max_buffered_posts_) flush_posts();
 }
 
 void BatchLoader::add_user(const UserRecord& u, std::uint64_t seq) {
-  begin_if_needed();
+  begin_if_needed(seq);
   ++pending_;
   ++stats_.users_seen;
   // Every user record ends its posts' run of lines, complete or not.
@@ -548,7 +564,7 @@ void BatchLoader::add_user(const UserRecord& u, std::uint64_t seq) {
 }
 
 void BatchLoader::add_snapshot(const SnapshotRecord& s, std::uint64_t seq) {
-  begin_if_needed();
+  begin_if_needed(seq);
   ++pending_;
   std::string& r = snapshot_rows_;
   r += std::to_string(seq);
@@ -565,9 +581,9 @@ void BatchLoader::add_snapshot(const SnapshotRecord& s, std::uint64_t seq) {
   if (r.size() >= copy_flush_bytes) copy_rows(copy_snapshots_sql, r);
 }
 
-void BatchLoader::flush_posts() {
-  drain_window();  // the connection takes no other statement while a window read is in flight
+void BatchLoader::flush_posts(bool defer_updates) {
   if (posts_.empty() && feeds_.empty()) return;
+  ensure_transaction();  // also takes the window read in flight: the connection runs one query at a time
   const std::size_t n_accounts = accounts_.size();
   // Everything below works account by account on sorted runs (a counting sort by account, then
   // URIs sorted inside each account), not through hash tables: with a million posts in a daily
@@ -776,7 +792,8 @@ void BatchLoader::flush_posts() {
   }
   if (!fresh.empty()) insert_new_posts(fresh);
   if (!changed.empty()) {
-    db_.exec("TRUNCATE ds_load_changed");  // a second flush in the same batch reuses it
+    if (changed_staged_) db_.exec("TRUNCATE ds_load_changed");  // an earlier flush of the batch used it
+    changed_staged_ = true;
     copy_streamed(db_, copy_changed_sql, changed.size(), [&](std::string& row, std::size_t c) {
       const StagedPost& p = posts_[changed[c]];
       append_field(row, uri_of(p));
@@ -788,19 +805,13 @@ void BatchLoader::flush_posts() {
       append_int(row, changed_tid[c].second);
       row += ")\n";
     });
-    // Rows written, and of those, rows whose values changed (the rest only got their fingerprint).
-    const PgResult by_tid = db_.exec(update_changed_by_tid_sql);
-    std::int64_t written = by_tid.int64(0, 0), updated = by_tid.int64(0, 1);
-    if (written < static_cast<std::int64_t>(changed.size())) {
+    if (defer_updates) {
+      deferred_changed_ = static_cast<std::int64_t>(changed.size());
+    } else {
+      const PgResult by_tid = db_.exec(update_changed_by_tid_sql);
       const PgResult by_uri = db_.exec(update_changed_sql);
-      written += by_uri.int64(0, 0);
-      updated += by_uri.int64(0, 1);
+      count_changed(static_cast<std::int64_t>(changed.size()), by_tid, by_uri);
     }
-    stats_.posts_updated += updated;
-    // Same values with only a new fingerprint, or changed meanwhile by another writer.
-    stats_.posts_unchanged += static_cast<std::int64_t>(changed.size()) - updated;
-    spdlog::debug("{} changed posts written ({} with new values, {} fingerprints only)", written, updated,
-                  written - updated);
   }
 
   // 6. Feed outcomes. A complete feed returned every live post of its window (all posts for a
@@ -875,6 +886,17 @@ void BatchLoader::flush_posts() {
   clear_windows();
 }
 
+void BatchLoader::count_changed(std::int64_t staged, const PgResult& by_tid, const PgResult& by_uri) {
+  // Rows written, and of those, rows whose values changed (the rest only got their fingerprint).
+  const std::int64_t written = by_tid.int64(0, 0) + by_uri.int64(0, 0);
+  const std::int64_t updated = by_tid.int64(0, 1) + by_uri.int64(0, 1);
+  stats_.posts_updated += updated;
+  // Same values with only a new fingerprint, or changed meanwhile by another writer.
+  stats_.posts_unchanged += staged - updated;
+  spdlog::debug("{} changed posts written ({} with new values, {} fingerprints only)", written, updated,
+                written - updated);
+}
+
 void BatchLoader::request_window(std::uint32_t account, std::optional<Micros> since) {
   auto& want = window_want_[account];
   const bool sent = window_asked_[account].requested;
@@ -897,8 +919,8 @@ void BatchLoader::request_window(std::uint32_t account, std::optional<Micros> si
     if (same == window_pending_.end()) same = window_pending_.insert(window_pending_.end(), WindowGroup{want, {}});
     same->accounts.push_back(account);
   }
-  if (!window_inflight_) send_window();
-  else if (++records_since_poll_ % 16 == 0) poll_window();
+  if (inflight_ == InFlight::none) send_window();
+  else if (++records_since_poll_ % 16 == 0) poll();
 }
 
 void BatchLoader::send_window() {
@@ -915,31 +937,76 @@ void BatchLoader::send_window() {
     window_asked_[a] = {true, full->since, static_cast<std::uint32_t>(window_reads_.size())};
   ++reads_ahead_;
   window_pending_.erase(full);
-  window_inflight_ = true;
+  inflight_ = InFlight::window;
 }
 
-void BatchLoader::poll_window() {
-  if (!window_inflight_) return;
+void BatchLoader::poll() {
+  if (inflight_ == InFlight::none) return;
   if (!PQconsumeInput(db_.get())) {
-    window_inflight_ = false;
-    throw_error(db_.get(), nullptr, window_posts_sql);
+    inflight_ = InFlight::none;
+    throw_error(db_.get(), nullptr, "(reading an answer)");
   }
-  if (PQisBusy(db_.get())) return;
-  drain_window();
-  send_window();
+  while (inflight_ != InFlight::none && !PQisBusy(db_.get())) take_result(PgResult(PQgetResult(db_.get())));
+  if (inflight_ == InFlight::none) send_window();
 }
 
-void BatchLoader::drain_window() {
-  if (!window_inflight_) return;
-  window_inflight_ = false;
-  PgResult r(PQgetResult(db_.get()));
-  const bool ok = r.get() && PQresultStatus(r.get()) == PGRES_TUPLES_OK;
-  if (ok) {
-    while (PGresult* extra = PQgetResult(db_.get())) PQclear(extra);  // the end of the query
+void BatchLoader::finish_inflight() {
+  while (inflight_ != InFlight::none) take_result(PgResult(PQgetResult(db_.get())));
+}
+
+void BatchLoader::take_result(PgResult r) {
+  const InFlight kind = inflight_;
+  if (!r.get()) {  // the end of the query's answers
+    inflight_ = InFlight::none;
+    if (kind == InFlight::commit) commit_done();
+    return;
+  }
+  const auto status = PQresultStatus(r.get());
+  if (kind == InFlight::window) {
+    if (status != PGRES_TUPLES_OK) {
+      inflight_ = InFlight::none;
+      throw_error(db_.get(), r.get(), window_posts_sql);  // rollback() drains what is left
+    }
     window_reads_.push_back(parse_window(r));
     return;
   }
-  throw_error(db_.get(), r.get(), window_posts_sql);  // rollback() drains what is left
+  if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+    sent_.answers.push_back(std::move(r));
+    return;
+  }
+  // The transaction is aborted and the commit's later statements were skipped.
+  inflight_ = InFlight::none;
+  try {
+    throw_error(db_.get(), r.get(), "COMMIT");
+  } catch (const PgError& e) {
+    throw PgError(std::string(e.what()) + " (writing the batch of lines " + std::to_string(sent_.first_line) + "-" +
+                      std::to_string(sent_.last_line) + ")",
+                  e.sqlstate, e.connection_lost);
+  }
+}
+
+void BatchLoader::commit_done() {
+  const auto& a = sent_.answers;
+  const std::size_t expected = (sent_.changed >= 0 ? 2 : 0) + (sent_.users ? 2 : 0) + (sent_.snapshots ? 1 : 0) + 1;
+  if (a.size() != expected)
+    throw PgError("the commit of the batch of lines " + std::to_string(sent_.first_line) + "-" +
+                      std::to_string(sent_.last_line) + " answered " + std::to_string(a.size()) + " results, not " +
+                      std::to_string(expected),
+                  "", false);
+  std::size_t k = 0;
+  if (sent_.changed >= 0) {
+    count_changed(sent_.changed, a[k], a[k + 1]);
+    k += 2;
+  }
+  if (sent_.users) {
+    count_users(a[k], a[k + 1]);
+    k += 2;
+  }
+  if (sent_.snapshots) count_snapshots(a[k]);
+  ++stats_.batches;
+  spdlog::debug("batch {} committed: {} records (lines {}-{}) in {:.3f} s", stats_.batches, sent_.records,
+                sent_.first_line, sent_.last_line, monotonic_seconds() - sent_.started);
+  sent_ = SentCommit{};
 }
 
 void BatchLoader::clear_windows() {
@@ -996,7 +1063,7 @@ void BatchLoader::insert_new_posts(const std::vector<std::uint32_t>& rows) {
   db_.exec("RELEASE SAVEPOINT ds_load_new_posts");
 }
 
-void BatchLoader::update_users() {
+void BatchLoader::stage_users() {
   // One row per account (its last record), and one claimant per handle (the last one): the others
   // keep their stored handle, so the UPDATE never meets two rows wanting the same value.
   std::map<std::string, std::size_t> last_by_did;
@@ -1028,8 +1095,9 @@ void BatchLoader::update_users() {
   }
   copy_rows(copy_users_sql, rows);
   if (needs_analyze(analyzed_users_, static_cast<std::int64_t>(last_by_did.size()))) db_.exec(analyze_users_sql);
+}
 
-  const PgResult moved = db_.exec(displace_handles_sql);
+void BatchLoader::count_users(const PgResult& moved, const PgResult& applied) {
   for (int i = 0; i < moved.rows(); ++i) {
     ++stats_.handles_moved;
     const auto from = moved.text(i, 0), handle = moved.text(i, 1), to = moved.text(i, 2);
@@ -1040,42 +1108,85 @@ void BatchLoader::update_users() {
       spdlog::warn("handle {} moved from {} to {}; {} keeps its DID as handle until its next profile fetch",
                    handle, from, to, from);
   }
-  stats_.users_updated += affected_rows(db_.exec(apply_profiles_sql));
+  stats_.users_updated += affected_rows(applied);
 }
 
-void BatchLoader::merge_snapshots() {
+void BatchLoader::stage_snapshots() {
   copy_rows(copy_snapshots_sql, snapshot_rows_);
   if (needs_analyze(analyzed_snapshots_, batch_snapshots_)) db_.exec(analyze_snapshots_sql);
-  const PgResult r = db_.exec(merge_snapshots_sql);
-  const std::int64_t candidates = r.int64(0, 0), known = r.int64(0, 1), inserted = r.int64(0, 2),
-                     updated = r.int64(0, 3);
+}
+
+void BatchLoader::count_snapshots(const PgResult& r) {
+  const std::int64_t known = r.int64(0, 1), inserted = r.int64(0, 2), updated = r.int64(0, 3);
   stats_.snapshots_inserted += inserted;
   stats_.snapshots_updated += updated;
   stats_.snapshots_unchanged += known - inserted - updated;
-  if (known == candidates) return;
-  const PgResult orphans = db_.exec(orphan_snapshots_sql);
-  for (int i = 0; i < orphans.rows(); ++i) {
-    const std::int64_t n = orphans.int64(i, 1);
+  if (r.is_null(0, 4)) return;
+  // "did n" per line, ordered by DID.
+  const std::string_view orphans = r.text(0, 4);
+  std::size_t from = 0;
+  while (from < orphans.size()) {
+    std::size_t to = orphans.find('\n', from);
+    if (to == std::string_view::npos) to = orphans.size();
+    const std::string_view line = orphans.substr(from, to - from);
+    const std::size_t space = line.rfind(' ');
+    std::int64_t n = 0;
+    std::from_chars(line.data() + space + 1, line.data() + line.size(), n);
     stats_.snapshots_skipped += n;
-    spdlog::warn("{} snapshot(s) of {} skipped: the account is not in users", n, orphans.text(i, 0));
+    spdlog::warn("{} snapshot(s) of {} skipped: the account is not in users", n, line.substr(0, space));
+    from = to + 1;
   }
 }
 
 void BatchLoader::commit() {
   if (!open_) return;
-  // Posts first, then profiles and snapshots (their order does not matter to each other).
-  flush_posts();
-  if (!users_.empty()) update_users();
-  if (batch_snapshots_ > 0) merge_snapshots();
-  db_.exec("COMMIT");
+  // Posts first, then profiles and snapshots (their order does not matter to each other). What
+  // needs the client (comparing, staging by COPY) happens here; the statements that only work
+  // from the staging tables, and the COMMIT, go out as one query string without waiting: the
+  // server runs them while the next batch's records are parsed.
+  flush_posts(true);
+  ensure_transaction();
+  sent_ = SentCommit{};
+  sent_.records = pending_;
+  sent_.first_line = first_line_;
+  sent_.last_line = last_line_;
+  sent_.started = started_;
+  std::string sql;
+  const auto add = [&sql](const char* statement) {
+    sql += statement;
+    sql += ";\n";
+  };
+  if (deferred_changed_ >= 0) {
+    sent_.changed = deferred_changed_;
+    add(update_changed_by_tid_sql);
+    add(update_changed_sql);
+  }
+  if (!users_.empty()) {
+    stage_users();
+    sent_.users = true;
+    add(displace_handles_sql);
+    add(apply_profiles_sql);
+  }
+  if (batch_snapshots_ > 0) {
+    stage_snapshots();
+    sent_.snapshots = true;
+    add(merge_snapshots_sql);
+  }
+  sql += "COMMIT";
+  if (!PQsendQuery(db_.get(), sql.c_str())) throw_error(db_.get(), nullptr, "COMMIT");
+  inflight_ = InFlight::commit;
+  in_transaction_ = false;
+  changed_staged_ = false;
+  deferred_changed_ = -1;
   open_ = false;
   carried_committed_ = carried_;
-  ++stats_.batches;
-  spdlog::debug("batch {} committed: {} records in {:.3f} s, {} window reads sent ahead", stats_.batches, pending_,
-                monotonic_seconds() - started_, reads_ahead_);
+  spdlog::debug("batch of lines {}-{} sent for commit, {} window reads sent ahead", first_line_, last_line_,
+                reads_ahead_);
   reads_ahead_ = 0;
   clear_batch();
 }
+
+void BatchLoader::sync() { finish_inflight(); }
 
 void BatchLoader::clear_batch() {
   clear_windows();
@@ -1096,11 +1207,25 @@ void BatchLoader::rollback() noexcept {
   carried_ = carried_committed_;
   // Statistics taken inside the rolled-back transaction are gone with it.
   analyzed_users_ = analyzed_snapshots_ = analyzed_fallback_ = 0;
-  const bool was_open = open_;
+  const bool was_in_transaction = in_transaction_;
   open_ = false;
-  window_inflight_ = false;  // its results are drained below
+  in_transaction_ = false;
+  changed_staged_ = false;
+  deferred_changed_ = -1;
   PGconn* c = db_.get();
-  if (!c || PQstatus(c) != CONNECTION_OK) return;
+  if (!c || PQstatus(c) != CONNECTION_OK) {
+    inflight_ = InFlight::none;
+    return;
+  }
+  // A commit already sent belongs to the previous batch, which stays: let it finish (and count it).
+  if (inflight_ == InFlight::commit) {
+    try {
+      finish_inflight();
+    } catch (const std::exception& e) {
+      spdlog::debug("the last commit failed during the rollback: {}", e.what());
+    }
+  }
+  inflight_ = InFlight::none;  // a window read's answers are drained below
   // A COPY cut short by an error leaves the connection in COPY IN state: end it with an error
   // so the server aborts the statement, then drain its results.
   while (PGresult* r = PQgetResult(c)) {
@@ -1108,7 +1233,7 @@ void BatchLoader::rollback() noexcept {
     PQclear(r);
     if (st == PGRES_COPY_IN) PQputCopyEnd(c, "aborted by ds-load");
   }
-  if (was_open || PQtransactionStatus(c) != PQTRANS_IDLE) {
+  if (was_in_transaction || PQtransactionStatus(c) != PQTRANS_IDLE) {
     try {
       db_.exec("ROLLBACK");
     } catch (const std::exception& e) {

@@ -24,8 +24,8 @@ class BatchLoader {
   // Session settings and staging tables (once, outside any transaction).
   void prepare();
 
-  // Stage one record; the first record of a batch opens its transaction. `seq` orders records
-  // (the input line number) so the last occurrence of a duplicate wins.
+  // Stage one record; the first record of a batch opens it (its transaction begins before its first
+  // write). `seq` orders records (the input line number) so the last occurrence of a duplicate wins.
   void add_post(const PostRecord& p, std::uint64_t seq);
   void add_user(const UserRecord& u, std::uint64_t seq);
   void add_snapshot(const SnapshotRecord& s, std::uint64_t seq);
@@ -34,9 +34,14 @@ class BatchLoader {
   std::int64_t pending_records() const { return pending_; }
   double batch_age_s() const;  // since the batch's first record
 
-  // Writes the staged batch and commits it. No-op when no batch is open.
+  // Writes the staged batch and commits it. No-op when no batch is open. The batch's last
+  // statements and its COMMIT are sent without waiting for them: the next batch's records are read
+  // meanwhile, and an error in them is thrown by a later call (naming the batch's lines).
   void commit();
-  // Drops the open batch: aborts a COPY in progress and rolls back. Best effort, never throws.
+  // Waits for the last commit to complete (before the connection is used for anything else).
+  void sync();
+  // Drops the open batch: aborts a COPY in progress and rolls back; a commit already sent completes.
+  // Best effort, never throws.
   void rollback() noexcept;
 
  private:
@@ -63,26 +68,36 @@ class BatchLoader {
     std::optional<std::string> avatar;
   };
 
-  void begin_if_needed();
+  void begin_if_needed(std::uint64_t seq);
+  void ensure_transaction();  // BEGIN, once a batch writes
   std::uint32_t account_of(const std::string& did);
   std::string_view uri_of(const StagedPost& p) const { return {uris_.data() + p.uri_offset, p.uri_size}; }
   // Whether a staging table holding `rows` rows needs fresh statistics; records the new size if so.
   static bool needs_analyze(std::int64_t& analyzed, std::int64_t rows);
   void copy_rows(const char* copy_sql, std::string& rows);
   // Compares the buffered posts and feed outcomes with the stored rows and writes the difference;
-  // the transaction stays open. Empties the buffers.
-  void flush_posts();
+  // the transaction stays open. Empties the buffers. With `defer_updates`, changed posts are left
+  // staged for the commit's deferred statements (changed_sql) instead of being updated here.
+  void flush_posts(bool defer_updates = false);
+  // Counts what the two changed-post UPDATEs (update_changed_by_tid_sql, update_changed_sql) did.
+  void count_changed(std::int64_t staged, const PgResult& by_tid, const PgResult& by_uri);
   void insert_new_posts(const std::vector<std::uint32_t>& rows);
   // Reading an account's stored window while the rest of the batch is parsed: requested at its
   // user record, sent for a group of accounts without waiting (one query in flight on the
-  // connection), collected when done (polled between records) or at the flush.
+  // connection: a window read or the previous batch's commit), collected when done (polled
+  // between records) or at the flush.
   void request_window(std::uint32_t account, std::optional<Micros> since);
   void send_window();  // a group of accounts pending with the same window start, if one is full
-  void poll_window();
-  void drain_window();  // waits for the query in flight, if any: before any other statement
+  void poll();         // takes what the query in flight has answered, without waiting
+  void finish_inflight();  // waits for the query in flight, if any: before any other statement
+  void take_result(PgResult r);  // one answer of the query in flight
+  void commit_done();            // the deferred commit's answers are all in
   void clear_windows();
-  void update_users();
-  void merge_snapshots();
+  // Profiles and snapshots: staged by COPY, then written by statements of the deferred commit.
+  void stage_users();
+  void stage_snapshots();
+  void count_users(const PgResult& displaced, const PgResult& applied);
+  void count_snapshots(const PgResult& merged);
   void clear_batch();
 
   PgConnection& db_;
@@ -129,7 +144,22 @@ class BatchLoader {
     std::vector<std::uint32_t> accounts;
   };
   std::vector<WindowGroup> window_pending_;
-  bool window_inflight_ = false;
+  enum class InFlight { none, window, commit };
+  InFlight inflight_ = InFlight::none;
+  bool in_transaction_ = false;
+  // The commit in flight: what its answers are counted against, and the answers so far.
+  struct SentCommit {
+    std::int64_t changed = -1;  // changed posts staged (-1: none, no UPDATE statements)
+    bool users = false, snapshots = false;
+    std::int64_t records = 0;
+    std::uint64_t first_line = 0, last_line = 0;
+    double started = 0;
+    std::vector<PgResult> answers;
+  };
+  SentCommit sent_;
+  std::int64_t deferred_changed_ = -1;  // set by flush_posts(true)
+  bool changed_staged_ = false;         // ds_load_changed holds rows in this transaction
+  std::uint64_t first_line_ = 0, last_line_ = 0;  // of the open batch
   std::uint32_t records_since_poll_ = 0;
   std::int64_t reads_ahead_ = 0;  // in this batch, for the debug log
   // COPY text rows of the batch's snapshots, sent when they grow past a threshold and at commit.

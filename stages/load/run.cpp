@@ -166,6 +166,7 @@ class Run {
                               input.upstream_ends());
       }
       loader.commit();
+      loader.sync();  // the last commit has completed (or thrown) before the run is judged
       out_.flush();
       const StreamVerdict v = judge_stream(input.upstream_ends(), input.bad_lines());
       res_.upstream_ends = input.upstream_ends();

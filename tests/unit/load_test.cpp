@@ -658,6 +658,31 @@ TEST_CASE("load: a database error fails the run with the line, keeping earlier b
   CHECK(db.rows("SELECT uri FROM posts") == std::vector<std::string>{Stream::uri(alice, "p1")});
 }
 
+TEST_CASE("load: an error in a batch's commit fails the run naming the batch's lines", "[db]") {
+  // A batch's last statements (here the snapshot merge) and its COMMIT run while the next batch
+  // is read; their error surfaces later but still names the batch, and nothing of it stays.
+  TestDb db("t_load_commit_error");
+  db.sql().exec("ALTER TABLE snapshots ADD CONSTRAINT few_followers CHECK (followers < 1000)");
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 1)
+      .user(alice, "alice.test")
+      .snapshot(alice, "2026-11-29", 10, 1)
+      .post(bob, "q1", "2026-11-25T10:00:00Z", 2)  // line 4
+      .user(bob, "bob.test")
+      .snapshot(bob, "2026-11-29", 5000, 2)  // line 6
+      .post(carol, "c1", "2026-11-25T10:00:00Z", 3)
+      .user(carol, "carol.test")
+      .ends();
+  const auto r = load(db, s.text, options([](auto& o) { o.batch_records = 1; }));
+  CHECK(r.exit_code == ds::exit_code::runtime);
+  CHECK(r.error.find("violates check constraint \"few_followers\"") != std::string::npos);
+  CHECK(r.error.find("(writing the batch of lines 4-6)") != std::string::npos);
+  CHECK(db.value("SELECT status FROM snapshot_logs WHERE id = $1", {std::to_string(r.run_id)}) == "failed");
+  CHECK(db.rows("SELECT uri FROM posts") == std::vector<std::string>{Stream::uri(alice, "p1")});
+  CHECK(db.rows("SELECT did FROM snapshots") == std::vector<std::string>{alice});
+  CHECK(r.stats.batches == 1);
+}
+
 namespace {
 
 // Runs the load logic on a pipe fed in two parts, calling `between` after the first part has had
