@@ -63,38 +63,44 @@ head -n "$sample" "$work/day1.tsv" >"$work/sample.tsv"
 # shellcheck disable=SC2046
 c++ -O2 -std=c++20 -o "$work/row-insert" "$src/bench/load/row_insert.cpp" $(pkg-config --cflags --libs libpq)
 
-# run LABEL APP INPUT CMD...: runs CMD (a program) on INPUT and records, for the table:
+# run LABEL APP BACKENDS INPUT CMD...: runs CMD (a program) on INPUT and records, for the table:
 #   secs   wall seconds;
-#   cpu    CPU seconds of CMD itself (bash's `time`) plus those of its server backend (found by
-#          application_name APP, read from /proc/PID/stat until it exits; the last 50 ms may be
+#   cpu    CPU seconds of CMD itself (bash's `time`) plus those of its BACKENDS server backends
+#          (found by application_name APP or APP-*: ds-load reads on a second connection, named
+#          dopplersky-reader; read from /proc/PID/stat until they exit; the last 50 ms may be
 #          missed). This machine is shared: wall times move with everyone else's load, CPU
 #          seconds much less, so the table shows both;
 #   rss    CMD's peak RSS (VmHWM, read from /proc every 50 ms; ds-load reaches its peak early).
 declare -A secs cpu rss
 tck=$(getconf CLK_TCK)
 run() {
-  local label=$1 app=$2 input=$3
-  shift 3
+  local label=$1 app=$2 backends=$3 input=$4
+  shift 4
   psql_q -c CHECKPOINT
-  local t0 t1 hwm=0 pid="" bpid="" bticks=0 line f
+  local t0 t1 hwm=0 pid="" bpids=() line f b
+  local -A bticks=()
   t0=$(date +%s.%N)
   ( TIMEFORMAT='%U %S'; time "$@" <"$input" >/dev/null 2>"$work/$label.log" ) 2>"$work/$label.time" &
   local outer=$!
   while kill -0 "$outer" 2>/dev/null; do
     [ -n "$pid" ] || pid=$(pgrep -P "$outer" | head -1 || true)
-    [ -n "$bpid" ] || bpid=$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE application_name = '$app' AND pid <> pg_backend_pid() LIMIT 1" 2>/dev/null || true)
+    [ "${#bpids[@]}" -ge "$backends" ] || mapfile -t bpids < <(psql_q -c "SELECT pid FROM pg_stat_activity WHERE (application_name = '$app' OR application_name LIKE '$app-%') AND pid <> pg_backend_pid()" 2>/dev/null || true)
     if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
       while IFS= read -r line; do
         case $line in VmHWM:*) f=${line//[!0-9]/}; [ "$f" -gt "$hwm" ] && hwm=$f ;; esac
       done <"/proc/$pid/status" 2>/dev/null || true
     fi
-    if [ -n "$bpid" ] && read -r -a f <"/proc/$bpid/stat" 2>/dev/null; then bticks=$(( f[13] + f[14] )); fi
+    for b in "${bpids[@]}"; do
+      if read -r -a f <"/proc/$b/stat" 2>/dev/null; then bticks[$b]=$(( f[13] + f[14] )); fi
+    done
     sleep 0.05
   done
   wait "$outer" || { cat "$work/$label.log" >&2; echo "bench-load: $label failed" >&2; exit 1; }
   t1=$(date +%s.%N)
   secs[$label]=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
-  cpu[$label]=$(awk -v t="$(tail -1 "$work/$label.time")" -v b="$bticks" -v hz="$tck" \
+  local ticks=0
+  for b in "${bticks[@]}"; do ticks=$((ticks + b)); done
+  cpu[$label]=$(awk -v t="$(tail -1 "$work/$label.time")" -v b="$ticks" -v hz="$tck" \
     'BEGIN {split(t, c, " "); printf "%.2f", c[1] + c[2] + b / hz}')
   rss[$label]=$hwm
   say "$label: ${secs[$label]} s wall, ${cpu[$label]} s CPU (client + server), peak RSS $((hwm / 1024)) MB"
@@ -104,21 +110,21 @@ copy_sql="\\copy posts (uri, did, likes, replies, quotes, reposts, \"createdAt\"
 
 say "(a) baselines into the empty posts table: psql \\copy of the same $total rows, one upsert per row ($sample rows)"
 empty_tables
-run copy psql "$work/day1.tsv" "$pgbin/psql" -d "$url" -v ON_ERROR_STOP=1 -qAt -c "$copy_sql"
+run copy psql 1 "$work/day1.tsv" "$pgbin/psql" -d "$url" -v ON_ERROR_STOP=1 -qAt -c "$copy_sql"
 empty_tables
-run rows_a ds-bench-rows "$work/sample.tsv" "$work/row-insert" "$url?application_name=ds-bench-rows"
+run rows_a ds-bench-rows 1 "$work/sample.tsv" "$work/row-insert" "$url?application_name=ds-bench-rows"
 empty_tables
 say "(a) ds-load: the day-1 backfill into empty tables"
-run load_a dopplersky "$work/day1.ndjson" "$bin/ds-load"
+run load_a dopplersky 2 "$work/day1.ndjson" "$bin/ds-load"
 [ "$(psql_q -c "SELECT status FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = completed ] || { echo "bench-load: run (a) not completed" >&2; exit 1; }
 # A day passes: autovacuum would have visited the freshly loaded table by the next run.
 psql_q -c "VACUUM ANALYZE posts" -c "VACUUM ANALYZE snapshots"
 say "(b) ds-load: the day-2 daily run, same $total posts, 5% of counts changed"
-run load_b dopplersky "$work/day2.ndjson" "$bin/ds-load"
+run load_b dopplersky 2 "$work/day2.ndjson" "$bin/ds-load"
 [ "$(psql_q -c "SELECT status FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = completed ] || { echo "bench-load: run (b) not completed" >&2; exit 1; }
 changed=$(psql_q -c "SELECT count(*) FROM posts WHERE \"updatedAt\" > (SELECT time_started FROM snapshot_logs ORDER BY id DESC LIMIT 1)")
 say "(b) baseline: one upsert per row over $sample stored rows, 5% of them changed (back to day 1)"
-run rows_b ds-bench-rows "$work/sample.tsv" "$work/row-insert" "$url?application_name=ds-bench-rows"
+run rows_b ds-bench-rows 1 "$work/sample.tsv" "$work/row-insert" "$url?application_name=ds-bench-rows"
 grep -hE 'run [0-9]+ completed' "$work/load_a.log" "$work/load_b.log" | sed 's/^/  /' >&2 || true
 
 calc() { awk "BEGIN {print $1}"; }

@@ -464,6 +464,19 @@ void BatchLoader::prepare() {
   // jit off: these statements are short and run once per batch; compiling them never pays.
   db_.exec("SET synchronous_commit = off; SET temp_buffers = '64MB'; SET work_mem = '64MB'; SET jit = off");
   db_.exec(create_staging_sql);
+  // The window reads run on a connection of their own, in a second server process: with one
+  // connection the server did a batch's reads and the previous batch's writes one after the other,
+  // and that was most of a daily run (docs/performance-load.md). It only reads.
+  DbParams params = reader_params_;
+  for (auto& [key, value] : params.keywords)
+    if (key == "application_name") value = "dopplersky-reader";
+  try {
+    reader_ = std::make_unique<PgConnection>(params);
+  } catch (const PgError& e) {
+    throw PgError(std::string("cannot open ds-load's second connection (for reading): ") + e.what(), e.sqlstate,
+                  e.connection_lost);
+  }
+  reader_->exec("SET default_transaction_read_only = on; SET jit = off");
 }
 
 bool BatchLoader::needs_analyze(std::int64_t& analyzed, std::int64_t rows) {
@@ -488,7 +501,7 @@ void BatchLoader::ensure_transaction() {
   // Not at the batch's first record: the previous batch's commit may still be running, and the
   // window reads before the first write see the same rows outside a transaction (each statement
   // takes its own snapshot either way, at READ COMMITTED).
-  finish_inflight();
+  finish_commit();
   if (in_transaction_) return;
   db_.exec("BEGIN");
   in_transaction_ = true;
@@ -537,7 +550,7 @@ void BatchLoader::add_post(const PostRecord& p, std::uint64_t seq) {
   s.sort_at = p.sort_at;
   s.fp = post_fingerprint({p.uri, p.did, s.likes, s.replies, s.quotes, s.reposts, s.created_at, s.sort_at});
   posts_.push_back(s);
-  if (inflight_ != InFlight::none && ++records_since_poll_ % 256 == 0) poll();
+  if ((window_inflight_ || commit_inflight_) && ++records_since_poll_ % 256 == 0) poll();
   if (posts_.size() >= max_buffered_posts_) flush_posts();
 }
 
@@ -583,7 +596,8 @@ void BatchLoader::add_snapshot(const SnapshotRecord& s, std::uint64_t seq) {
 
 void BatchLoader::flush_posts(bool defer_updates) {
   if (posts_.empty() && feeds_.empty()) return;
-  ensure_transaction();  // also takes the window read in flight: the connection runs one query at a time
+  finish_window();
+  ensure_transaction();
   const std::size_t n_accounts = accounts_.size();
   // Everything below works account by account on sorted runs (a counting sort by account, then
   // URIs sorted inside each account), not through hash tables: with a million posts in a daily
@@ -865,6 +879,10 @@ void BatchLoader::flush_posts(bool defer_updates) {
       stats_.backfills_marked += affected_rows(db_.exec(mark_backfilled_sql, {close_array(std::move(dids)), counts + "}"}));
   }
 
+  // Later window reads of these accounts must see what this flush wrote (request_window).
+  for (std::uint32_t a = 0; a < n_accounts; ++a)
+    if (known[a]) written_open_.insert(accounts_[a]);
+
   // Carry the URIs of accounts whose user record has not come yet; forget those of accounts whose has.
   for (std::uint32_t a = 0; a < n_accounts; ++a) {
     if (has_feed[a]) {
@@ -898,6 +916,8 @@ void BatchLoader::count_changed(std::int64_t staged, const PgResult& by_tid, con
 }
 
 void BatchLoader::request_window(std::uint32_t account, std::optional<Micros> since) {
+  // Read at the flush instead (flush_posts step 4), once the writes it must see have answered.
+  if (written_open_.count(accounts_[account]) || written_sent_.count(accounts_[account])) return;
   auto& want = window_want_[account];
   const bool sent = window_asked_[account].requested;
   auto group = window_pending_.end();
@@ -919,7 +939,7 @@ void BatchLoader::request_window(std::uint32_t account, std::optional<Micros> si
     if (same == window_pending_.end()) same = window_pending_.insert(window_pending_.end(), WindowGroup{want, {}});
     same->accounts.push_back(account);
   }
-  if (inflight_ == InFlight::none) send_window();
+  if (!window_inflight_) send_window();
   else if (++records_since_poll_ % 16 == 0) poll();
 }
 
@@ -931,51 +951,66 @@ void BatchLoader::send_window() {
   if (full == window_pending_.end()) return;
   const std::vector<PgParam> params = window_params(full->accounts, accounts_, full->since);
   const char* values[2] = {params[0]->c_str(), params[1]->c_str()};
-  if (!PQsendQueryParams(db_.get(), window_posts_sql, 2, nullptr, values, nullptr, nullptr, 1))
-    throw_error(db_.get(), nullptr, window_posts_sql);
+  if (!PQsendQueryParams(reader_->get(), window_posts_sql, 2, nullptr, values, nullptr, nullptr, 1))
+    throw_error(reader_->get(), nullptr, window_posts_sql);
   for (const auto a : full->accounts)
     window_asked_[a] = {true, full->since, static_cast<std::uint32_t>(window_reads_.size())};
   ++reads_ahead_;
   window_pending_.erase(full);
-  inflight_ = InFlight::window;
+  window_inflight_ = true;
 }
 
 void BatchLoader::poll() {
-  if (inflight_ == InFlight::none) return;
-  if (!PQconsumeInput(db_.get())) {
-    inflight_ = InFlight::none;
-    throw_error(db_.get(), nullptr, "(reading an answer)");
+  if (window_inflight_) {
+    if (!PQconsumeInput(reader_->get())) {
+      window_inflight_ = false;
+      throw_error(reader_->get(), nullptr, window_posts_sql);
+    }
+    while (window_inflight_ && !PQisBusy(reader_->get())) take_window_result(PgResult(PQgetResult(reader_->get())));
   }
-  while (inflight_ != InFlight::none && !PQisBusy(db_.get())) take_result(PgResult(PQgetResult(db_.get())));
-  if (inflight_ == InFlight::none) send_window();
+  if (commit_inflight_) {
+    if (!PQconsumeInput(db_.get())) {
+      commit_inflight_ = false;
+      throw_error(db_.get(), nullptr, "COMMIT");
+    }
+    while (commit_inflight_ && !PQisBusy(db_.get())) take_commit_result(PgResult(PQgetResult(db_.get())));
+  }
+  if (!window_inflight_) send_window();
 }
 
-void BatchLoader::finish_inflight() {
-  while (inflight_ != InFlight::none) take_result(PgResult(PQgetResult(db_.get())));
+void BatchLoader::finish_window() {
+  while (window_inflight_) take_window_result(PgResult(PQgetResult(reader_->get())));
 }
 
-void BatchLoader::take_result(PgResult r) {
-  const InFlight kind = inflight_;
+void BatchLoader::finish_commit() {
+  while (commit_inflight_) take_commit_result(PgResult(PQgetResult(db_.get())));
+}
+
+void BatchLoader::take_window_result(PgResult r) {
   if (!r.get()) {  // the end of the query's answers
-    inflight_ = InFlight::none;
-    if (kind == InFlight::commit) commit_done();
+    window_inflight_ = false;
+    return;
+  }
+  if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+    window_inflight_ = false;
+    throw_error(reader_->get(), r.get(), window_posts_sql);  // rollback() drains what is left
+  }
+  window_reads_.push_back(parse_window(r));
+}
+
+void BatchLoader::take_commit_result(PgResult r) {
+  if (!r.get()) {
+    commit_inflight_ = false;
+    commit_done();
     return;
   }
   const auto status = PQresultStatus(r.get());
-  if (kind == InFlight::window) {
-    if (status != PGRES_TUPLES_OK) {
-      inflight_ = InFlight::none;
-      throw_error(db_.get(), r.get(), window_posts_sql);  // rollback() drains what is left
-    }
-    window_reads_.push_back(parse_window(r));
-    return;
-  }
   if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
     sent_.answers.push_back(std::move(r));
     return;
   }
   // The transaction is aborted and the commit's later statements were skipped.
-  inflight_ = InFlight::none;
+  commit_inflight_ = false;
   try {
     throw_error(db_.get(), r.get(), "COMMIT");
   } catch (const PgError& e) {
@@ -1003,6 +1038,7 @@ void BatchLoader::commit_done() {
     k += 2;
   }
   if (sent_.snapshots) count_snapshots(a[k]);
+  written_sent_.clear();
   ++stats_.batches;
   spdlog::debug("batch {} committed: {} records (lines {}-{}) in {:.3f} s", stats_.batches, sent_.records,
                 sent_.first_line, sent_.last_line, monotonic_seconds() - sent_.started);
@@ -1174,7 +1210,9 @@ void BatchLoader::commit() {
   }
   sql += "COMMIT";
   if (!PQsendQuery(db_.get(), sql.c_str())) throw_error(db_.get(), nullptr, "COMMIT");
-  inflight_ = InFlight::commit;
+  commit_inflight_ = true;
+  written_sent_ = std::move(written_open_);
+  written_open_.clear();
   in_transaction_ = false;
   changed_staged_ = false;
   deferred_changed_ = -1;
@@ -1186,7 +1224,10 @@ void BatchLoader::commit() {
   clear_batch();
 }
 
-void BatchLoader::sync() { finish_inflight(); }
+void BatchLoader::sync() {
+  finish_window();
+  finish_commit();
+}
 
 void BatchLoader::clear_batch() {
   clear_windows();
@@ -1212,20 +1253,27 @@ void BatchLoader::rollback() noexcept {
   in_transaction_ = false;
   changed_staged_ = false;
   deferred_changed_ = -1;
+  written_open_.clear();
+  // A window read in flight is of no use any more: drain it so the reading connection stays usable.
+  if (PGconn* r = reader_ ? reader_->get() : nullptr; r && PQstatus(r) == CONNECTION_OK && window_inflight_)
+    while (PGresult* res = PQgetResult(r)) PQclear(res);
+  window_inflight_ = false;
   PGconn* c = db_.get();
   if (!c || PQstatus(c) != CONNECTION_OK) {
-    inflight_ = InFlight::none;
+    commit_inflight_ = false;
+    written_sent_.clear();
     return;
   }
   // A commit already sent belongs to the previous batch, which stays: let it finish (and count it).
-  if (inflight_ == InFlight::commit) {
+  if (commit_inflight_) {
     try {
-      finish_inflight();
+      finish_commit();
     } catch (const std::exception& e) {
       spdlog::debug("the last commit failed during the rollback: {}", e.what());
     }
   }
-  inflight_ = InFlight::none;  // a window read's answers are drained below
+  commit_inflight_ = false;
+  written_sent_.clear();
   // A COPY cut short by an error leaves the connection in COPY IN state: end it with an error
   // so the server aborts the statement, then drain its results.
   while (PGresult* r = PQgetResult(c)) {

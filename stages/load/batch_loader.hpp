@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "ds/pg.hpp"
@@ -18,10 +20,12 @@ namespace ds::load {
 
 class BatchLoader {
  public:
-  BatchLoader(PgConnection& db, LoadStats& stats, std::size_t max_buffered_posts = 100'000)
-      : db_(db), stats_(stats), max_buffered_posts_(std::max<std::size_t>(max_buffered_posts, 1)) {}
+  // `db` takes every write; `params` open a second, read-only connection for the window reads.
+  BatchLoader(PgConnection& db, DbParams params, LoadStats& stats, std::size_t max_buffered_posts = 100'000)
+      : db_(db), reader_params_(std::move(params)), stats_(stats),
+        max_buffered_posts_(std::max<std::size_t>(max_buffered_posts, 1)) {}
 
-  // Session settings and staging tables (once, outside any transaction).
+  // Session settings and staging tables (once, outside any transaction), and the reading connection.
   void prepare();
 
   // Stage one record; the first record of a batch opens it (its transaction begins before its first
@@ -83,15 +87,17 @@ class BatchLoader {
   void count_changed(std::int64_t staged, const PgResult& by_tid, const PgResult& by_uri);
   void insert_new_posts(const std::vector<std::uint32_t>& rows);
   // Reading an account's stored window while the rest of the batch is parsed: requested at its
-  // user record, sent for a group of accounts without waiting (one query in flight on the
-  // connection: a window read or the previous batch's commit), collected when done (polled
-  // between records) or at the flush.
+  // user record, sent for a group of accounts without waiting on the reading connection (one
+  // query in flight there), collected when done (polled between records) or at the flush. The
+  // writing connection meanwhile runs the previous batch's commit.
   void request_window(std::uint32_t account, std::optional<Micros> since);
   void send_window();  // a group of accounts pending with the same window start, if one is full
-  void poll();         // takes what the query in flight has answered, without waiting
-  void finish_inflight();  // waits for the query in flight, if any: before any other statement
-  void take_result(PgResult r);  // one answer of the query in flight
-  void commit_done();            // the deferred commit's answers are all in
+  void poll();         // takes what either connection has answered, without waiting
+  void finish_window();  // waits for the window read in flight, if any
+  void finish_commit();  // waits for the commit in flight, if any: before any other statement
+  void take_window_result(PgResult r);
+  void take_commit_result(PgResult r);
+  void commit_done();  // the deferred commit's answers are all in
   void clear_windows();
   // Profiles and snapshots: staged by COPY, then written by statements of the deferred commit.
   void stage_users();
@@ -101,6 +107,8 @@ class BatchLoader {
   void clear_batch();
 
   PgConnection& db_;
+  DbParams reader_params_;
+  std::unique_ptr<PgConnection> reader_;
   LoadStats& stats_;
   // Posts held in memory at most: beyond this they are compared and written inside the open
   // transaction (a flush), so memory stays bounded whatever the batch size or one account's
@@ -144,9 +152,12 @@ class BatchLoader {
     std::vector<std::uint32_t> accounts;
   };
   std::vector<WindowGroup> window_pending_;
-  enum class InFlight { none, window, commit };
-  InFlight inflight_ = InFlight::none;
+  bool window_inflight_ = false, commit_inflight_ = false;
   bool in_transaction_ = false;
+  // Accounts whose rows this batch has written, and those the commit in flight wrote: the reading
+  // connection would see them as they were before, so their windows are read at the flush, on the
+  // writing connection, after that commit has answered.
+  std::unordered_set<std::string> written_open_, written_sent_;
   // The commit in flight: what its answers are counted against, and the answers so far.
   struct SentCommit {
     std::int64_t changed = -1;  // changed posts staged (-1: none, no UPDATE statements)

@@ -118,7 +118,7 @@ class Run {
   bool stop_requested() const { return o_.stop && *o_.stop; }
 
   void load_stream() {
-    BatchLoader loader(*db_, res_.stats, o_.max_buffered_posts);
+    BatchLoader loader(*db_, o_.db, res_.stats, o_.max_buffered_posts);
     RecordInput input("ds-load", in_, out_, want_post | want_user | want_snapshot, o_.strict);
     std::uint64_t line = 0;
     try {
