@@ -658,6 +658,39 @@ TEST_CASE("load: a database error fails the run with the line, keeping earlier b
   CHECK(db.rows("SELECT uri FROM posts") == std::vector<std::string>{Stream::uri(alice, "p1")});
 }
 
+TEST_CASE("load: a batch compares with what the batch before it wrote, even while that commits", "[db]") {
+  // Batch 2 changes alice's p1 back while batch 1's commit (which changed it) is still running: a
+  // trigger makes that commit take 300 ms. Windows of a full group of accounts are read on the
+  // reading connection meanwhile; alice's must not be, since that connection still sees p1 as it
+  // was before batch 1 and would take the returning value for unchanged. The last line must win.
+  TestDb db("t_load_read_after_write");
+  std::vector<std::string> group1, group2;  // 70 accounts in each batch besides alice
+  for (int i = 0; i < 140; ++i) (i < 70 ? group1 : group2).push_back("did:plc:other" + std::to_string(100 + i));
+  Stream first;
+  first.post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test");
+  for (const auto& g : {group1, group2})
+    for (const auto& did : g) {
+      db.add_user(did, did.substr(8) + ".test");
+      first.post(did, "x", "2026-11-25T10:00:00Z", 1).user(did, did.substr(8) + ".test");
+    }
+  REQUIRE(load(db, first.ends().text).exit_code == 0);
+  db.sql().exec("CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "PERFORM pg_sleep(0.3); RETURN NULL; END $$");
+  db.sql().exec("CREATE TRIGGER slow_commit AFTER INSERT ON snapshots FOR EACH STATEMENT EXECUTE FUNCTION slow_commit()");
+
+  // 142 records per batch: batch 1 is group 1 then alice (with her snapshot), batch 2 alice then group 2.
+  Stream s;
+  for (const auto& did : group1) s.post(did, "x", "2026-11-25T10:00:00Z", 2).user(did, did.substr(8) + ".test");
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 5).user(alice, "alice.test").snapshot(alice, "2026-11-29", 10, 5);
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test");
+  for (const auto& did : group2) s.post(did, "x", "2026-11-25T10:00:00Z", 2).user(did, did.substr(8) + ".test");
+  const auto r = load(db, s.ends().text, options([](auto& o) { o.batch_records = 142; }));
+  CHECK(r.status == "completed");
+  CHECK(r.stats.batches == 2);
+  CHECK(r.stats.posts_updated == 142);
+  CHECK(db.value("SELECT likes FROM posts WHERE uri = $1", {Stream::uri(alice, "p1")}) == "1");
+}
+
 TEST_CASE("load: an error in a batch's commit fails the run naming the batch's lines", "[db]") {
   // A batch's last statements (here the snapshot merge) and its COMMIT run while the next batch
   // is read; their error surfaces later but still names the batch, and nothing of it stays.
