@@ -343,6 +343,27 @@ PgResult exec_binary(PgConnection& db, const char* sql, const std::vector<PgPara
   throw_error(db.get(), r.get(), sql);
 }
 
+// Prepared statements of a connection (named; see BatchLoader::prepare).
+constexpr const char* window_statement = "ds_load_window";
+constexpr const char* by_tid_statement = "ds_load_posts_by_tid";
+
+void prepare_statement(PgConnection& db, const char* name, const char* sql, int params) {
+  PgResult r(PQprepare(db.get(), name, sql, params, nullptr));
+  if (!r.get() || PQresultStatus(r.get()) != PGRES_COMMAND_OK) throw_error(db.get(), r.get(), sql);
+}
+
+PgResult exec_prepared_binary(PgConnection& db, const char* name, const char* sql, const std::vector<PgParam>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  PgResult r(PQexecPrepared(db.get(), name, static_cast<int>(values.size()), values.data(), nullptr, nullptr, 1));
+  if (r.get() && PQresultStatus(r.get()) == PGRES_TUPLES_OK) return r;
+  throw_error(db.get(), r.get(), sql);
+}
+
+// A group of accounts per window read while parsing: fewer round trips, still early enough to
+// overlap the parsing. Whatever is pending at the flush goes out then, however few.
+constexpr std::size_t group_size = 64;
+
 // Binary values: network byte order; timestamptz counts microseconds from 2000-01-01.
 std::int64_t be64_at(const char* p) {
   std::uint64_t v;
@@ -476,7 +497,12 @@ void BatchLoader::prepare() {
     throw PgError(std::string("cannot open ds-load's second connection (for reading): ") + e.what(), e.sqlstate,
                   e.connection_lost);
   }
-  reader_->exec("SET default_transaction_read_only = on; SET jit = off");
+  // The window read is prepared once and planned once (a generic plan): planned for each
+  // execution with its hundreds of DIDs, it cost a few milliseconds a time. Same for the
+  // writing connection's read by ctid, which it gets after five executions.
+  reader_->exec("SET default_transaction_read_only = on; SET jit = off; SET plan_cache_mode = force_generic_plan");
+  prepare_statement(*reader_, window_statement, window_posts_sql, 2);
+  prepare_statement(db_, by_tid_statement, posts_by_tid_sql, 1);
 }
 
 bool BatchLoader::needs_analyze(std::int64_t& analyzed, std::int64_t rows) {
@@ -597,6 +623,9 @@ void BatchLoader::add_snapshot(const SnapshotRecord& s, std::uint64_t seq) {
 void BatchLoader::flush_posts(bool defer_updates) {
   if (posts_.empty() && feeds_.empty()) return;
   finish_window();
+  // The accounts still waiting are read while the writing connection finishes the last commit,
+  // begins this batch and answers which accounts are tracked.
+  send_window(1);
   ensure_transaction();
   const std::size_t n_accounts = accounts_.size();
   // Everything below works account by account on sorted runs (a counting sort by account, then
@@ -659,6 +688,9 @@ void BatchLoader::flush_posts(bool defer_updates) {
     else if (w && (!f.since || *f.since < *w)) w = f.since;
     has_feed[f.account] = 1;
   }
+
+  finish_window();
+  while (send_window(1)) finish_window();  // other window starts (rare)
 
   // 4. The stored rows: every stored post of those windows (a deletion check needs them anyway),
   // then, by URI, the few posts found in no window. An account without a `since` has all its
@@ -728,7 +760,7 @@ void BatchLoader::flush_posts(bool defer_updates) {
         append_int(tids, static_cast<std::int64_t>(unsettled[i].first & 0xffff));
         tids += ")\"";
       }
-      tid_rows = exec_binary(db_, posts_by_tid_sql, {tids + "}"});
+      tid_rows = exec_prepared_binary(db_, by_tid_statement, posts_by_tid_sql, {tids + "}"});
       const auto account_by_did = [this](std::string_view did) {
         const auto it = account_ids_.find(std::string(did));
         return it == account_ids_.end() ? std::uint32_t{UINT32_MAX} : it->second;
@@ -939,25 +971,24 @@ void BatchLoader::request_window(std::uint32_t account, std::optional<Micros> si
     if (same == window_pending_.end()) same = window_pending_.insert(window_pending_.end(), WindowGroup{want, {}});
     same->accounts.push_back(account);
   }
-  if (!window_inflight_) send_window();
+  if (!window_inflight_) send_window(group_size);
   else if (++records_since_poll_ % 16 == 0) poll();
 }
 
-void BatchLoader::send_window() {
-  // A group of accounts per query: fewer round trips, still early enough to overlap the parsing.
-  constexpr std::size_t group_size = 64;
+bool BatchLoader::send_window(std::size_t min_accounts) {
   const auto full = std::find_if(window_pending_.begin(), window_pending_.end(),
-                                 [](const WindowGroup& g) { return g.accounts.size() >= group_size; });
-  if (full == window_pending_.end()) return;
+                                 [&](const WindowGroup& g) { return g.accounts.size() >= min_accounts; });
+  if (full == window_pending_.end()) return false;
   const std::vector<PgParam> params = window_params(full->accounts, accounts_, full->since);
   const char* values[2] = {params[0]->c_str(), params[1]->c_str()};
-  if (!PQsendQueryParams(reader_->get(), window_posts_sql, 2, nullptr, values, nullptr, nullptr, 1))
+  if (!PQsendQueryPrepared(reader_->get(), window_statement, 2, values, nullptr, nullptr, 1))
     throw_error(reader_->get(), nullptr, window_posts_sql);
   for (const auto a : full->accounts)
     window_asked_[a] = {true, full->since, static_cast<std::uint32_t>(window_reads_.size())};
   ++reads_ahead_;
   window_pending_.erase(full);
   window_inflight_ = true;
+  return true;
 }
 
 void BatchLoader::poll() {
@@ -975,7 +1006,7 @@ void BatchLoader::poll() {
     }
     while (commit_inflight_ && !PQisBusy(db_.get())) take_commit_result(PgResult(PQgetResult(db_.get())));
   }
-  if (!window_inflight_) send_window();
+  if (!window_inflight_) send_window(group_size);
 }
 
 void BatchLoader::finish_window() {

@@ -91,7 +91,8 @@ class BatchLoader {
   // query in flight there), collected when done (polled between records) or at the flush. The
   // writing connection meanwhile runs the previous batch's commit.
   void request_window(std::uint32_t account, std::optional<Micros> since);
-  void send_window();  // a group of accounts pending with the same window start, if one is full
+  // Sends a group of at least `min_accounts` accounts pending with the same window start, if any.
+  bool send_window(std::size_t min_accounts);
   void poll();         // takes what either connection has answered, without waiting
   void finish_window();  // waits for the window read in flight, if any
   void finish_commit();  // waits for the commit in flight, if any: before any other statement
