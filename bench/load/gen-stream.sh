@@ -2,13 +2,15 @@
 # Synthesises what ds-aggregate would hand ds-load for USERS accounts of POSTS posts each (post, user
 # and snapshot records plus the four upstream end records), or the same rows for psql; for bench and tests.
 #
-#   gen-stream.sh [--users N] [--posts P] [--day 1|2] [--changed-pct K] [--format ndjson|tsv|users]
+#   gen-stream.sh [--users N] [--posts P] [--day D] [--changed-pct K] [--format ndjson|tsv|users]
 #
 # Deterministic: the same arguments always give the same bytes. Accounts are did:plc:bench%08d with
-# handle uN.bench.test. Every post lies in the 6 days before 2026-11-29T06:00Z, so day 1 (a backfill,
-# since null, asOf that instant) and day 2 (one day later, since = asOf - 7 days, a daily run) both
-# cover every post. On day 2 the counts of K% of the posts (every (100/K)th) have grown by one like,
-# and 1% of the accounts have a new displayName; everything else is as on day 1.
+# handle uN.bench.test. Every post lies in the 4 days before 2026-11-29T06:00Z. Day 1 is a backfill
+# (since null, asOf that instant); day D >= 2 is a daily run D - 1 days later (since = asOf - 7
+# days), and days 2 to 4 all cover every post. Each day from day 2 on, the counts of another K% of
+# the posts (every (100/K)th, shifted by one each day) grow by one like and another 1% of the
+# accounts get a new displayName; everything else is as the day before. So each of days 2, 3 and 4
+# is a daily run over the same posts with K% of them changed.
 #   ndjson  the stream ds-load reads (default)
 #   tsv     the posts as COPY text rows: uri did likes replies quotes reposts createdAt sort_at
 #   users   the accounts as COPY text rows: did handle
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-case "$day" in 1|2) ;; *) echo "gen-stream.sh: --day is 1 or 2" >&2; exit 2 ;; esac
+case "$day" in [1-9]) ;; *) echo "gen-stream.sh: --day is 1 to 9" >&2; exit 2 ;; esac
 case "$format" in ndjson|tsv|users) ;; *) echo "gen-stream.sh: --format ndjson|tsv|users" >&2; exit 2 ;; esac
 
 # mawk when present: several times faster than gawk at this, and its strftime takes a UTC flag.
@@ -37,7 +39,7 @@ BEGIN {
   as_of = t0 + (day - 1) * 86400
   since = (day == 1) ? "null" : "\"" ts(as_of - 7 * 86400) "\""
   date = substr(ts(as_of), 1, 10)
-  step = int(6 * 86400 / (posts + 1))  # posts spread evenly over the 6 days before t0
+  step = int(4 * 86400 / (posts + 1))  # posts spread evenly over the 4 days before t0
   every = (changed > 0) ? int(100 / changed) : 0
   n = 0
   for (i = 0; i < users; i++) {
@@ -48,12 +50,12 @@ BEGIN {
     # Newest first, as the API pages.
     for (j = posts - 1; j >= 0; j--) {
       uri = "at://" did "/app.bsky.feed.post/3k" sprintf("%09d", j)
-      t = ts(t0 - 6 * 86400 + (j + 1) * step)
+      t = ts(t0 - 4 * 86400 + (j + 1) * step)
       likes = (i * 7 + j * 13) % 97
       replies = (i + j) % 11
       quotes = (i * 3 + j) % 5
       reposts = (i + j * 5) % 23
-      if (day == 2 && every > 0 && (i * posts + j) % every == 0) likes++
+      for (d = 2; d <= day && every > 0; d++) if ((i * posts + j) % every == (d - 2) % every) likes++
       sl += likes; sr += replies; sq += quotes; sp += reposts
       if (format == "tsv")
         printf "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", uri, did, likes, replies, quotes, reposts, t, t
@@ -62,7 +64,7 @@ BEGIN {
     }
     n += posts
     if (format != "ndjson") continue
-    name = (day == 2 && i % 100 == 0) ? "User " i " (renamed)" : "User " i
+    name = (i % 100 < day - 1) ? "User " i " (renamed)" : "User " i
     followers = 100 + i % 1000; following = 50 + i % 300
     printf "{\"type\":\"user\",\"did\":\"%s\",\"handle\":\"%s\",\"displayName\":\"User %d\",\"avatar\":null,\"asOf\":\"%s\",\"since\":%s,\"baseline\":{\"posts\":0,\"likes\":0,\"replies\":0,\"quotes\":0,\"reposts\":0},\"profileStatus\":\"ok\",\"profile\":{\"handle\":\"%s\",\"displayName\":\"%s\",\"avatar\":null,\"followers\":%d,\"following\":%d,\"posts\":%d},\"feed\":{\"status\":\"complete\",\"pages\":%d,\"posts\":%d,\"requests\":%d,\"error\":null}}\n", did, handle, i, ts(as_of), since, handle, name, followers, following, posts, int(posts / 100) + 1, posts, int(posts / 100) + 1
     printf "{\"type\":\"snapshot\",\"did\":\"%s\",\"date\":\"%s\",\"followers\":%d,\"following\":%d,\"posts\":%d,\"likes\":%d,\"replies\":%d,\"quotes\":%d,\"reposts\":%d}\n", did, date, followers, following, posts, sl, sr, sq, sp

@@ -2,25 +2,29 @@
 # The ds-load benchmark (make bench-load; not part of make test): a backfill of 1M posts for 10k users
 # and a daily run over them with 5% of counts changed, beside psql \copy and a one-upsert-per-row baseline, on a private cluster.
 #
-#   DS_BIN_DIR=build-release/bin bench/load/run.sh [--users N] [--posts P] [--sample S] [--keep]
+#   DS_BIN_DIR=build-release/bin bench/load/run.sh [--users N] [--posts P] [--sample S] [--runs R] [--keep]
 #
 # Prints a table (rows/s, peak RSS) and the ratios the targets are stated in (docs/performance-load.md).
-# Every number comes from this one run, on one cluster with the same settings.
+# Every number comes from this one run, on one cluster with the same settings. (a), psql \copy and
+# (b) run R times each (default 3; at most 3, the days the generated streams cover) and the table
+# shows the median: on a shared machine one run can be 30% off.
 set -euo pipefail
 bin=${DS_BIN_DIR:?set DS_BIN_DIR to the bin directory of a Release build}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 # The per-row baseline commits every row (one fsync each), a few hundred rows/s: measured on a sample.
-users=10000 posts=100 sample=20000 keep=0
+users=10000 posts=100 sample=20000 runs=3 keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) users=$2; shift ;;
     --posts) posts=$2; shift ;;
     --sample) sample=$2; shift ;;
+    --runs) runs=$2; shift ;;
     --keep) keep=1 ;;
     *) echo "bench-load: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
+case "$runs" in 1|2|3) ;; *) echo "bench-load: --runs is 1 to 3" >&2; exit 2 ;; esac
 total=$((users * posts))
 [ "$sample" -le "$total" ] || sample=$total
 
@@ -52,12 +56,14 @@ url="postgresql://postgres@127.0.0.1:$port/postgres"
 psql_q() { "$pgbin/psql" -d "$url" -v ON_ERROR_STOP=1 -qAt "$@"; }
 export DATABASE_URL=$url LOG_LEVEL=info  # ds-load's summary line (info) goes to its log
 
-say "schema, $users accounts; generating $total posts (day 1 and day 2 streams, day 1 as COPY rows)"
+say "schema, $users accounts; generating $total posts (day 1 to day $((runs + 1)) streams, day 1 as COPY rows)"
 "$bin/ds-migrate" >/dev/null 2>"$work/migrate.log" || { cat "$work/migrate.log" >&2; exit 1; }
 "$src/bench/load/gen-stream.sh" --users "$users" --format users >"$work/users.tsv"
 psql_q -c "\\copy users (did, handle) FROM '$work/users.tsv'"
 "$src/bench/load/gen-stream.sh" --users "$users" --posts "$posts" --day 1 >"$work/day1.ndjson"
-"$src/bench/load/gen-stream.sh" --users "$users" --posts "$posts" --day 2 >"$work/day2.ndjson"
+for d in $(seq 2 $((runs + 1))); do
+  "$src/bench/load/gen-stream.sh" --users "$users" --posts "$posts" --day "$d" >"$work/day$d.ndjson"
+done
 "$src/bench/load/gen-stream.sh" --users "$users" --posts "$posts" --day 1 --format tsv >"$work/day1.tsv"
 head -n "$sample" "$work/day1.tsv" >"$work/sample.tsv"
 # shellcheck disable=SC2046
@@ -108,24 +114,41 @@ run() {
 empty_tables() { psql_q -c "TRUNCATE posts, snapshots, ds_user_state"; }
 copy_sql="\\copy posts (uri, did, likes, replies, quotes, reposts, \"createdAt\", sort_at) FROM pstdin"
 
-say "(a) baselines into the empty posts table: psql \\copy of the same $total rows, one upsert per row ($sample rows)"
-empty_tables
-run copy psql 1 "$work/day1.tsv" "$pgbin/psql" -d "$url" -v ON_ERROR_STOP=1 -qAt -c "$copy_sql"
+say "(a) baseline: one upsert per row into the empty posts table ($sample rows)"
 empty_tables
 run rows_a ds-bench-rows 1 "$work/sample.tsv" "$work/row-insert" "$url?application_name=ds-bench-rows"
-empty_tables
-say "(a) ds-load: the day-1 backfill into empty tables"
-run load_a dopplersky 2 "$work/day1.ndjson" "$bin/ds-load"
-[ "$(psql_q -c "SELECT status FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = completed ] || { echo "bench-load: run (a) not completed" >&2; exit 1; }
-# A day passes: autovacuum would have visited the freshly loaded table by the next run.
-psql_q -c "VACUUM ANALYZE posts" -c "VACUUM ANALYZE snapshots"
-say "(b) ds-load: the day-2 daily run, same $total posts, 5% of counts changed"
-run load_b dopplersky 2 "$work/day2.ndjson" "$bin/ds-load"
-[ "$(psql_q -c "SELECT status FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = completed ] || { echo "bench-load: run (b) not completed" >&2; exit 1; }
+say "(a) $runs times each, alternating: psql \\copy of the same $total rows into the empty posts table, then ds-load's day-1 backfill"
+for r in $(seq "$runs"); do
+  empty_tables
+  run "copy$r" psql 1 "$work/day1.tsv" "$pgbin/psql" -d "$url" -v ON_ERROR_STOP=1 -qAt -c "$copy_sql"
+  empty_tables
+  run "load_a$r" dopplersky 2 "$work/day1.ndjson" "$bin/ds-load"
+  [ "$(psql_q -c "SELECT status FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = completed ] || { echo "bench-load: run (a) not completed" >&2; exit 1; }
+done
+for r in $(seq "$runs"); do
+  # A day passes: autovacuum would have visited the table by the next run.
+  psql_q -c "VACUUM ANALYZE posts" -c "VACUUM ANALYZE snapshots"
+  say "(b) ds-load: the day-$((r + 1)) daily run, same $total posts, 5% of counts changed since the day before"
+  run "load_b$r" dopplersky 2 "$work/day$((r + 1)).ndjson" "$bin/ds-load"
+  [ "$(psql_q -c "SELECT status FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = completed ] || { echo "bench-load: run (b) not completed" >&2; exit 1; }
+done
 changed=$(psql_q -c "SELECT count(*) FROM posts WHERE \"updatedAt\" > (SELECT time_started FROM snapshot_logs ORDER BY id DESC LIMIT 1)")
-say "(b) baseline: one upsert per row over $sample stored rows, 5% of them changed (back to day 1)"
+say "(b) baseline: one upsert per row over $sample stored rows, some of them changed (back to day 1)"
 run rows_b ds-bench-rows 1 "$work/sample.tsv" "$work/row-insert" "$url?application_name=ds-bench-rows"
-grep -hE 'run [0-9]+ completed' "$work/load_a.log" "$work/load_b.log" | sed 's/^/  /' >&2 || true
+grep -hE 'run [0-9]+ completed' "$work"/load_a*.log "$work"/load_b*.log | sed 's/^/  /' >&2 || true
+
+# The median of the runs of each measurement (wall and CPU each), and the highest peak RSS.
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+all_runs() {  # all_runs ARRAY KEY: the values of KEY1..KEYruns
+  local -n a=$1
+  local r
+  for r in $(seq "$runs"); do echo "${a[$2$r]}"; done
+}
+for key in copy load_a load_b; do
+  secs[$key]=$(median $(all_runs secs $key) | xargs printf '%.2f')
+  cpu[$key]=$(median $(all_runs cpu $key) | xargs printf '%.2f')
+  rss[$key]=$(all_runs rss $key | sort -g | tail -1)
+done
 
 calc() { awk "BEGIN {print $1}"; }
 rate() { calc "$1 / ${secs[$2]}" | xargs printf '%.0f'; }
@@ -158,3 +181,8 @@ printf '%-46s %13s MB         target < 100:  %s\n' "peak RSS of ds-load (a) / (b
   "$(verdict "${rss[load_a]} < 102400 && ${rss[load_b]} < 102400")"
 printf '%-46s %6s x wall\n' "ds-load (a) rows/s over one upsert per row" "$(ratio "$(rate "$total" load_a)" "$(rate "$sample" rows_a)")"
 printf '%-46s %6s x wall\n' "ds-load (b) rows/s over one upsert per row" "$(ratio "$(rate "$total" load_b)" "$(rate "$sample" rows_b)")"
+echo
+echo "each run, wall s (the table shows the medians):"
+for key in load_a copy load_b; do
+  printf '  %-8s %s\n' "$key" "$(all_runs secs "$key" | xargs)"
+done
