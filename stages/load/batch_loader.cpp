@@ -468,9 +468,24 @@ BatchLoader::WindowRead BatchLoader::parse_window(const PgResult& r) {
     if (PQgetisnull(res, i, 0)) out.unfingerprinted.push_back(tid_key(block, line));
     else out.fingerprinted.push_back({be64_at(PQgetvalue(res, i, 0)), tid_key(block, line), false});
   }
-  std::sort(out.fingerprinted.begin(), out.fingerprinted.end(),
-            [](const WindowRow& x, const WindowRow& y) { return x.fp < y.fp; });
+  std::size_t size = 16;
+  while (size < 2 * out.fingerprinted.size()) size *= 2;
+  out.slots.assign(size, 0);
+  for (std::size_t i = 0; i < out.fingerprinted.size(); ++i) {
+    std::size_t at = static_cast<std::uint64_t>(out.fingerprinted[i].fp) & (size - 1);
+    while (out.slots[at] != 0) at = (at + 1) & (size - 1);
+    out.slots[at] = static_cast<std::uint32_t>(i + 1);
+  }
   return out;
+}
+
+BatchLoader::WindowRow* BatchLoader::WindowRead::find(std::int64_t fp) {
+  const std::size_t mask = slots.size() - 1;
+  for (std::size_t at = static_cast<std::uint64_t>(fp) & mask; slots[at] != 0; at = (at + 1) & mask) {
+    WindowRow& r = fingerprinted[slots[at] - 1];
+    if (r.fp == fp && !r.matched) return &r;  // a row matched already: only a collision, then keep looking
+  }
+  return nullptr;
 }
 
 void BatchLoader::prepare() {
@@ -725,13 +740,11 @@ void BatchLoader::flush_posts(bool defer_updates) {
   std::vector<char> settled(posts_.size(), 0);
   for (std::uint32_t a = 0; a < n_accounts; ++a) {
     if (!has_feed[a] || uniq_start[a] == uniq_start[a + 1]) continue;
-    auto& rows = window_reads_[window_asked_[a].read].fingerprinted;
+    auto& read = window_reads_[window_asked_[a].read];
     for (std::uint32_t u = uniq_start[a]; u < uniq_start[a + 1]; ++u) {
-      const std::int64_t fp = posts_[uniq[u]].fp;
-      const auto it = std::lower_bound(rows.begin(), rows.end(), fp,
-                                       [](const WindowRow& r, std::int64_t v) { return r.fp < v; });
-      if (it == rows.end() || it->fp != fp || it->matched) continue;
-      it->matched = true;
+      WindowRow* row = read.find(posts_[uniq[u]].fp);
+      if (!row) continue;
+      row->matched = true;
       settled[uniq[u]] = 1;
       ++stats_.posts_unchanged;
     }

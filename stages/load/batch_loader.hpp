@@ -140,8 +140,12 @@ class BatchLoader {
     bool matched;
   };
   struct WindowRead {
-    std::vector<WindowRow> fingerprinted;        // sorted by fp
+    std::vector<WindowRow> fingerprinted;
     std::vector<std::uint64_t> unfingerprinted;  // tids of rows without one (or marked deleted)
+    // An open-addressing table over `fingerprinted` (fingerprints are already uniformly spread):
+    // slot = index + 1, 0 empty. Cheaper than sorting each read to search it.
+    std::vector<std::uint32_t> slots;
+    WindowRow* find(std::int64_t fp);
   };
   static WindowRead parse_window(const PgResult& r);
   std::vector<WindowAsked> window_asked_;
