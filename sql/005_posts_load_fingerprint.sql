@@ -1,8 +1,10 @@
--- 005: a fingerprint of each post's stored values (ds-load writes it; stages/load/post_fingerprint.hpp),
--- so a daily run reads 8 bytes per stored post instead of the row to find what changed. Additive:
--- a nullable column (no table rewrite; NULL on every existing row, which ds-load compares by value
--- and fingerprints on its next run), a trigger function and a trigger.
+-- 005: fingerprints of each post's stored values and of its URI (ds-load writes them;
+-- stages/load/post_fingerprint.hpp), so a daily run reads 16 bytes per stored post instead of the
+-- row to find what changed, and which stored row a changed post is. Additive: nullable columns (no
+-- table rewrite; NULL on every existing row, which ds-load compares by value and fingerprints on
+-- its next run), a trigger function and a trigger.
 ALTER TABLE posts ADD COLUMN IF NOT EXISTS load_fp BIGINT;
+ALTER TABLE posts ADD COLUMN IF NOT EXISTS load_uri_fp BIGINT;
 
 -- A fingerprint is trusted only while the row still holds the values it was computed from. Any
 -- writer that changes them without writing a new fingerprint (the original program's upsert, a

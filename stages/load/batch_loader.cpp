@@ -33,10 +33,11 @@ constexpr std::size_t max_varchar_chars = 255;
 constexpr const char* create_staging_sql = R"SQL(
 CREATE TEMP TABLE ds_load_posts (
   seq bigint, uri text, did text, likes integer, replies integer, quotes integer, reposts integer,
-  created_at timestamptz, sort_at timestamptz, fp bigint) ON COMMIT DELETE ROWS;
+  created_at timestamptz, sort_at timestamptz, fp bigint, uri_fp bigint) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE ds_load_changed (
   uri text, likes integer, replies integer, quotes integer, reposts integer,
-  created_at timestamptz, sort_at timestamptz, fp bigint, values_changed boolean, tid tid) ON COMMIT DELETE ROWS;
+  created_at timestamptz, sort_at timestamptz, fp bigint, uri_fp bigint, values_changed boolean, tid tid)
+  ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE ds_load_snapshots (
   seq bigint, did text, date date, followers integer, following integer, posts integer,
   likes integer, replies integer, quotes integer, reposts integer) ON COMMIT DELETE ROWS;
@@ -45,13 +46,13 @@ CREATE TEMP TABLE ds_load_users (
 )SQL";
 
 constexpr const char* copy_posts_sql =
-    "COPY ds_load_posts (seq, uri, did, likes, replies, quotes, reposts, created_at, sort_at, fp) FROM STDIN";
+    "COPY ds_load_posts (seq, uri, did, likes, replies, quotes, reposts, created_at, sort_at, fp, uri_fp) FROM STDIN";
 // New posts go straight into the table, the way psql \copy would: COPY inserts pages of rows at a
 // time, where an INSERT ... SELECT inserts (and logs) them one by one. "updatedAt" takes its default.
 constexpr const char* copy_new_posts_sql =
-    R"(COPY posts (uri, did, likes, replies, quotes, reposts, "createdAt", sort_at, load_fp) FROM STDIN)";
+    R"(COPY posts (uri, did, likes, replies, quotes, reposts, "createdAt", sort_at, load_fp, load_uri_fp) FROM STDIN)";
 constexpr const char* copy_changed_sql =
-    "COPY ds_load_changed (uri, likes, replies, quotes, reposts, created_at, sort_at, fp, values_changed, tid) "
+    "COPY ds_load_changed (uri, likes, replies, quotes, reposts, created_at, sort_at, fp, uri_fp, values_changed, tid) "
     "FROM STDIN";
 constexpr const char* copy_snapshots_sql =
     "COPY ds_load_snapshots (seq, did, date, followers, following, posts, likes, replies, quotes, reposts) FROM STDIN";
@@ -64,10 +65,12 @@ SELECT f.i - 1 FROM unnest($1::text[]) WITH ORDINALITY AS f(did, i)
 )SQL";
 
 // The stored posts of some accounts' refresh window ($1 DIDs, $2 the window start, '-infinity' for
-// everything), in binary: each row's fingerprint (NULL for a row without one, or marked deleted)
-// and its version (ctid), nothing else. A daily run reads every post of its windows; sending two
-// fixed-size columns instead of the row's ten halved the server's time for it, and only the rows
-// no fingerprint matches are then read in full, by ctid (posts_by_tid_sql).
+// everything), in binary: each row's fingerprints (of its values, NULL for a row without one or
+// marked deleted; of its URI) and its version (ctid), nothing else. A daily run reads every post
+// of its windows; sending three fixed-size columns instead of the row's ten halved the server's
+// time for it. A post whose values fingerprint is there is unchanged; one whose URI fingerprint is
+// there changed, and is updated by that ctid; only the rows neither explains (gone, or without
+// fingerprints) are read in full, by ctid (posts_by_tid_sql).
 // - One index scan with `did = ANY($1)` reaches every account at once: in the server about 5x
 //   cheaper than an index scan per account (a LATERAL join).
 // - The accounts of one read share their window start (a run gives every account the same one,
@@ -77,10 +80,10 @@ SELECT f.i - 1 FROM unnest($1::text[]) WITH ORDINALITY AS f(did, i)
 // - Rows from before migration 002 have no sort_at: the second branch finds them by "createdAt"
 //   (an index descent per account that finds nothing once they are gone).
 constexpr const char* window_posts_sql = R"SQL(
-SELECT CASE WHEN q.deleted_at IS NULL THEN q.load_fp END, q.ctid
+SELECT CASE WHEN q.deleted_at IS NULL THEN q.load_fp END, q.load_uri_fp, q.ctid
   FROM posts q WHERE q.did = ANY ($1::text[]) AND q.sort_at >= $2::timestamptz
 UNION ALL
-SELECT CASE WHEN q.deleted_at IS NULL THEN q.load_fp END, q.ctid
+SELECT CASE WHEN q.deleted_at IS NULL THEN q.load_fp END, q.load_uri_fp, q.ctid
   FROM posts q WHERE q.did = ANY ($1::text[]) AND q.sort_at IS NULL AND q."createdAt" >= $2::timestamptz
 )SQL";
 
@@ -89,7 +92,7 @@ SELECT CASE WHEN q.deleted_at IS NULL THEN q.load_fp END, q.ctid
 // that lie outside their account's window (or whose account's user record is not in the flush).
 #define DS_STORED_POST_COLUMNS                                                                      \
   "SELECT q.did, q.uri, q.likes, q.replies, q.quotes, q.reposts, q.\"createdAt\", q.sort_at,\n" \
-  "       q.deleted_at IS NOT NULL, q.ctid, q.load_fp\n"
+  "       q.deleted_at IS NOT NULL, q.ctid, q.load_fp, q.load_uri_fp\n"
 constexpr const char* posts_by_tid_sql = DS_STORED_POST_COLUMNS "  FROM posts q WHERE q.ctid = ANY ($1::tid[])";
 constexpr const char* posts_by_uri_sql = DS_STORED_POST_COLUMNS "  FROM posts q WHERE q.uri = ANY ($1::text[])";
 #undef DS_STORED_POST_COLUMNS
@@ -103,11 +106,12 @@ constexpr const char* posts_by_uri_sql = DS_STORED_POST_COLUMNS "  FROM posts q 
   "WITH u AS (\n"                                                                                         \
   "UPDATE posts p SET likes = t.likes, replies = t.replies, quotes = t.quotes, reposts = t.reposts,\n"   \
   "       \"createdAt\" = t.created_at, sort_at = t.sort_at, deleted_at = NULL, load_fp = t.fp,\n"     \
-  "       \"updatedAt\" = now()\n"                                                                      \
+  "       load_uri_fp = t.uri_fp, \"updatedAt\" = now()\n"                                             \
   "  FROM ds_load_changed t\n"                                                                           \
   " WHERE (p.likes, p.replies, p.quotes, p.reposts, p.\"createdAt\", p.sort_at, p.deleted_at IS NOT NULL,\n" \
-  "        p.load_fp)\n"                                                                                  \
-  "       IS DISTINCT FROM (t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, false, t.fp)\n" \
+  "        p.load_fp, p.load_uri_fp)\n"                                                                   \
+  "       IS DISTINCT FROM (t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, false, t.fp,\n" \
+  "                         t.uri_fp)\n"                                                                 \
   REACH                                                                                                   \
   " RETURNING t.uri, t.values_changed)" THEN "\n"                                                         \
   "SELECT count(*), count(*) FILTER (WHERE values_changed) FROM u"
@@ -150,27 +154,31 @@ ON CONFLICT (did) DO UPDATE SET backfilled_at = EXCLUDED.backfilled_at, backfill
 // (this path is rare; the main one counts those as unchanged).
 constexpr const char* merge_posts_sql = R"SQL(
 WITH src AS (
-  SELECT DISTINCT ON (t.uri) t.uri, t.did, t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, t.fp
+  SELECT DISTINCT ON (t.uri) t.uri, t.did, t.likes, t.replies, t.quotes, t.reposts, t.created_at, t.sort_at, t.fp,
+         t.uri_fp
     FROM ds_load_posts t
    ORDER BY t.uri, t.seq DESC
 ), known AS (
   SELECT s.* FROM src s WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = s.did)
 ), todo AS (
   SELECT k.* FROM known k
-   WHERE (SELECT (q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at, q.deleted_at IS NOT NULL, q.load_fp)
+   WHERE (SELECT (q.likes, q.replies, q.quotes, q.reposts, q."createdAt", q.sort_at, q.deleted_at IS NOT NULL, q.load_fp,
+                  q.load_uri_fp)
             FROM posts q WHERE q.uri = k.uri)
-         IS DISTINCT FROM (k.likes, k.replies, k.quotes, k.reposts, k.created_at, k.sort_at, false, k.fp)
+         IS DISTINCT FROM (k.likes, k.replies, k.quotes, k.reposts, k.created_at, k.sort_at, false, k.fp, k.uri_fp)
 ), up AS (
-  INSERT INTO posts AS p (uri, did, likes, replies, quotes, reposts, "createdAt", "updatedAt", sort_at, deleted_at, load_fp)
-  SELECT uri, did, likes, replies, quotes, reposts, created_at, now(), sort_at, NULL, fp FROM todo
+  INSERT INTO posts AS p (uri, did, likes, replies, quotes, reposts, "createdAt", "updatedAt", sort_at, deleted_at, load_fp,
+                          load_uri_fp)
+  SELECT uri, did, likes, replies, quotes, reposts, created_at, now(), sort_at, NULL, fp, uri_fp FROM todo
   ON CONFLICT (uri) DO UPDATE
      SET likes = EXCLUDED.likes, replies = EXCLUDED.replies, quotes = EXCLUDED.quotes,
          reposts = EXCLUDED.reposts, "createdAt" = EXCLUDED."createdAt", sort_at = EXCLUDED.sort_at,
-         deleted_at = NULL, load_fp = EXCLUDED.load_fp, "updatedAt" = now()
-   WHERE (p.likes, p.replies, p.quotes, p.reposts, p."createdAt", p.sort_at, p.deleted_at IS NOT NULL, p.load_fp)
+         deleted_at = NULL, load_fp = EXCLUDED.load_fp, load_uri_fp = EXCLUDED.load_uri_fp, "updatedAt" = now()
+   WHERE (p.likes, p.replies, p.quotes, p.reposts, p."createdAt", p.sort_at, p.deleted_at IS NOT NULL, p.load_fp,
+          p.load_uri_fp)
          IS DISTINCT FROM
          (EXCLUDED.likes, EXCLUDED.replies, EXCLUDED.quotes, EXCLUDED.reposts, EXCLUDED."createdAt",
-          EXCLUDED.sort_at, false, EXCLUDED.load_fp)
+          EXCLUDED.sort_at, false, EXCLUDED.load_fp, EXCLUDED.load_uri_fp)
   RETURNING (p.xmax = 0) AS inserted
 )
 SELECT (SELECT count(*) FROM src),
@@ -279,7 +287,7 @@ void append_array_element(std::string& out, std::string_view v) {
 }
 std::string close_array(std::string out) { return out.empty() ? "{}" : out + "}"; }
 
-// likes, replies, quotes, reposts, createdAt, sort_at and the fingerprint of a staged post,
+// likes, replies, quotes, reposts, createdAt, sort_at and the two fingerprints of a staged post,
 // tab-separated: the part every post COPY row shares.
 template <class Post>
 void append_post_values(std::string& row, const Post& p) {
@@ -292,6 +300,8 @@ void append_post_values(std::string& row, const Post& p) {
   row += format_timestamp(p.sort_at);
   row += '\t';
   append_int(row, p.fp);
+  row += '\t';
+  append_int(row, p.uri_fp);
 }
 
 // A COPY of n rows, row(text, k) appending row k (with its newline), sent in chunks of
@@ -343,23 +353,6 @@ PgResult exec_binary(PgConnection& db, const char* sql, const std::vector<PgPara
   throw_error(db.get(), r.get(), sql);
 }
 
-// Prepared statements of a connection (named; see BatchLoader::prepare).
-constexpr const char* window_statement = "ds_load_window";
-constexpr const char* by_tid_statement = "ds_load_posts_by_tid";
-
-void prepare_statement(PgConnection& db, const char* name, const char* sql, int params) {
-  PgResult r(PQprepare(db.get(), name, sql, params, nullptr));
-  if (!r.get() || PQresultStatus(r.get()) != PGRES_COMMAND_OK) throw_error(db.get(), r.get(), sql);
-}
-
-PgResult exec_prepared_binary(PgConnection& db, const char* name, const char* sql, const std::vector<PgParam>& params) {
-  std::vector<const char*> values;
-  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-  PgResult r(PQexecPrepared(db.get(), name, static_cast<int>(values.size()), values.data(), nullptr, nullptr, 1));
-  if (r.get() && PQresultStatus(r.get()) == PGRES_TUPLES_OK) return r;
-  throw_error(db.get(), r.get(), sql);
-}
-
 // A group of accounts per window read while parsing: fewer round trips, still early enough to
 // overlap the parsing. Whatever is pending at the flush goes out then, however few.
 constexpr std::size_t group_size = 64;
@@ -392,7 +385,7 @@ struct StoredPost {
   bool deleted;
   std::uint32_t tid_block;  // the row version read (ctid): block and line number
   std::uint16_t tid_line;
-  std::optional<std::int64_t> fp;  // load_fp
+  std::optional<std::int64_t> fp, uri_fp;  // load_fp, load_uri_fp
   bool matched = false;  // the flush returned this post
 };
 
@@ -433,6 +426,7 @@ void read_stored(const PgResult& r, AccountOf account_of, Keep keep, std::vector
     s.deleted = *field(8) != 0;
     std::tie(s.tid_block, s.tid_line) = tid_at(field(9));
     if (!PQgetisnull(res, i, 10)) s.fp = be64_at(field(10));
+    if (!PQgetisnull(res, i, 11)) s.uri_fp = be64_at(field(11));
     if (keep(s)) out.push_back(s);
   }
 }
@@ -459,31 +453,58 @@ std::vector<std::uint32_t> group_by(std::size_t n, std::size_t groups, Key key, 
 
 }  // namespace
 
+namespace {
+
+// Adds `rows[i]` under `key` to an open-addressing table of a power-of-two size.
+void table_add(std::vector<std::uint32_t>& slots, std::int64_t key, std::size_t i) {
+  const std::size_t mask = slots.size() - 1;
+  std::size_t at = static_cast<std::uint64_t>(key) & mask;
+  while (slots[at] != 0) at = (at + 1) & mask;
+  slots[at] = static_cast<std::uint32_t>(i + 1);
+}
+
+}  // namespace
+
 BatchLoader::WindowRead BatchLoader::parse_window(const PgResult& r) {
   WindowRead out;
   const PGresult* res = r.get();
-  out.fingerprinted.reserve(static_cast<std::size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) {
-    const auto [block, line] = tid_at(PQgetvalue(res, i, 1));
-    if (PQgetisnull(res, i, 0)) out.unfingerprinted.push_back(tid_key(block, line));
-    else out.fingerprinted.push_back({be64_at(PQgetvalue(res, i, 0)), tid_key(block, line), false});
-  }
+  const auto n = static_cast<std::size_t>(r.rows());
+  out.rows.reserve(n);
   std::size_t size = 16;
-  while (size < 2 * out.fingerprinted.size()) size *= 2;
-  out.slots.assign(size, 0);
-  for (std::size_t i = 0; i < out.fingerprinted.size(); ++i) {
-    std::size_t at = static_cast<std::uint64_t>(out.fingerprinted[i].fp) & (size - 1);
-    while (out.slots[at] != 0) at = (at + 1) & (size - 1);
-    out.slots[at] = static_cast<std::uint32_t>(i + 1);
+  while (size < 2 * n) size *= 2;
+  out.by_fp.assign(size, 0);
+  out.by_uri_fp.assign(size, 0);
+  for (int i = 0; i < r.rows(); ++i) {
+    const auto [block, line] = tid_at(PQgetvalue(res, i, 2));
+    WindowRow row{0, 0, tid_key(block, line), !PQgetisnull(res, i, 0), !PQgetisnull(res, i, 1), false};
+    if (row.has_fp) {
+      row.fp = be64_at(PQgetvalue(res, i, 0));
+      table_add(out.by_fp, row.fp, out.rows.size());
+    }
+    if (row.has_uri_fp) {
+      row.uri_fp = be64_at(PQgetvalue(res, i, 1));
+      table_add(out.by_uri_fp, row.uri_fp, out.rows.size());
+    }
+    out.rows.push_back(row);
   }
   return out;
 }
 
+// A row matched already is passed over: only a collision gets there, and the search goes on.
 BatchLoader::WindowRow* BatchLoader::WindowRead::find(std::int64_t fp) {
-  const std::size_t mask = slots.size() - 1;
-  for (std::size_t at = static_cast<std::uint64_t>(fp) & mask; slots[at] != 0; at = (at + 1) & mask) {
-    WindowRow& r = fingerprinted[slots[at] - 1];
-    if (r.fp == fp && !r.matched) return &r;  // a row matched already: only a collision, then keep looking
+  const std::size_t mask = by_fp.size() - 1;
+  for (std::size_t at = static_cast<std::uint64_t>(fp) & mask; by_fp[at] != 0; at = (at + 1) & mask) {
+    WindowRow& r = rows[by_fp[at] - 1];
+    if (r.has_fp && r.fp == fp && !r.matched) return &r;
+  }
+  return nullptr;
+}
+
+BatchLoader::WindowRow* BatchLoader::WindowRead::find_uri(std::int64_t uri_fp) {
+  const std::size_t mask = by_uri_fp.size() - 1;
+  for (std::size_t at = static_cast<std::uint64_t>(uri_fp) & mask; by_uri_fp[at] != 0; at = (at + 1) & mask) {
+    WindowRow& r = rows[by_uri_fp[at] - 1];
+    if (r.has_uri_fp && r.uri_fp == uri_fp && !r.matched) return &r;
   }
   return nullptr;
 }
@@ -512,12 +533,10 @@ void BatchLoader::prepare() {
     throw PgError(std::string("cannot open ds-load's second connection (for reading): ") + e.what(), e.sqlstate,
                   e.connection_lost);
   }
-  // The window read is prepared once and planned once (a generic plan): planned for each
-  // execution with its hundreds of DIDs, it cost a few milliseconds a time. Same for the
-  // writing connection's read by ctid, which it gets after five executions.
-  reader_->exec("SET default_transaction_read_only = on; SET jit = off; SET plan_cache_mode = force_generic_plan");
-  prepare_statement(*reader_, window_statement, window_posts_sql, 2);
-  prepare_statement(db_, by_tid_statement, posts_by_tid_sql, 1);
+  // The reads are planned at each execution, never from a cached generic plan: one cached while
+  // a backfill's table is empty scans the whole table for every later read (the backfill went
+  // quadratic in the benchmark). Planning a read costs a few milliseconds.
+  reader_->exec("SET default_transaction_read_only = on; SET jit = off");
 }
 
 bool BatchLoader::needs_analyze(std::int64_t& analyzed, std::int64_t rows) {
@@ -590,6 +609,7 @@ void BatchLoader::add_post(const PostRecord& p, std::uint64_t seq) {
   s.created_at = p.created_at;
   s.sort_at = p.sort_at;
   s.fp = post_fingerprint({p.uri, p.did, s.likes, s.replies, s.quotes, s.reposts, s.created_at, s.sort_at});
+  s.uri_fp = uri_fingerprint(p.uri);
   posts_.push_back(s);
   if ((window_inflight_ || commit_inflight_) && ++records_since_poll_ % 256 == 0) poll();
   if (posts_.size() >= max_buffered_posts_) flush_posts();
@@ -734,23 +754,37 @@ void BatchLoader::flush_posts(bool defer_updates) {
     }
   }
 
-  // 4a. A post whose fingerprint is among its window's rows is stored exactly so: unchanged, and
-  // that row is accounted for. Only the rest, usually a few percent, is compared by value below.
-  // A fingerprint covers the DID and URI, so it cannot match another account's row of the same read.
+  // 4a. A post whose values fingerprint is among its window's rows is stored exactly so: unchanged,
+  // and that row is accounted for. One whose URI fingerprint is there changed: it is updated by
+  // that row's version. Only the rest (new posts, rows without fingerprints, posts found in no
+  // window), usually none in a daily run, are compared by value below. Fingerprints cover the URI,
+  // so they cannot match another account's row of the same read.
+  std::vector<std::uint32_t> fresh, changed, unknown;  // unknown: not in a window, to look up by URI
+  std::vector<std::pair<std::uint32_t, std::uint16_t>> changed_tid;  // each changed post's stored row
+  std::vector<char> values_changed;  // per changed post: false when only its fingerprints are missing or stale
   std::vector<char> settled(posts_.size(), 0);
   for (std::uint32_t a = 0; a < n_accounts; ++a) {
     if (!has_feed[a] || uniq_start[a] == uniq_start[a + 1]) continue;
     auto& read = window_reads_[window_asked_[a].read];
     for (std::uint32_t u = uniq_start[a]; u < uniq_start[a + 1]; ++u) {
-      WindowRow* row = read.find(posts_[uniq[u]].fp);
-      if (!row) continue;
+      const StagedPost& p = posts_[uniq[u]];
+      WindowRow* row = read.find(p.fp);
+      if (row) {
+        ++stats_.posts_unchanged;
+      } else {
+        // A row without a values fingerprint (or marked deleted) is compared by value below.
+        row = read.find_uri(p.uri_fp);
+        if (!row || !row->has_fp) continue;
+        changed.push_back(uniq[u]);
+        changed_tid.emplace_back(static_cast<std::uint32_t>(row->tid >> 16), static_cast<std::uint16_t>(row->tid & 0xffff));
+        values_changed.push_back(1);
+      }
       row->matched = true;
       settled[uniq[u]] = 1;
-      ++stats_.posts_unchanged;
     }
   }
 
-  // 4b. The window rows left over (changed, gone, or without a fingerprint), read in full by
+  // 4b. The window rows left over (gone, or without fingerprints), read in full by
   // version. An account read twice (its window widened) keeps the rows of its latest read only:
   // `unsettled` remembers which read listed each version.
   std::vector<StoredPost> stored;
@@ -758,9 +792,8 @@ void BatchLoader::flush_posts(bool defer_updates) {
   {
     std::vector<std::pair<std::uint64_t, std::uint32_t>> unsettled;  // (tid, read)
     for (std::uint32_t k = 0; k < window_reads_.size(); ++k) {
-      for (const auto& r : window_reads_[k].fingerprinted)
+      for (const auto& r : window_reads_[k].rows)
         if (!r.matched) unsettled.emplace_back(r.tid, k);
-      for (const auto tid : window_reads_[k].unfingerprinted) unsettled.emplace_back(tid, k);
     }
     if (!unsettled.empty()) {
       std::sort(unsettled.begin(), unsettled.end());
@@ -773,7 +806,7 @@ void BatchLoader::flush_posts(bool defer_updates) {
         append_int(tids, static_cast<std::int64_t>(unsettled[i].first & 0xffff));
         tids += ")\"";
       }
-      tid_rows = exec_prepared_binary(db_, by_tid_statement, posts_by_tid_sql, {tids + "}"});
+      tid_rows = exec_binary(db_, posts_by_tid_sql, {tids + "}"});
       const auto account_by_did = [this](std::string_view did) {
         const auto it = account_ids_.find(std::string(did));
         return it == account_ids_.end() ? std::uint32_t{UINT32_MAX} : it->second;
@@ -799,16 +832,13 @@ void BatchLoader::flush_posts(bool defer_updates) {
     if (!std::is_sorted(first, last, less)) std::sort(first, last, less);
   }
 
-  // 5. Merge each account's posts with its stored rows: new, changed or unchanged.
-  std::vector<std::uint32_t> fresh, changed, unknown;  // unknown: not in a window, to look up by URI
-  std::vector<std::pair<std::uint32_t, std::uint16_t>> changed_tid;  // each changed post's stored row
-  std::vector<char> values_changed;  // per changed post: false when only its fingerprint is missing or stale
+  // 5. Merge each account's remaining posts with those stored rows: new, changed or unchanged.
   const auto classify = [&](std::uint32_t i, const StoredPost& s) {
     const StagedPost& p = posts_[i];
     const bool same = s.likes == p.likes && s.replies == p.replies && s.quotes == p.quotes &&
                       s.reposts == p.reposts && s.created_at == p.created_at && s.sort_at &&
                       *s.sort_at == p.sort_at && !s.deleted;
-    if (same && s.fp == p.fp) {
+    if (same && s.fp == p.fp && s.uri_fp == p.uri_fp) {
       ++stats_.posts_unchanged;
     } else {
       changed.push_back(i);
@@ -899,6 +929,8 @@ void BatchLoader::flush_posts(bool defer_updates) {
       const Micros key = s.sort_at ? *s.sort_at : s.created_at;
       if (f.since && key < *f.since) continue;
       if (carried && std::binary_search(carried->begin(), carried->end(), s.uri)) continue;
+      // Returned, though another row took its place in the matching: a URI fingerprint collision.
+      if (in_flush(f.account, s.uri)) continue;
       append_array_element(gone, s.uri);
       s.deleted = true;
     }
@@ -994,7 +1026,7 @@ bool BatchLoader::send_window(std::size_t min_accounts) {
   if (full == window_pending_.end()) return false;
   const std::vector<PgParam> params = window_params(full->accounts, accounts_, full->since);
   const char* values[2] = {params[0]->c_str(), params[1]->c_str()};
-  if (!PQsendQueryPrepared(reader_->get(), window_statement, 2, values, nullptr, nullptr, 1))
+  if (!PQsendQueryParams(reader_->get(), window_posts_sql, 2, nullptr, values, nullptr, nullptr, 1))
     throw_error(reader_->get(), nullptr, window_posts_sql);
   for (const auto a : full->accounts)
     window_asked_[a] = {true, full->since, static_cast<std::uint32_t>(window_reads_.size())};

@@ -56,7 +56,8 @@ class BatchLoader {
     std::uint32_t account = 0;
     std::int32_t likes = 0, replies = 0, quotes = 0, reposts = 0;  // clamped to INTEGER
     Micros created_at = 0, sort_at = 0;
-    std::int64_t fp = 0;  // post_fingerprint of the row it would be stored as
+    std::int64_t fp = 0;      // post_fingerprint of the row it would be stored as
+    std::int64_t uri_fp = 0;  // uri_fingerprint
   };
   // What a user record says about its feed: deletion marking and the backfill marker need it.
   struct FeedRow {
@@ -133,19 +134,20 @@ class BatchLoader {
     std::uint32_t read = 0;
   };
   // What a window read returned: each stored row's version (ctid, as block << 16 | line) and
-  // fingerprint. Rows are matched to the flush's posts by fingerprint; `matched` marks those found.
+  // fingerprints (of its values, and of its URI). Rows are matched to the flush's posts by the
+  // first, paired with changed posts by the second; `matched` marks those accounted for.
   struct WindowRow {
-    std::int64_t fp;
+    std::int64_t fp, uri_fp;
     std::uint64_t tid;
-    bool matched;
+    bool has_fp, has_uri_fp, matched;
   };
+  // Open-addressing tables over `rows` (fingerprints are already uniformly spread): slot = index
+  // + 1, 0 empty. Cheaper than sorting each read to search it.
   struct WindowRead {
-    std::vector<WindowRow> fingerprinted;
-    std::vector<std::uint64_t> unfingerprinted;  // tids of rows without one (or marked deleted)
-    // An open-addressing table over `fingerprinted` (fingerprints are already uniformly spread):
-    // slot = index + 1, 0 empty. Cheaper than sorting each read to search it.
-    std::vector<std::uint32_t> slots;
-    WindowRow* find(std::int64_t fp);
+    std::vector<WindowRow> rows;
+    std::vector<std::uint32_t> by_fp, by_uri_fp;
+    WindowRow* find(std::int64_t fp);          // an unmatched row with these values
+    WindowRow* find_uri(std::int64_t uri_fp);  // an unmatched row of this URI
   };
   static WindowRead parse_window(const PgResult& r);
   std::vector<WindowAsked> window_asked_;

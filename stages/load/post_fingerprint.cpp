@@ -35,6 +35,16 @@ std::uint64_t pair(std::int32_t lo, std::int32_t hi) {
   return std::uint64_t(static_cast<std::uint32_t>(lo)) | (std::uint64_t(static_cast<std::uint32_t>(hi)) << 32);
 }
 
+// Final avalanche (the splitmix64 finisher's structure).
+std::int64_t finish(std::uint64_t h) {
+  h = (h ^ (h >> 30)) * mul2;
+  h = (h ^ (h >> 27)) * mul3;
+  h ^= h >> 31;
+  std::int64_t out;
+  std::memcpy(&out, &h, sizeof out);
+  return out;
+}
+
 }  // namespace
 
 std::int64_t post_fingerprint(const PostValues& p) {
@@ -45,13 +55,11 @@ std::int64_t post_fingerprint(const PostValues& p) {
   h = absorb(h, pair(p.quotes, p.reposts));
   h = absorb(h, static_cast<std::uint64_t>(p.created_at));
   h = absorb(h, static_cast<std::uint64_t>(p.sort_at));
-  // Final avalanche (the splitmix64 finisher's structure).
-  h = (h ^ (h >> 30)) * mul2;
-  h = (h ^ (h >> 27)) * mul3;
-  h ^= h >> 31;
-  std::int64_t out;
-  std::memcpy(&out, &h, sizeof out);
-  return out;
+  return finish(h);
+}
+
+std::int64_t uri_fingerprint(std::string_view uri) {
+  return finish(absorb_bytes(0x6473207572690000ULL, uri));  // "ds uri": another start than the above
 }
 
 }  // namespace ds::load

@@ -23,4 +23,8 @@ struct PostValues {
 // one slow daily run. tests/unit/load_test.cpp pins it.
 std::int64_t post_fingerprint(const PostValues& p);
 
+// A 64-bit fingerprint of a post's URI alone (posts.load_uri_fp): tells which stored row a changed
+// post is without reading the row. A collision is caught by the update, which checks the URI.
+std::int64_t uri_fingerprint(std::string_view uri);
+
 }  // namespace ds::load

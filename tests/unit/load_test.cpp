@@ -73,6 +73,11 @@ TEST_CASE("load: a post's fingerprint covers each stored value, and its function
   for (const auto& v : variants) seen.push_back(ds::load::post_fingerprint(v));
   std::sort(seen.begin(), seen.end());
   CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end());
+
+  // The URI's own fingerprint, stored too (posts.load_uri_fp): the same for any values.
+  CHECK(ds::load::uri_fingerprint(uri) == -7311811444883718115);
+  CHECK(ds::load::uri_fingerprint(uri) != ds::load::uri_fingerprint(variants[0].uri));
+  CHECK(ds::load::uri_fingerprint(uri) != fp);
 }
 
 TEST_CASE("load: a run is completed only with all four end records and nothing failed") {
@@ -988,8 +993,9 @@ TEST_CASE("load: the stored fingerprint is the post's, and a daily run writes no
   REQUIRE(load(db, s.text).exit_code == 0);
   const std::string uri = Stream::uri(alice, "p1");
   const ds::Micros at = ts("2026-11-25T10:00:00Z");
-  CHECK(db.value("SELECT load_fp FROM posts WHERE uri = $1", {uri}) ==
-        std::to_string(ds::load::post_fingerprint({uri, alice, 4, 1, 2, 3, at, at})));
+  CHECK(db.value("SELECT load_fp, load_uri_fp FROM posts WHERE uri = $1", {uri}) ==
+        std::to_string(ds::load::post_fingerprint({uri, alice, 4, 1, 2, 3, at, at})) + "|" +
+            std::to_string(ds::load::uri_fingerprint(uri)));
   const auto version = db.value("SELECT ctid FROM posts WHERE uri = $1", {uri});
   const auto r = load(db, s.text);
   CHECK(r.stats.posts_unchanged == 1);
@@ -1031,18 +1037,41 @@ TEST_CASE("load: rows without a fingerprint get one once, counted unchanged", "[
       .user(bob, "bob.test")
       .ends();
   REQUIRE(load(db, s.text).exit_code == 0);
-  const auto fingerprints = db.rows("SELECT uri, load_fp FROM posts ORDER BY uri");
-  db.sql().exec("UPDATE posts SET load_fp = NULL WHERE did = $1", {alice});
+  const auto fingerprints = db.rows("SELECT uri, load_fp, load_uri_fp FROM posts ORDER BY uri");
+  db.sql().exec("UPDATE posts SET load_fp = NULL, load_uri_fp = NULL WHERE did = $1", {alice});
   for (const auto& o : {ds::load::LoadOptions{}, options([](auto& x) { x.max_buffered_posts = 1; })}) {
     auto r = load(db, s.text, o);
     CHECK(r.status == "completed");
     CHECK(r.stats.posts_updated == 0);
     CHECK(r.stats.posts_unchanged == 3);
-    CHECK(db.rows("SELECT uri, load_fp FROM posts ORDER BY uri") == fingerprints);
+    CHECK(db.rows("SELECT uri, load_fp, load_uri_fp FROM posts ORDER BY uri") == fingerprints);
     const auto written = db.rows(R"(SELECT uri, "updatedAt" FROM posts ORDER BY uri)");
     r = load(db, s.text, o);
     CHECK(r.stats.posts_unchanged == 3);
     CHECK(db.rows(R"(SELECT uri, "updatedAt" FROM posts ORDER BY uri)") == written);
-    db.sql().exec("UPDATE posts SET load_fp = NULL WHERE did = $1", {alice});
+    db.sql().exec("UPDATE posts SET load_fp = NULL WHERE did = $1", {alice});  // the URI's stays, this time
   }
+}
+
+TEST_CASE("load: a URI fingerprint collision costs a lookup, never a wrong row or a deletion", "[db]") {
+  // p2's stored URI fingerprint is made p1's, so the changed p1 is paired with p2's row. The
+  // update checks the URI and falls back to it; p1's own row, then unexplained, is read in full and
+  // must not be taken for gone. (p2's values are unchanged, so its row is not rewritten.)
+  TestDb db("t_load_uri_collision");
+  Stream first;
+  first.post(alice, "p1", "2026-11-25T10:00:00Z", 1).post(alice, "p2", "2026-11-26T10:00:00Z", 1).user(alice, "alice.test").ends();
+  REQUIRE(load(db, first.text).exit_code == 0);
+  const std::string p1 = Stream::uri(alice, "p1"), p2 = Stream::uri(alice, "p2");
+  db.sql().exec("UPDATE posts SET load_uri_fp = $1::bigint WHERE uri = $2",
+                {std::to_string(ds::load::uri_fingerprint(p1)), p2});
+  db.sql().exec("UPDATE posts SET load_uri_fp = NULL WHERE uri = $1", {p1});  // so p2's row is the one found
+  Stream second;
+  second.post(alice, "p1", "2026-11-25T10:00:00Z", 5).post(alice, "p2", "2026-11-26T10:00:00Z", 1).user(alice, "alice.test").ends();
+  const auto r = load(db, second.text);
+  CHECK(r.status == "completed");
+  CHECK(r.stats.posts_deleted == 0);
+  CHECK(r.stats.posts_updated == 1);
+  CHECK(db.rows("SELECT uri, likes, deleted_at IS NULL FROM posts ORDER BY uri") ==
+        std::vector<std::string>{p1 + "|5|t", p2 + "|1|t"});
+  CHECK(db.value("SELECT load_uri_fp FROM posts WHERE uri = $1", {p1}) == std::to_string(ds::load::uri_fingerprint(p1)));
 }
