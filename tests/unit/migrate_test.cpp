@@ -273,7 +273,7 @@ TEST_CASE("migrating a database the original program created keeps every row and
   require_design_schema(c);
   // Nobody has a backfill marker yet: every user gets one full backfill despite stored posts.
   CHECK(dump(c, "SELECT count(*) FROM ds_user_state") == "0\n");
-  CHECK(dump(c, "SELECT count(*) FROM posts WHERE sort_at IS NOT NULL OR deleted_at IS NOT NULL OR load_fp IS NOT NULL") == "0\n");
+  CHECK(dump(c, "SELECT count(*) FROM posts WHERE sort_at IS NOT NULL OR deleted_at IS NOT NULL OR load_fp IS NOT NULL OR load_uri_fp IS NOT NULL") == "0\n");
 
   // A second run leaves data and schema alone.
   const std::string schema = catalog(c);
