@@ -1,5 +1,5 @@
-// How a batch reaches the tables. Posts: the batch's rows are compared in memory with the stored rows
-// of the same accounts, read in one query, and only the difference is written (new posts by COPY straight into posts).
+// How a batch reaches the tables. Posts: matched by fingerprint with the stored rows of their accounts'
+// windows; only the difference is written (new posts by COPY straight into posts, changed ones by ctid).
 #include "batch_loader.hpp"
 
 #include <endian.h>

@@ -1,5 +1,5 @@
-// The database side of ds-load: a batch's posts are compared in memory with the stored rows of the
-// same accounts and only what differs is written; users and snapshots go through temp tables. One transaction per batch.
+// The database side of ds-load: a batch's posts are compared with the fingerprints of the stored rows
+// of the same accounts (read on a second connection) and only what differs is written. One transaction per batch.
 #pragma once
 #include <algorithm>
 #include <cstdint>
