@@ -18,10 +18,12 @@ as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# Below Linux's ephemeral range (32768 and up by default): a port some client connection holds
+# there answers no connect probe, yet the server cannot bind it (it failed a test run so).
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 40000 ))
+    p=$(( 20000 + RANDOM % 12000 ))
     if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return 0; fi
   done
   echo "pg-cluster: no free port found" >&2; return 1
@@ -43,11 +45,20 @@ case "$cmd" in
       as_owner "$pgbin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
-    port=$(free_port)
-    # fsync off: these clusters hold test and demo data only, and speed matters more there.
-    as_owner "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-      start >/dev/null || { tail -20 "$dir/server.log" >&2; exit 1; }
+    # fsync off: these clusters hold test and demo data only, and speed matters more there. A port
+    # taken between the probe and the bind gets another try.
+    for attempt in 1 2 3 4 5; do
+      port=$(free_port)
+      seen=0; [ -f "$dir/server.log" ] && seen=$(wc -l <"$dir/server.log")
+      if as_owner "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        start >/dev/null 2>"$dir/pg_ctl.err"; then
+        break
+      fi
+      if [ "$attempt" = 5 ] || ! tail -n +"$((seen + 1))" "$dir/server.log" | grep -q "could not create any TCP/IP sockets"; then
+        cat "$dir/pg_ctl.err" >&2; tail -20 "$dir/server.log" >&2; exit 1
+      fi
+    done
     as_owner "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAtc \
       "SELECT 1 FROM pg_database WHERE datname='dopplersky'" | grep -q 1 \
       || as_owner "$pgbin/createdb" -h 127.0.0.1 -p "$port" -U postgres dopplersky

@@ -67,8 +67,9 @@ TEST_CASE("load: a post's fingerprint covers each stored value, and its function
   variants[6].created_at += 1;
   variants[7].sort_at += 1;
   std::swap(variants[8].likes, variants[8].replies);  // the same numbers in other fields
-  variants[9].uri = uri + "d";  // bytes moving from the DID's start to the URI's end
-  variants[9].did = did.substr(1);
+  const std::string moved_uri = uri + "d", moved_did = did.substr(1);  // PostValues holds views
+  variants[9].uri = moved_uri;  // bytes moving from the DID's start to the URI's end
+  variants[9].did = moved_did;
   std::vector<std::int64_t> seen{fp};
   for (const auto& v : variants) seen.push_back(ds::load::post_fingerprint(v));
   std::sort(seen.begin(), seen.end());
