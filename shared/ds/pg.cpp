@@ -62,13 +62,18 @@ PgConnection::PgConnection(const DbParams& params) : c_(nullptr, &PQfinish) {
   exec("SET TIME ZONE 'UTC'");
 }
 
+bool connection_lost(PGconn* c, std::string_view sqlstate) {
+  if (!c || PQstatus(c) != CONNECTION_OK) return true;
+  return sqlstate.substr(0, 2) == "08" || sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03";
+}
+
 bool PgConnection::ok() const { return c_ && PQstatus(c_.get()) == CONNECTION_OK; }
 
 void PgConnection::check(const PgResult& r, std::string_view sql) {
   const auto st = r.get() ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_COPY_IN) return;
   const char* state = r.get() ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
-  const bool lost = PQstatus(c_.get()) != CONNECTION_OK;
+  const bool lost = connection_lost(c_.get(), state ? state : "");
   std::string what = first_line(r.get() ? PQresultErrorMessage(r.get()) : PQerrorMessage(c_.get()));
   if (what.empty()) what = first_line(PQerrorMessage(c_.get()));
   std::string stmt(sql.substr(0, 60));
@@ -127,7 +132,7 @@ void PgConnection::copy_end() {
     }
   }
   if (failed) {
-    const bool lost = PQstatus(c_.get()) != CONNECTION_OK;
+    const bool lost = connection_lost(c_.get(), state);
     throw PgError((lost ? "lost the connection to PostgreSQL: " : "COPY failed: ") + what, state, lost);
   }
 }

@@ -40,6 +40,12 @@ class PgResult {
 // A parameter: text or NULL.
 using PgParam = std::optional<std::string>;
 
+// Whether an error means the connection is gone: libpq says so, or the server said it is ending
+// the session (a shutdown or restart: SQLSTATE 57P01-57P03; class 08). A fast restart's
+// "terminating connection due to administrator command" arrives while libpq still reports the
+// connection good.
+bool connection_lost(PGconn* c, std::string_view sqlstate);
+
 class PgConnection {
  public:
   explicit PgConnection(const DbParams& params);  // throws PgError

@@ -329,18 +329,18 @@ std::int64_t affected_rows(const PgResult& r) {
 // Throws a failed statement's error with the same wording as PgConnection's: callers and operators
 // look for "lost the connection".
 [[noreturn]] void throw_error(PGconn* c, const PGresult* r, const char* sql) {
-  const bool lost = PQstatus(c) != CONNECTION_OK;
+  const char* sqlstate = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  const bool lost = connection_lost(c, sqlstate ? sqlstate : "");
   std::string what = r ? PQresultErrorMessage(r) : "";
   if (what.empty()) what = PQerrorMessage(c);
   for (auto& ch : what)
     if (ch == '\n' || ch == '\t') ch = ' ';
   while (!what.empty() && what.back() == ' ') what.pop_back();
-  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
   std::string stmt(std::string_view(sql).substr(0, 60));
   for (auto& ch : stmt)
     if (ch == '\n') ch = ' ';
   throw PgError((lost ? "lost the connection to PostgreSQL: " : "PostgreSQL error: ") + what + " [in:" + stmt + "...]",
-                state ? state : "", lost);
+                sqlstate ? sqlstate : "", lost);
 }
 
 // A statement whose rows come back in binary: integers and timestamps need no parsing.
@@ -491,20 +491,12 @@ BatchLoader::WindowRead BatchLoader::parse_window(const PgResult& r) {
 }
 
 // A row matched already is passed over: only a collision gets there, and the search goes on.
-BatchLoader::WindowRow* BatchLoader::WindowRead::find(std::int64_t fp) {
-  const std::size_t mask = by_fp.size() - 1;
-  for (std::size_t at = static_cast<std::uint64_t>(fp) & mask; by_fp[at] != 0; at = (at + 1) & mask) {
-    WindowRow& r = rows[by_fp[at] - 1];
-    if (r.has_fp && r.fp == fp && !r.matched) return &r;
-  }
-  return nullptr;
-}
-
-BatchLoader::WindowRow* BatchLoader::WindowRead::find_uri(std::int64_t uri_fp) {
-  const std::size_t mask = by_uri_fp.size() - 1;
-  for (std::size_t at = static_cast<std::uint64_t>(uri_fp) & mask; by_uri_fp[at] != 0; at = (at + 1) & mask) {
-    WindowRow& r = rows[by_uri_fp[at] - 1];
-    if (r.has_uri_fp && r.uri_fp == uri_fp && !r.matched) return &r;
+BatchLoader::WindowRow* BatchLoader::WindowRead::lookup(const std::vector<std::uint32_t>& slots, std::int64_t key,
+                                                        bool WindowRow::*has, std::int64_t WindowRow::*value) {
+  const std::size_t mask = slots.size() - 1;
+  for (std::size_t at = static_cast<std::uint64_t>(key) & mask; slots[at] != 0; at = (at + 1) & mask) {
+    WindowRow& r = rows[slots[at] - 1];
+    if (r.*has && r.*value == key && !r.matched) return &r;
   }
   return nullptr;
 }

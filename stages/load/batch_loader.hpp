@@ -146,8 +146,13 @@ class BatchLoader {
   struct WindowRead {
     std::vector<WindowRow> rows;
     std::vector<std::uint32_t> by_fp, by_uri_fp;
-    WindowRow* find(std::int64_t fp);          // an unmatched row with these values
-    WindowRow* find_uri(std::int64_t uri_fp);  // an unmatched row of this URI
+    WindowRow* find(std::int64_t fp) { return lookup(by_fp, fp, &WindowRow::has_fp, &WindowRow::fp); }  // these values
+    WindowRow* find_uri(std::int64_t uri_fp) {  // this URI
+      return lookup(by_uri_fp, uri_fp, &WindowRow::has_uri_fp, &WindowRow::uri_fp);
+    }
+    // An unmatched row whose `value` (when it `has` one) is `key`, through `slots`.
+    WindowRow* lookup(const std::vector<std::uint32_t>& slots, std::int64_t key, bool WindowRow::*has,
+                      std::int64_t WindowRow::*value);
   };
   static WindowRead parse_window(const PgResult& r);
   std::vector<WindowAsked> window_asked_;

@@ -180,6 +180,7 @@ class Run {
       else if (v.status == "partial") spdlog::warn("{}", v.error);
       write_run_row(v);
     } catch (const PgError& e) {
+      lost_ = e.connection_lost;
       loader.rollback();
       const std::string msg = explain(e) + " while loading line " + std::to_string(line);
       spdlog::error("{}", msg);
@@ -210,7 +211,7 @@ class Run {
     // failure, retrying for a while since a restarting server refuses connections for a few seconds.
     // The lock went with the old session; a run starting meanwhile marks this row failed anyway, and
     // the next run does if we give up.
-    if (!db_->ok() && !reconnect()) return;
+    if ((lost_ || !db_->ok()) && !reconnect()) return;
     try {
       write_run_row(v);
     } catch (const std::exception& e) {
@@ -272,6 +273,7 @@ class Run {
     return res_;
   }
   bool wall_recorded_ = false;
+  bool lost_ = false;  // the load failed because a connection went away (libpq may not know yet)
 
   const LoadOptions& o_;
   LineReader& in_;
