@@ -1076,3 +1076,17 @@ TEST_CASE("load: a URI fingerprint collision costs a lookup, never a wrong row o
         std::vector<std::string>{p1 + "|5|t", p2 + "|1|t"});
   CHECK(db.value("SELECT load_uri_fp FROM posts WHERE uri = $1", {p1}) == std::to_string(ds::load::uri_fingerprint(p1)));
 }
+
+TEST_CASE("load: a server ending the session counts as a lost connection, though libpq still calls it good", "[db]") {
+  // A fast restart sends each session 57P01 before libpq has seen the socket close: ds-load must
+  // report a lost connection (and record the run on a new one), not an ordinary SQL error.
+  TestDb db("t_load_connection_lost");
+  const auto c = db.connect();
+  REQUIRE(c->ok());
+  CHECK(ds::connection_lost(c->get(), "57P01"));  // admin_shutdown: a fast shutdown or restart
+  CHECK(ds::connection_lost(c->get(), "57P02"));  // crash_shutdown
+  CHECK(ds::connection_lost(c->get(), "08006"));  // connection_failure
+  CHECK_FALSE(ds::connection_lost(c->get(), "23505"));
+  CHECK_FALSE(ds::connection_lost(c->get(), ""));
+  CHECK(ds::connection_lost(nullptr, ""));
+}
