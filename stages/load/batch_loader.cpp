@@ -378,24 +378,31 @@ Micros pg_timestamp_at(const char* p) {
 // A stored post, as read back for comparison.
 struct StoredPost {
   std::string_view uri;  // points into the query result
-  std::uint32_t account;  // the flush's account (for window reads)
+  std::uint32_t account;  // the flush's account
   std::int32_t likes, replies, quotes, reposts;  // -1 for NULL
   Micros created_at;
   std::optional<Micros> sort_at;
   bool deleted;
-  std::uint32_t tid_block;  // the row version read (ctid): block and line number
-  std::uint16_t tid_line;
+  std::uint64_t tid;  // the row version read (ctid), as tid_at gives it
   std::optional<std::int64_t> fp, uri_fp;  // load_fp, load_uri_fp
   bool matched = false;  // the flush returned this post
 };
 
-// A binary tid: a 4-byte block number, then a 2-byte line number.
-std::pair<std::uint32_t, std::uint16_t> tid_at(const char* p) {
+// A row version (ctid) as one number, block << 16 | line, from its binary form: a 4-byte block
+// number, then a 2-byte line number. Sorts as the tids do.
+std::uint64_t tid_at(const char* p) {
   std::uint16_t line;
   std::memcpy(&line, p + 4, 2);
-  return {static_cast<std::uint32_t>(be32_at(p)), be16toh(line)};
+  return (std::uint64_t{static_cast<std::uint32_t>(be32_at(p))} << 16) | be16toh(line);
 }
-std::uint64_t tid_key(std::uint32_t block, std::uint16_t line) { return (std::uint64_t{block} << 16) | line; }
+// Its text form, (block,line), for COPY rows and array literals.
+void append_tid(std::string& out, std::uint64_t tid) {
+  out += '(';
+  append_int(out, static_cast<std::int64_t>(tid >> 16));
+  out += ',';
+  append_int(out, static_cast<std::int64_t>(tid & 0xffff));
+  out += ')';
+}
 
 // The rows of a posts_by_tid_sql / posts_by_uri_sql result. `account_of(did)` gives a row's
 // account in the flush (rows come grouped by did, so it is asked once per run of rows); a row
@@ -424,7 +431,7 @@ void read_stored(const PgResult& r, AccountOf account_of, Keep keep, std::vector
     s.created_at = pg_timestamp_at(field(6));
     if (!PQgetisnull(res, i, 7)) s.sort_at = pg_timestamp_at(field(7));
     s.deleted = *field(8) != 0;
-    std::tie(s.tid_block, s.tid_line) = tid_at(field(9));
+    s.tid = tid_at(field(9));
     if (!PQgetisnull(res, i, 10)) s.fp = be64_at(field(10));
     if (!PQgetisnull(res, i, 11)) s.uri_fp = be64_at(field(11));
     if (keep(s)) out.push_back(s);
@@ -451,10 +458,6 @@ std::vector<std::uint32_t> group_by(std::size_t n, std::size_t groups, Key key, 
   return out;
 }
 
-}  // namespace
-
-namespace {
-
 // Adds `rows[i]` under `key` to an open-addressing table of a power-of-two size.
 void table_add(std::vector<std::uint32_t>& slots, std::int64_t key, std::size_t i) {
   const std::size_t mask = slots.size() - 1;
@@ -475,8 +478,7 @@ BatchLoader::WindowRead BatchLoader::parse_window(const PgResult& r) {
   out.by_fp.assign(size, 0);
   out.by_uri_fp.assign(size, 0);
   for (int i = 0; i < r.rows(); ++i) {
-    const auto [block, line] = tid_at(PQgetvalue(res, i, 2));
-    WindowRow row{0, 0, tid_key(block, line), !PQgetisnull(res, i, 0), !PQgetisnull(res, i, 1), false};
+    WindowRow row{0, 0, tid_at(PQgetvalue(res, i, 2)), !PQgetisnull(res, i, 0), !PQgetisnull(res, i, 1), false};
     if (row.has_fp) {
       row.fp = be64_at(PQgetvalue(res, i, 0));
       table_add(out.by_fp, row.fp, out.rows.size());
@@ -656,8 +658,9 @@ void BatchLoader::flush_posts(bool defer_updates) {
   ensure_transaction();
   const std::size_t n_accounts = accounts_.size();
   // Everything below works account by account on sorted runs (a counting sort by account, then
-  // URIs sorted inside each account), not through hash tables: with a million posts in a daily
-  // run, random lookups into big tables were half of ds-load's own CPU time.
+  // URIs sorted inside each account), not through hash tables keyed by strings: with a million
+  // posts in a daily run, random lookups into big tables were half of ds-load's own CPU time. (The
+  // fingerprint tables of step 4a are small arrays of integers, one per read.)
 
   // 1. Which accounts are tracked: posts of any other are skipped (they could not be stored).
   std::vector<char> known(n_accounts, 0);
@@ -751,9 +754,13 @@ void BatchLoader::flush_posts(bool defer_updates) {
   // that row's version. Only the rest (new posts, rows without fingerprints, posts found in no
   // window), usually none in a daily run, are compared by value below. Fingerprints cover the URI,
   // so they cannot match another account's row of the same read.
-  std::vector<std::uint32_t> fresh, changed, unknown;  // unknown: not in a window, to look up by URI
-  std::vector<std::pair<std::uint32_t, std::uint16_t>> changed_tid;  // each changed post's stored row
-  std::vector<char> values_changed;  // per changed post: false when only its fingerprints are missing or stale
+  std::vector<std::uint32_t> fresh, unknown;  // unknown: not in a window, to look up by URI
+  struct Changed {
+    std::uint32_t post;
+    std::uint64_t tid;    // its stored row's version
+    bool values_changed;  // false when only its fingerprints are missing or stale
+  };
+  std::vector<Changed> changed;
   std::vector<char> settled(posts_.size(), 0);
   for (std::uint32_t a = 0; a < n_accounts; ++a) {
     if (!has_feed[a] || uniq_start[a] == uniq_start[a + 1]) continue;
@@ -767,9 +774,7 @@ void BatchLoader::flush_posts(bool defer_updates) {
         // A row without a values fingerprint (or marked deleted) is compared by value below.
         row = read.find_uri(p.uri_fp);
         if (!row || !row->has_fp) continue;
-        changed.push_back(uniq[u]);
-        changed_tid.emplace_back(static_cast<std::uint32_t>(row->tid >> 16), static_cast<std::uint16_t>(row->tid & 0xffff));
-        values_changed.push_back(1);
+        changed.push_back({uniq[u], row->tid, true});
       }
       row->matched = true;
       settled[uniq[u]] = 1;
@@ -792,13 +797,11 @@ void BatchLoader::flush_posts(bool defer_updates) {
       std::string tids;
       for (std::size_t i = 0; i < unsettled.size(); ++i) {
         if (i > 0 && unsettled[i].first == unsettled[i - 1].first) continue;
-        tids += tids.empty() ? "{\"(" : ",\"(";
-        append_int(tids, static_cast<std::int64_t>(unsettled[i].first >> 16));
-        tids += ',';
-        append_int(tids, static_cast<std::int64_t>(unsettled[i].first & 0xffff));
-        tids += ")\"";
+        tids += tids.empty() ? "{\"" : ",\"";
+        append_tid(tids, unsettled[i].first);
+        tids += '"';
       }
-      tid_rows = exec_binary(db_, posts_by_tid_sql, {tids + "}"});
+      tid_rows = exec_binary(db_, posts_by_tid_sql, {close_array(std::move(tids))});
       const auto account_by_did = [this](std::string_view did) {
         const auto it = account_ids_.find(std::string(did));
         return it == account_ids_.end() ? std::uint32_t{UINT32_MAX} : it->second;
@@ -809,7 +812,7 @@ void BatchLoader::flush_posts(bool defer_updates) {
             const auto a = p.account;
             return a != UINT32_MAX && has_feed[a] &&
                    std::binary_search(unsettled.begin(), unsettled.end(),
-                                      std::pair{tid_key(p.tid_block, p.tid_line), window_asked_[a].read});
+                                      std::pair{p.tid, window_asked_[a].read});
           },
           stored);
     }
@@ -833,9 +836,7 @@ void BatchLoader::flush_posts(bool defer_updates) {
     if (same && s.fp == p.fp && s.uri_fp == p.uri_fp) {
       ++stats_.posts_unchanged;
     } else {
-      changed.push_back(i);
-      changed_tid.emplace_back(s.tid_block, s.tid_line);
-      values_changed.push_back(!same);
+      changed.push_back({i, s.tid, !same});
     }
   };
   for (std::uint32_t a = 0; a < n_accounts; ++a) {
@@ -876,15 +877,13 @@ void BatchLoader::flush_posts(bool defer_updates) {
     if (changed_staged_) db_.exec("TRUNCATE ds_load_changed");  // an earlier flush of the batch used it
     changed_staged_ = true;
     copy_streamed(db_, copy_changed_sql, changed.size(), [&](std::string& row, std::size_t c) {
-      const StagedPost& p = posts_[changed[c]];
+      const StagedPost& p = posts_[changed[c].post];
       append_field(row, uri_of(p));
       row += '\t';
       append_post_values(row, p);
-      row += values_changed[c] ? "\tt\t(" : "\tf\t(";
-      append_int(row, changed_tid[c].first);
-      row += ',';
-      append_int(row, changed_tid[c].second);
-      row += ")\n";
+      row += changed[c].values_changed ? "\tt\t" : "\tf\t";
+      append_tid(row, changed[c].tid);
+      row += '\n';
     });
     if (defer_updates) {
       deferred_changed_ = static_cast<std::int64_t>(changed.size());
@@ -964,6 +963,10 @@ void BatchLoader::flush_posts(bool defer_updates) {
     }
   }
 
+  clear_flush();
+}
+
+void BatchLoader::clear_flush() {
   posts_.clear();
   feeds_.clear();
   uris_.clear();
@@ -1028,21 +1031,26 @@ bool BatchLoader::send_window(std::size_t min_accounts) {
   return true;
 }
 
+namespace {
+
+// Hands `take` what connection `c` has answered so far for its query in flight, without waiting;
+// `take` clears `inflight` at the end of the answers.
+template <class Take>
+void take_answered(PGconn* c, bool& inflight, const char* sql, Take take) {
+  if (!inflight) return;
+  if (!PQconsumeInput(c)) {
+    inflight = false;
+    throw_error(c, nullptr, sql);
+  }
+  while (inflight && !PQisBusy(c)) take(PgResult(PQgetResult(c)));
+}
+
+}  // namespace
+
 void BatchLoader::poll() {
-  if (window_inflight_) {
-    if (!PQconsumeInput(reader_->get())) {
-      window_inflight_ = false;
-      throw_error(reader_->get(), nullptr, window_posts_sql);
-    }
-    while (window_inflight_ && !PQisBusy(reader_->get())) take_window_result(PgResult(PQgetResult(reader_->get())));
-  }
-  if (commit_inflight_) {
-    if (!PQconsumeInput(db_.get())) {
-      commit_inflight_ = false;
-      throw_error(db_.get(), nullptr, "COMMIT");
-    }
-    while (commit_inflight_ && !PQisBusy(db_.get())) take_commit_result(PgResult(PQgetResult(db_.get())));
-  }
+  take_answered(reader_->get(), window_inflight_, window_posts_sql,
+                [this](PgResult r) { take_window_result(std::move(r)); });
+  take_answered(db_.get(), commit_inflight_, "COMMIT", [this](PgResult r) { take_commit_result(std::move(r)); });
   if (!window_inflight_) send_window(group_size);
 }
 
@@ -1082,9 +1090,7 @@ void BatchLoader::take_commit_result(PgResult r) {
   try {
     throw_error(db_.get(), r.get(), "COMMIT");
   } catch (const PgError& e) {
-    throw PgError(std::string(e.what()) + " (writing the batch of lines " + std::to_string(sent_.first_line) + "-" +
-                      std::to_string(sent_.last_line) + ")",
-                  e.sqlstate, e.connection_lost);
+    throw PgError(std::string(e.what()) + " (writing " + sent_.lines() + ")", e.sqlstate, e.connection_lost);
   }
 }
 
@@ -1092,8 +1098,7 @@ void BatchLoader::commit_done() {
   const auto& a = sent_.answers;
   const std::size_t expected = (sent_.changed >= 0 ? 2 : 0) + (sent_.users ? 2 : 0) + (sent_.snapshots ? 1 : 0) + 1;
   if (a.size() != expected)
-    throw PgError("the commit of the batch of lines " + std::to_string(sent_.first_line) + "-" +
-                      std::to_string(sent_.last_line) + " answered " + std::to_string(a.size()) + " results, not " +
+    throw PgError("the commit of " + sent_.lines() + " answered " + std::to_string(a.size()) + " results, not " +
                       std::to_string(expected),
                   "", false);
   std::size_t k = 0;
@@ -1108,8 +1113,8 @@ void BatchLoader::commit_done() {
   if (sent_.snapshots) count_snapshots(a[k]);
   written_sent_.clear();
   ++stats_.batches;
-  spdlog::debug("batch {} committed: {} records (lines {}-{}) in {:.3f} s", stats_.batches, sent_.records,
-                sent_.first_line, sent_.last_line, monotonic_seconds() - sent_.started);
+  spdlog::debug("batch {} committed: {} records ({}) in {:.3f} s", stats_.batches, sent_.records, sent_.lines(),
+                monotonic_seconds() - sent_.started);
   sent_ = SentCommit{};
 }
 
@@ -1298,13 +1303,7 @@ void BatchLoader::sync() {
 }
 
 void BatchLoader::clear_batch() {
-  clear_windows();
-  posts_.clear();
-  feeds_.clear();
-  uris_.clear();
-  accounts_.clear();
-  last_account_ = 0;
-  account_ids_.clear();
+  clear_flush();
   snapshot_rows_.clear();
   batch_snapshots_ = 0;
   users_.clear();

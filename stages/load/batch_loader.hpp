@@ -101,6 +101,7 @@ class BatchLoader {
   void take_commit_result(PgResult r);
   void commit_done();  // the deferred commit's answers are all in
   void clear_windows();
+  void clear_flush();  // the buffers a flush works from (posts, feeds, accounts, windows)
   // Profiles and snapshots: staged by COPY, then written by statements of the deferred commit.
   void stage_users();
   void stage_snapshots();
@@ -178,6 +179,9 @@ class BatchLoader {
     std::uint64_t first_line = 0, last_line = 0;
     double started = 0;
     std::vector<PgResult> answers;
+    std::string lines() const {
+      return "the batch of lines " + std::to_string(first_line) + "-" + std::to_string(last_line);
+    }
   };
   SentCommit sent_;
   std::int64_t deferred_changed_ = -1;  // set by flush_posts(true)
