@@ -911,9 +911,9 @@ TEST_CASE("load: windows read ahead for many accounts give the rows of one read 
   CHECK(ahead.count("SELECT count(*) FROM posts WHERE deleted_at IS NULL") == 450);
 }
 
-TEST_CASE("load: accounts with different windows read together keep only their own window's rows", "[db]") {
-  // One read covers a backfill (no window), a 7-day window and a 4-day window: the query reads
-  // from the earliest start, and rows before an account's own start must not count as deleted.
+TEST_CASE("load: accounts with different windows in one flush keep only their own window's rows", "[db]") {
+  // One flush holds a backfill (no window), a 7-day window and a 4-day window: each start gets a
+  // read of its own, and rows before an account's own start must not count as deleted.
   TestDb db("t_load_mixed_windows");
   Stream first;
   first.post(alice, "old", "2026-11-01T10:00:00Z", 1)
