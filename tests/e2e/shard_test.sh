@@ -16,10 +16,8 @@ cleanup() {
   if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $*" >&2; }
-bad() { failed=$((failed + 1)); echo "FAIL $*" >&2; }
-die() { echo "FAIL: $*" >&2; echo "shard: $passed passed, $((failed + 1)) failed"; exit 1; }
+test_name=shard
+. "$src/tests/scripts/e2e-lib.sh"  # counts, die, psql_q, dump_state
 # check NAME CONDITION: CONDITION is eval'd; $last is the exit code of the command just before.
 check() { last=$?; if eval "$2"; then ok "$1"; else bad "$1"; return 1; fi; }
 step() { echo "== $* (${SECONDS}s)" >&2; }
@@ -69,7 +67,6 @@ step "a private cluster, the fake AppView, two databases seeded alike"
 url=$("$src/tests/scripts/pg-cluster.sh" start "$work/pg") || die "cannot start PostgreSQL"
 . "$work/pg/env"
 server=${url%/*}
-psql_q() { "$PG_BIN/psql" -v ON_ERROR_STOP=1 -qAt "$@"; }
 "$bin/ds-fake-appview" --port 0 --port-file "$work/port" --day 1 --seed $seed --users $users 2>"$work/fake.log" &
 pids+=($!)
 for _ in $(seq 1 300); do [ -s "$work/port" ] && break; sleep 0.1; done
@@ -86,14 +83,6 @@ done
 # ds-e2e-check compares against the users as seeded.
 psql_q -d "$server/sharded" -c "CREATE TABLE e2e_seed_users AS SELECT * FROM users" || die "e2e_seed_users"
 day_now() { date -u -d "2026-11-01 06:00:00 UTC + $1 day" +%Y-%m-%dT%H:%M:%SZ; }
-dump_state() {  # everything the pipeline decides, without the wall-clock times it stamps
-  psql_q -d "$server/$1" <<'SQL'
-SELECT 'u', did, handle, "displayName", avatar, skip_user FROM users ORDER BY did;
-SELECT 'p', uri, did, likes, replies, quotes, reposts, "createdAt", sort_at, deleted_at IS NOT NULL FROM posts ORDER BY uri;
-SELECT 's', did, date, followers, following, posts, likes, replies, quotes, reposts FROM snapshots ORDER BY did, date;
-SELECT 'b', did, backfilled_at IS NOT NULL, backfill_posts FROM ds_user_state ORDER BY did;
-SQL
-}
 
 for day in 1 2; do
   step "day $day: one unsharded run, and 4 shards at once with GNU parallel"
@@ -106,8 +95,8 @@ for day in 1 2; do
   check "day $day: snapshot-sharded.sh 4 exits 0" '[ $rc = 0 ]' || tail -20 "$work/sharded.log" >&2
   check "day $day: every shard's lines are tagged" '[ "$(grep -c "^shard [0-3]/4	.*run [0-9]* completed" "$work/sharded.log")" = 4 ]'
 
-  dump_state single >"$work/state-single-$day"
-  dump_state sharded >"$work/state-sharded-$day"
+  dump_state "$server/single" >"$work/state-single-$day"
+  dump_state "$server/sharded" >"$work/state-sharded-$day"
   check "day $day: users, posts, snapshots and backfill markers identical to the unsharded run" \
     'diff -q "$work/state-single-$day" "$work/state-sharded-$day" >/dev/null' \
     || diff "$work/state-single-$day" "$work/state-sharded-$day" | head -10 >&2
