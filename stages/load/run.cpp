@@ -180,7 +180,6 @@ class Run {
       else if (v.status == "partial") spdlog::warn("{}", v.error);
       write_run_row(v);
     } catch (const PgError& e) {
-      lost_ = e.connection_lost;
       loader.rollback();
       const std::string msg = explain(e) + " while loading line " + std::to_string(line);
       spdlog::error("{}", msg);
@@ -207,11 +206,23 @@ class Run {
     StreamVerdict v = judge_stream(ends, bad_lines);
     v.status = "failed";
     v.error = why;
-    // The connection may have died with the error (a restart, a failover): reconnect to record the
-    // failure, retrying for a while since a restarting server refuses connections for a few seconds.
-    // The lock went with the old session; a run starting meanwhile marks this row failed anyway, and
-    // the next run does if we give up.
-    if ((lost_ || !db_->ok()) && !reconnect()) return;
+    // The connection may have died with the error (a restart, a failover), even while libpq still
+    // calls it good (a restart's 57P01 comes before the socket closes). Record on it when it works,
+    // else on a new one, retrying for a while since a restarting server refuses connections for a
+    // few seconds. The lock went with the old session; a run starting meanwhile marks this row
+    // failed anyway, and the next run does if we give up.
+    if (db_->ok()) {
+      try {
+        write_run_row(v);
+        return;
+      } catch (const PgError& e) {
+        if (!e.connection_lost) {
+          spdlog::error("cannot record run {} as failed: {}", res_.run_id, e.what());
+          return;
+        }
+      }
+    }
+    if (!reconnect()) return;
     try {
       write_run_row(v);
     } catch (const std::exception& e) {
@@ -222,6 +233,7 @@ class Run {
   bool reconnect() {
     const double deadline = monotonic_seconds() + o_.reconnect_seconds;
     double pause = 0.25;
+    db_.reset();  // its connection slot may be the one a limited role needs
     for (int attempt = 1;; ++attempt) {
       try {
         db_ = std::make_unique<PgConnection>(o_.db);
@@ -273,7 +285,6 @@ class Run {
     return res_;
   }
   bool wall_recorded_ = false;
-  bool lost_ = false;  // the load failed because a connection went away (libpq may not know yet)
 
   const LoadOptions& o_;
   LineReader& in_;
