@@ -198,6 +198,11 @@ class TestDb {
     }
   }
   ds::DbParams params() const { return ds::database_params(url_); }
+  // The same database as another role (URL user part replaced).
+  ds::DbParams params_as(const std::string& role) const {
+    const auto at = url_.find('@'), scheme = url_.find("://");
+    return ds::database_params(url_.substr(0, scheme + 3) + role + url_.substr(at));
+  }
   std::unique_ptr<ds::PgConnection> connect() const { return std::make_unique<ds::PgConnection>(params()); }
   ds::PgConnection& sql() { return *conn_; }
 
@@ -298,7 +303,7 @@ ds::load::LoadResult load(const TestDb& db, const std::string& text, ds::load::L
   lseek(fd, 0, SEEK_SET);
   unlink(path);
   const int null_fd = open("/dev/null", O_WRONLY);
-  o.db = db.params();
+  if (o.db.keywords.empty()) o.db = db.params();  // a test may connect otherwise
   ds::Progress progress("ds-load", ds::Progress::Settings{});  // silent; counts only
   o.progress = &progress;
   ds::load::LoadResult r;
@@ -1089,4 +1094,24 @@ TEST_CASE("load: a server ending the session counts as a lost connection, though
   CHECK_FALSE(ds::connection_lost(c->get(), "23505"));
   CHECK_FALSE(ds::connection_lost(c->get(), ""));
   CHECK(ds::connection_lost(nullptr, ""));
+}
+
+TEST_CASE("load: a run that cannot open its second connection fails saying so, and is recorded", "[db]") {
+  // ds-load reads on a second connection. A role allowed one connection gets the first (the lock,
+  // the run row) and not the second.
+  TestDb db("t_load_one_connection");
+  db.sql().exec("DROP ROLE IF EXISTS ds_one_conn");
+  db.sql().exec("CREATE ROLE ds_one_conn LOGIN CONNECTION LIMIT 1");
+  db.sql().exec("GRANT ALL ON ALL TABLES IN SCHEMA public TO ds_one_conn");
+  db.sql().exec("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO ds_one_conn");
+  Stream s;
+  s.post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test").ends();
+  const auto r = load(db, s.text, options([&](auto& o) { o.db = db.params_as("ds_one_conn"); }));
+  CHECK(r.exit_code == ds::exit_code::runtime);
+  CHECK(r.error.find("cannot open ds-load's second connection (for reading)") != std::string::npos);
+  CHECK(r.error.find("too many connections for role") != std::string::npos);
+  CHECK(db.value("SELECT status FROM snapshot_logs WHERE id = $1", {std::to_string(r.run_id)}) == "failed");
+  CHECK(db.count("SELECT count(*) FROM posts") == 0);
+  db.sql().exec("DROP OWNED BY ds_one_conn");
+  db.sql().exec("DROP ROLE ds_one_conn");
 }
