@@ -81,7 +81,7 @@ bench-fetch: deps
 
 bench-load: deps
 	$(MAKE) build-release
-	DS_BIN_DIR=$(CURDIR)/build-release/bin bench/load/run.sh
+	DS_BIN_DIR=$(CURDIR)/build-release/bin bench/load/run.sh $(BENCH_LOAD_ARGS)
 
 bench: bench-fetch bench-load
 

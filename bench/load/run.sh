@@ -3,6 +3,7 @@
 # and a daily run over them with 5% of counts changed, beside psql \copy and a one-upsert-per-row baseline, on a private cluster.
 #
 #   DS_BIN_DIR=build-release/bin bench/load/run.sh [--users N] [--posts P] [--sample S] [--runs R] [--keep]
+#                                                  [--no-huge-pages]
 #
 # Prints a table (rows/s, peak RSS) and the ratios the targets are stated in (docs/performance-load.md).
 # Every number comes from this one run, on one cluster with the same settings. (a), psql \copy and
@@ -12,7 +13,7 @@ set -euo pipefail
 bin=${DS_BIN_DIR:?set DS_BIN_DIR to the bin directory of a Release build}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 # The per-row baseline commits every row (one fsync each), a few hundred rows/s: measured on a sample.
-users=10000 posts=100 sample=20000 runs=3 keep=0
+users=10000 posts=100 sample=20000 runs=3 keep=0 huge=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) users=$2; shift ;;
@@ -20,6 +21,7 @@ while [ $# -gt 0 ]; do
     --sample) sample=$2; shift ;;
     --runs) runs=$2; shift ;;
     --keep) keep=1 ;;
+    --no-huge-pages) huge=0 ;;
     *) echo "bench-load: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -33,8 +35,10 @@ pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 work=$(mktemp -d /tmp/ds-bench-load.XXXXXX)
 chmod 755 "$work"
 as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+hugepages_before=""  # vm.nr_hugepages before this script raised it, restored at exit
 cleanup() {
   as_owner "$pgbin/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
+  if [ -n "$hugepages_before" ]; then echo "$hugepages_before" >/proc/sys/vm/nr_hugepages || true; fi
   if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -48,9 +52,39 @@ mkdir -p "$work/pg" "$work/data"
 if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$work/pg" "$work/data"; fi
 as_owner "$pgbin/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$work/initdb.log" 2>&1 \
   || { cat "$work/initdb.log" >&2; exit 1; }
+settings="-c shared_buffers=512MB -c max_wal_size=8GB"
+# Shared memory in huge pages, as PostgreSQL's documentation recommends for a shared_buffers this
+# size. Each new server process maps the shared buffers it touches page by page; in 4 kB pages
+# that costs ds-load's two backends (and psql's one) a page fault per few buffers, which on this
+# VM is most of a fresh backend's first read of a page (docs/performance-load.md, "Huge pages").
+# The script reserves the pages when it can (as root), gives them back at exit, and says in the
+# table's header which it measured. --no-huge-pages measures with 4 kB pages.
+huge_note="4 kB pages (--no-huge-pages)"
+if [ "$huge" = 1 ]; then
+  # shellcheck disable=SC2086
+  need=$(as_owner "$pgbin/postgres" -D "$work/data" $settings -C shared_memory_size_in_huge_pages 2>/dev/null || echo 0)
+  free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+  if [ "${need:-0}" -gt 0 ] && [ "${free:-0}" -lt "$need" ] && [ -w /proc/sys/vm/nr_hugepages ]; then
+    hugepages_before=$(cat /proc/sys/vm/nr_hugepages)
+    echo $((hugepages_before + need - free)) >/proc/sys/vm/nr_hugepages || true
+    free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+    huge_note="huge pages ($need of 2 MB, reserved by this script for the run)"
+  else
+    huge_note="huge pages ($need of 2 MB, reserved beforehand)"
+  fi
+  if [ "${need:-0}" -gt 0 ] && [ "${free:-0}" -ge "$need" ]; then
+    settings="$settings -c huge_pages=on"
+  else
+    huge_note="4 kB pages: could not reserve $need huge pages (run as root, or set vm.nr_hugepages)"
+    settings="$settings -c huge_pages=off"
+    say "$huge_note; measuring without them"
+  fi
+else
+  settings="$settings -c huge_pages=off"
+fi
 port=$(( 20000 + RANDOM % 40000 ))
 as_owner "$pgbin/pg_ctl" -D "$work/data" -l "$work/pg/server.log" -w -t 60 \
-  -o "-p $port -c listen_addresses=127.0.0.1 -k $work/pg -c shared_buffers=512MB -c max_wal_size=8GB" \
+  -o "-p $port -c listen_addresses=127.0.0.1 -k $work/pg $settings" \
   start >/dev/null || { tail -20 "$work/pg/server.log" >&2; exit 1; }
 url="postgresql://postgres@127.0.0.1:$port/postgres"
 psql_q() { "$pgbin/psql" -d "$url" -v ON_ERROR_STOP=1 -qAt "$@"; }
@@ -163,6 +197,7 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 echo
 echo "ds-load benchmark: $users users x $posts posts = $total posts; PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}')"
 echo "machine: $(nproc) CPUs ($cpu_model), $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo) RAM; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "server: shared_buffers 512 MB in $huge_note"
 echo
 printf '%-56s %8s %8s %9s %8s %9s\n' "" rows "wall s" "rows/s" "CPU s" "peak RSS"
 row "(a) ds-load: backfill into empty tables" "$total" load_a
