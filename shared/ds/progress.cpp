@@ -16,8 +16,12 @@
 #include <spdlog/spdlog.h>
 
 #include "ds/clock.hpp"
+#include "ds/signals.hpp"
 
 namespace ds {
+
+// Carriage return and erase-to-end-of-line: takes the status line back.
+constexpr std::string_view clear_sequence = "\r\x1b[K";
 
 // Wraps one of the logger's sinks: a log line first wipes the progress line, which the next
 // report redraws. Without it a log line would start in the middle of the progress text.
@@ -116,6 +120,7 @@ Progress::Progress(std::string stage, Settings settings) : stage_(std::move(stag
     s_.terminal = [](std::string_view bytes) {
       std::fwrite(bytes.data(), 1, bytes.size(), stderr);
       std::fflush(stderr);
+      note_status_line(bytes != clear_sequence);  // a stop message clears a line left shown
     };
   if (!s_.log) s_.log = [](const std::string& line) { spdlog::info("{}", line); };
   started_ = s_.clock();
@@ -202,13 +207,13 @@ void Progress::draw() {
   std::string text = format(stage_, c_, s_.clock() - started_);
   // A line that wraps cannot be taken back with `\r`: keep it one column short of the width.
   if (s_.width > 1 && text.size() > static_cast<std::size_t>(s_.width - 1)) text.resize(s_.width - 1);
-  s_.terminal("\r\x1b[K" + text);
+  s_.terminal(std::string(clear_sequence) + text);
   line_shown_ = true;
 }
 
 void Progress::clear_line() {
   if (!line_shown_) return;
-  s_.terminal("\r\x1b[K");
+  s_.terminal(clear_sequence);
   line_shown_ = false;
 }
 

@@ -27,12 +27,15 @@ std::atomic<int> pending{0};
 char int_message[160];
 char term_message[160];
 std::size_t int_length = 0, term_length = 0;
+std::atomic<bool> status_line{false};
 
 [[noreturn]] void stop_now(int sig) {
   const char* msg = sig == SIGINT ? int_message : term_message;
   const std::size_t len = sig == SIGINT ? int_length : term_length;
   if (len > 0) {
-    const ssize_t ignored = ::write(STDERR_FILENO, msg, len);
+    static constexpr char clear[] = "\r\x1b[K";
+    ssize_t ignored = status_line.load() ? ::write(STDERR_FILENO, clear, sizeof clear - 1) : 0;
+    ignored = ::write(STDERR_FILENO, msg, len);
     (void)ignored;
   }
   ::_exit(exit_code::interrupted);
@@ -71,6 +74,8 @@ void install_stop_signals(const char* program) {
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_DFL);  // an inherited SIG_IGN would turn a closed reader into error spam
 }
+
+void note_status_line(bool shown) { status_line.store(shown); }
 
 bool stop_pending() { return pending.load() != 0; }
 

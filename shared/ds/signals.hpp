@@ -11,6 +11,10 @@ namespace ds {
 // downstream. ds-load has its own handlers (it must roll back and record the run).
 void install_stop_signals(const char* program);
 
+// Whether a terminal status line (ds::Progress) is on stderr now: the stop message then clears it
+// first, instead of landing at the end of a half-overwritten line.
+void note_status_line(bool shown);
+
 // Brackets one write of whole lines to stdout (OutputWriter::flush). A stop signal that arrives
 // inside takes effect when the last open section closes. Cheap (two atomic operations) and a no-op
 // in effect when no handler is installed.

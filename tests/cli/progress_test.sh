@@ -128,6 +128,23 @@ if command -v script >/dev/null 2>&1; then
     grep -qa 'info: progress: ds-fetch-feeds: users [1-9]' "$work/tty-log.log"
   check "PROGRESS=log on a terminal: a status line was redrawn: $(head -c 400 "$work/tty-log.log" | cat -v)" \
     bash -c "! grep -qa \$'\\e\\[K' '$work/tty-log.log'"
+
+  # Ctrl-C while the status line is shown: the stop message takes the line back first, instead
+  # of landing at the end of it. The input stays open (head half, then a wait) so the stage is
+  # mid-run when the signal comes.
+  { head -n "$(( $(wc -l <"$work/profiles.ndjson") / 2 ))" "$work/profiles.ndjson"; sleep 5; } >"$work/fifo" &
+  feeder=$!
+  script -qefc "sh -c 'echo \$\$ >\"$work/stage.pid\"; exec \"$bin/ds-fetch-feeds\" <\"$work/fifo\" >/dev/null'" /dev/null \
+    </dev/null >"$work/tty-int.log" 2>&1 &
+  runner=$!
+  for _ in $(seq 50); do grep -qa $'\e\\[Kds-fetch-feeds: users' "$work/tty-int.log" 2>/dev/null && break; sleep 0.1; done
+  kill -INT "$(cat "$work/stage.pid")"
+  wait "$runner"
+  rc=$?
+  kill "$feeder" 2>/dev/null; wait "$feeder" 2>/dev/null
+  check "terminal, SIGINT: exit $rc, want 130: $(tail -c 300 "$work/tty-int.log" | cat -v)" [ "$rc" = 130 ]
+  check "terminal, SIGINT: the stop message is not on a cleared line: $(tail -c 300 "$work/tty-int.log" | cat -v)" \
+    grep -qaE $'users [0-9]+[^\r]*\r\e\\[Kds-fetch-feeds: interrupted by SIGINT' "$work/tty-int.log"
 else
   echo "progress_test: script(1) not found; terminal mode left to tests/unit/progress_test.cpp" >&2
 fi
