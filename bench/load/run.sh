@@ -32,12 +32,12 @@ total=$((users * posts))
 
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$pgbin/pg_ctl" ] || { echo "bench-load: PostgreSQL server binaries not found (make deps)" >&2; exit 1; }
+cluster=$src/tests/scripts/pg-cluster.sh  # the tests' cluster script: a free port, initdb, start, stop
 work=$(mktemp -d /tmp/ds-bench-load.XXXXXX)
 chmod 755 "$work"
-as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 hugepages_before=""  # vm.nr_hugepages before this script raised it, restored at exit
 cleanup() {
-  as_owner "$pgbin/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true
+  "$cluster" stop "$work/pg" >/dev/null 2>&1 || true
   if [ -n "$hugepages_before" ]; then echo "$hugepages_before" >/proc/sys/vm/nr_hugepages || true; fi
   if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
@@ -48,45 +48,38 @@ say() { echo "bench-load: $*" >&2; }
 # at their defaults: on), unlike the test clusters. shared_buffers holds the 1M-post table and its
 # indexes, and max_wal_size keeps checkpoints out of the middle of a measurement, as one would
 # configure a server for this; autovacuum stays on.
-mkdir -p "$work/pg" "$work/data"
-if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$work/pg" "$work/data"; fi
-as_owner "$pgbin/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$work/initdb.log" 2>&1 \
-  || { cat "$work/initdb.log" >&2; exit 1; }
-settings="-c shared_buffers=512MB -c max_wal_size=8GB"
+start_cluster() {  # start_cluster on|off: with the shared memory in huge pages or not
+  url=$(PG_CLUSTER_SETTINGS="-c shared_buffers=512MB -c max_wal_size=8GB -c huge_pages=$1" "$cluster" start "$work/pg") \
+    || { tail -20 "$work/pg/server.log" >&2; exit 1; }
+}
 # Shared memory in huge pages, as PostgreSQL's documentation recommends for a shared_buffers this
 # size. Each new server process maps the shared buffers it touches page by page; in 4 kB pages
 # that costs ds-load's two backends (and psql's one) a page fault per few buffers, which on this
 # VM is most of a fresh backend's first read of a page (docs/performance-load.md, "Huge pages").
-# The script reserves the pages when it can (as root), gives them back at exit, and says in the
-# table's header which it measured. --no-huge-pages measures with 4 kB pages.
+# The script asks the server how many it needs, reserves them when it can (as root), gives them
+# back at exit, and says in the table's header which it measured. --no-huge-pages: 4 kB pages.
 huge_note="4 kB pages (--no-huge-pages)"
+start_cluster off
 if [ "$huge" = 1 ]; then
-  # shellcheck disable=SC2086
-  need=$(as_owner "$pgbin/postgres" -D "$work/data" $settings -C shared_memory_size_in_huge_pages 2>/dev/null || echo 0)
+  need=$("$pgbin/psql" -d "$url" -qAtc "SHOW shared_memory_size_in_huge_pages")
+  "$cluster" stop "$work/pg"
   free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
-  if [ "${need:-0}" -gt 0 ] && [ "${free:-0}" -lt "$need" ] && [ -w /proc/sys/vm/nr_hugepages ]; then
+  reserved="reserved beforehand"
+  if [ "${free:-0}" -lt "$need" ] && [ -w /proc/sys/vm/nr_hugepages ]; then
     hugepages_before=$(cat /proc/sys/vm/nr_hugepages)
     echo $((hugepages_before + need - free)) >/proc/sys/vm/nr_hugepages || true
     free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
-    huge_note="huge pages ($need of 2 MB, reserved by this script for the run)"
-  else
-    huge_note="huge pages ($need of 2 MB, reserved beforehand)"
+    reserved="reserved by this script for the run"
   fi
-  if [ "${need:-0}" -gt 0 ] && [ "${free:-0}" -ge "$need" ]; then
-    settings="$settings -c huge_pages=on"
+  if [ "${free:-0}" -ge "$need" ]; then
+    huge_note="huge pages ($need of 2 MB, $reserved)"
+    start_cluster on
   else
     huge_note="4 kB pages: could not reserve $need huge pages (run as root, or set vm.nr_hugepages)"
-    settings="$settings -c huge_pages=off"
     say "$huge_note; measuring without them"
+    start_cluster off
   fi
-else
-  settings="$settings -c huge_pages=off"
 fi
-port=$(( 20000 + RANDOM % 40000 ))
-as_owner "$pgbin/pg_ctl" -D "$work/data" -l "$work/pg/server.log" -w -t 60 \
-  -o "-p $port -c listen_addresses=127.0.0.1 -k $work/pg $settings" \
-  start >/dev/null || { tail -20 "$work/pg/server.log" >&2; exit 1; }
-url="postgresql://postgres@127.0.0.1:$port/postgres"
 psql_q() { "$pgbin/psql" -d "$url" -v ON_ERROR_STOP=1 -qAt "$@"; }
 export DATABASE_URL=$url LOG_LEVEL=info  # ds-load's summary line (info) goes to its log
 

@@ -6,6 +6,9 @@
 #                             # writes DIR/env (DATABASE_URL=..., PGPORT=...) and prints the URL
 #   pg-cluster.sh stop DIR    # fast shutdown (no-op when not running)
 #   pg-cluster.sh status DIR  # exit 0 when running
+#
+# PG_CLUSTER_SETTINGS: the server's settings (`-c name=value ...`) at start. The default, for test
+# and demo data, trades durability for speed; bench/load/run.sh passes production-like ones.
 set -euo pipefail
 
 cmd=${1:-}; dir=${2:-}
@@ -45,13 +48,14 @@ case "$cmd" in
       as_owner "$pgbin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
-    # fsync off: these clusters hold test and demo data only, and speed matters more there. A port
-    # taken between the probe and the bind gets another try.
+    # fsync off by default: these clusters hold test and demo data, and speed matters more there.
+    # A port taken between the probe and the bind gets another try.
+    settings=${PG_CLUSTER_SETTINGS:--c fsync=off -c synchronous_commit=off -c full_page_writes=off}
     for attempt in 1 2 3 4 5; do
       port=$(free_port)
       seen=0; [ -f "$dir/server.log" ] && seen=$(wc -l <"$dir/server.log")
       if as_owner "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-p $port -c listen_addresses=127.0.0.1 -k $dir $settings" \
         start >/dev/null 2>"$dir/pg_ctl.err"; then
         break
       fi
