@@ -20,9 +20,6 @@
 
 namespace ds {
 
-// Carriage return and erase-to-end-of-line: takes the status line back.
-constexpr std::string_view clear_sequence = "\r\x1b[K";
-
 // Wraps one of the logger's sinks: a log line first wipes the progress line, which the next
 // report redraws. Without it a log line would start in the middle of the progress text.
 class ProgressLogSink final : public spdlog::sinks::sink {
@@ -116,12 +113,13 @@ Progress::Progress(std::string stage, bool quiet) : Progress(std::move(stage), s
 
 Progress::Progress(std::string stage, Settings settings) : stage_(std::move(stage)), s_(std::move(settings)) {
   if (!s_.clock) s_.clock = [] { return monotonic_seconds(); };
-  if (!s_.terminal)
+  if (!s_.terminal) {
     s_.terminal = [](std::string_view bytes) {
       std::fwrite(bytes.data(), 1, bytes.size(), stderr);
       std::fflush(stderr);
-      note_status_line(bytes != clear_sequence);  // a stop message clears a line left shown
     };
+    on_stderr_ = true;
+  }
   if (!s_.log) s_.log = [](const std::string& line) { spdlog::info("{}", line); };
   started_ = s_.clock();
   last_report_ = started_;
@@ -207,14 +205,19 @@ void Progress::draw() {
   std::string text = format(stage_, c_, s_.clock() - started_);
   // A line that wraps cannot be taken back with `\r`: keep it one column short of the width.
   if (s_.width > 1 && text.size() > static_cast<std::size_t>(s_.width - 1)) text.resize(s_.width - 1);
-  s_.terminal(std::string(clear_sequence) + text);
-  line_shown_ = true;
+  s_.terminal(clear_line_sequence + text);
+  set_line_shown(true);
 }
 
 void Progress::clear_line() {
   if (!line_shown_) return;
-  s_.terminal(clear_sequence);
-  line_shown_ = false;
+  s_.terminal(clear_line_sequence);
+  set_line_shown(false);
+}
+
+void Progress::set_line_shown(bool shown) {
+  line_shown_ = shown;
+  if (on_stderr_) note_status_line(shown);  // a stop signal's message then clears the line first
 }
 
 std::string Progress::format(std::string_view stage, const Counts& c, double elapsed_s) {

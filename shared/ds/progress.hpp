@@ -102,6 +102,8 @@ class Progress {
   double last_report_ = 0;
   bool reported_once_ = false;
   bool line_shown_ = false;
+  bool on_stderr_ = false;  // the default terminal: a stop signal's message must know of its line
+  void set_line_shown(bool shown);
   bool finished_ = false;
   struct LoggerHook;
   std::unique_ptr<LoggerHook> hook_;

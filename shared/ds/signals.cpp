@@ -33,8 +33,8 @@ std::atomic<bool> status_line{false};
   const char* msg = sig == SIGINT ? int_message : term_message;
   const std::size_t len = sig == SIGINT ? int_length : term_length;
   if (len > 0) {
-    static constexpr char clear[] = "\r\x1b[K";
-    ssize_t ignored = status_line.load() ? ::write(STDERR_FILENO, clear, sizeof clear - 1) : 0;
+    ssize_t ignored = 0;
+    if (status_line.load()) ignored = ::write(STDERR_FILENO, clear_line_sequence, sizeof clear_line_sequence - 1);
     ignored = ::write(STDERR_FILENO, msg, len);
     (void)ignored;
   }

@@ -11,6 +11,9 @@ namespace ds {
 // downstream. ds-load has its own handlers (it must roll back and record the run).
 void install_stop_signals(const char* program);
 
+// Carriage return and erase to the end of the line: takes a terminal status line back.
+inline constexpr char clear_line_sequence[] = "\r\x1b[K";
+
 // Whether a terminal status line (ds::Progress) is on stderr now: the stop message then clears it
 // first, instead of landing at the end of a half-overwritten line.
 void note_status_line(bool shown);
