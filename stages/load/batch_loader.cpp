@@ -224,9 +224,7 @@ UPDATE users u
    AND (u.handle, u."displayName", u.avatar) IS DISTINCT FROM (COALESCE(t.handle, u.handle), t.display_name, t.avatar)
 )SQL";
 
-// The batch's snapshots, one per (did, date), the last line winning; answers the counts and, when
-// some account is not in users, "did n" lines of the snapshots skipped for each (in the same
-// statement, since it is sent with the commit).
+// The batch's snapshots, one per (did, date), the last line winning; answers the counts.
 constexpr const char* merge_snapshots_sql = R"SQL(
 WITH src AS (
   SELECT DISTINCT ON (t.did, t.date) t.did, t.date, t.followers, t.following, t.posts, t.likes,
@@ -251,13 +249,16 @@ WITH src AS (
 SELECT (SELECT count(*) FROM src),
        (SELECT count(*) FROM known),
        count(*) FILTER (WHERE inserted),
-       count(*) FILTER (WHERE NOT inserted),
-       CASE WHEN (SELECT count(*) FROM src) <> (SELECT count(*) FROM known) THEN
-         (SELECT string_agg(o.did || ' ' || o.n, E'\n' ORDER BY o.did)
-            FROM (SELECT t.did, count(*) AS n FROM ds_load_snapshots t
-                   WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.did = t.did) GROUP BY t.did) o)
-       END
+       count(*) FILTER (WHERE NOT inserted)
   FROM up
+)SQL";
+
+// The batch's snapshot lines of accounts not in users, per account (sent with the merge: the
+// staging table is emptied by the COMMIT that follows them). Usually no rows.
+constexpr const char* orphan_snapshots_sql = R"SQL(
+SELECT t.did, count(*) FROM ds_load_snapshots t
+ WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.did = t.did)
+ GROUP BY t.did ORDER BY t.did
 )SQL";
 
 // The count columns are INTEGER; the API's counts are not bounded.
@@ -1096,7 +1097,7 @@ void BatchLoader::take_commit_result(PgResult r) {
 
 void BatchLoader::commit_done() {
   const auto& a = sent_.answers;
-  const std::size_t expected = (sent_.changed >= 0 ? 2 : 0) + (sent_.users ? 2 : 0) + (sent_.snapshots ? 1 : 0) + 1;
+  const std::size_t expected = (sent_.changed >= 0 ? 2 : 0) + (sent_.users ? 2 : 0) + (sent_.snapshots ? 2 : 0) + 1;
   if (a.size() != expected)
     throw PgError("the commit of " + sent_.lines() + " answered " + std::to_string(a.size()) + " results, not " +
                       std::to_string(expected),
@@ -1110,7 +1111,7 @@ void BatchLoader::commit_done() {
     count_users(a[k], a[k + 1]);
     k += 2;
   }
-  if (sent_.snapshots) count_snapshots(a[k]);
+  if (sent_.snapshots) count_snapshots(a[k], a[k + 1]);
   written_sent_.clear();
   ++stats_.batches;
   spdlog::debug("batch {} committed: {} records ({}) in {:.3f} s", stats_.batches, sent_.records, sent_.lines(),
@@ -1225,25 +1226,15 @@ void BatchLoader::stage_snapshots() {
   if (needs_analyze(analyzed_snapshots_, batch_snapshots_)) db_.exec(analyze_snapshots_sql);
 }
 
-void BatchLoader::count_snapshots(const PgResult& r) {
-  const std::int64_t known = r.int64(0, 1), inserted = r.int64(0, 2), updated = r.int64(0, 3);
+void BatchLoader::count_snapshots(const PgResult& merged, const PgResult& orphans) {
+  const std::int64_t known = merged.int64(0, 1), inserted = merged.int64(0, 2), updated = merged.int64(0, 3);
   stats_.snapshots_inserted += inserted;
   stats_.snapshots_updated += updated;
   stats_.snapshots_unchanged += known - inserted - updated;
-  if (r.is_null(0, 4)) return;
-  // "did n" per line, ordered by DID.
-  const std::string_view orphans = r.text(0, 4);
-  std::size_t from = 0;
-  while (from < orphans.size()) {
-    std::size_t to = orphans.find('\n', from);
-    if (to == std::string_view::npos) to = orphans.size();
-    const std::string_view line = orphans.substr(from, to - from);
-    const std::size_t space = line.rfind(' ');
-    std::int64_t n = 0;
-    std::from_chars(line.data() + space + 1, line.data() + line.size(), n);
+  for (int i = 0; i < orphans.rows(); ++i) {
+    const std::int64_t n = orphans.int64(i, 1);
     stats_.snapshots_skipped += n;
-    spdlog::warn("{} snapshot(s) of {} skipped: the account is not in users", n, line.substr(0, space));
-    from = to + 1;
+    spdlog::warn("{} snapshot(s) of {} skipped: the account is not in users", n, orphans.text(i, 0));
   }
 }
 
@@ -1280,6 +1271,7 @@ void BatchLoader::commit() {
     stage_snapshots();
     sent_.snapshots = true;
     add(merge_snapshots_sql);
+    add(orphan_snapshots_sql);
   }
   sql += "COMMIT";
   if (!PQsendQuery(db_.get(), sql.c_str())) throw_error(db_.get(), nullptr, "COMMIT");

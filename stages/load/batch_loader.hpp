@@ -106,7 +106,7 @@ class BatchLoader {
   void stage_users();
   void stage_snapshots();
   void count_users(const PgResult& displaced, const PgResult& applied);
-  void count_snapshots(const PgResult& merged);
+  void count_snapshots(const PgResult& merged, const PgResult& orphans);
   void clear_batch();
 
   PgConnection& db_;
