@@ -328,8 +328,8 @@ std::int64_t affected_rows(const PgResult& r) {
 }
 
 // Throws a failed statement's error with the same wording as PgConnection's: callers and operators
-// look for "lost the connection".
-[[noreturn]] void throw_error(PGconn* c, const PGresult* r, const char* sql) {
+// look for "lost the connection". `context`, when given, ends the message (which lines it was writing).
+[[noreturn]] void throw_error(PGconn* c, const PGresult* r, const char* sql, const std::string& context = "") {
   const char* sqlstate = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
   const bool lost = connection_lost(c, sqlstate ? sqlstate : "");
   std::string what = r ? PQresultErrorMessage(r) : "";
@@ -340,7 +340,8 @@ std::int64_t affected_rows(const PgResult& r) {
   std::string stmt(std::string_view(sql).substr(0, 60));
   for (auto& ch : stmt)
     if (ch == '\n') ch = ' ';
-  throw PgError((lost ? "lost the connection to PostgreSQL: " : "PostgreSQL error: ") + what + " [in:" + stmt + "...]",
+  throw PgError((lost ? "lost the connection to PostgreSQL: " : "PostgreSQL error: ") + what + " [in:" + stmt + "...]" +
+                    (context.empty() ? "" : " (" + context + ")"),
                 sqlstate ? sqlstate : "", lost);
 }
 
@@ -1088,11 +1089,7 @@ void BatchLoader::take_commit_result(PgResult r) {
   }
   // The transaction is aborted and the commit's later statements were skipped.
   commit_inflight_ = false;
-  try {
-    throw_error(db_.get(), r.get(), "COMMIT");
-  } catch (const PgError& e) {
-    throw PgError(std::string(e.what()) + " (writing " + sent_.lines() + ")", e.sqlstate, e.connection_lost);
-  }
+  throw_error(db_.get(), r.get(), "COMMIT", "writing " + sent_.lines());
 }
 
 void BatchLoader::commit_done() {
