@@ -66,6 +66,19 @@ std::string explain(const PgError& e) {
 class Run {
  public:
   Run(const LoadOptions& o, LineReader& in, OutputWriter& out) : o_(o), in_(in), out_(out) {}
+  Run(const Run&) = delete;
+  Run& operator=(const Run&) = delete;
+  // The run lock is released before the connection closes. Closing alone frees it only once the
+  // server process has exited, after ds-load has: a run started right after this one (the next
+  // shard, a rerun, a test) could find it still held and exit 4.
+  ~Run() {
+    if (!locked_ || !db_ || !db_->ok()) return;
+    try {
+      db_->exec("SELECT pg_advisory_unlock_all()");
+    } catch (const std::exception& e) {
+      spdlog::debug("releasing the run lock: {} (it goes with the session)", e.what());
+    }
+  }
 
   LoadResult go() {
     t0_ = monotonic_seconds();
@@ -84,6 +97,7 @@ class Run {
         spdlog::error("{}", res_.error);
         return finish_result();
       }
+      locked_ = true;
       open_run_row();
     } catch (const PgError& e) {
       return fail_early(explain(e));
@@ -285,6 +299,7 @@ class Run {
     return res_;
   }
   bool wall_recorded_ = false;
+  bool locked_ = false;  // this session holds the run lock (take_lock)
 
   const LoadOptions& o_;
   LineReader& in_;

@@ -614,10 +614,21 @@ TEST_CASE("load: a run exits 4 while another holds the run lock", "[db]") {
   CHECK(db.count("SELECT count(*) FROM snapshot_logs") == 0);
   CHECK(db.count("SELECT count(*) FROM posts") == 0);
 
-  other.reset();  // the lock goes with the session
+  other.reset();  // the lock goes with the session, once its server process has exited
+  const std::string advisory_locks =
+      "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+      "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+  for (int i = 0; i < 500 && db.count(advisory_locks) > 0; ++i) usleep(10'000);
   r = load(db, s.text);
   CHECK(r.exit_code == ds::exit_code::ok);
   CHECK(db.count("SELECT count(*) FROM posts") == 1);
+
+  // ds-load releases its lock before it returns: a run right after it never finds it held.
+  for (int i = 0; i < 20; ++i) {
+    r = load(db, s.text);
+    REQUIRE(r.exit_code == ds::exit_code::ok);
+    REQUIRE(db.count(advisory_locks) == 0);
+  }
 }
 
 TEST_CASE("load: loading the same stream twice, in any batch size, gives identical rows", "[db]") {
