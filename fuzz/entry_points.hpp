@@ -19,8 +19,9 @@
 #include "ds/ndjson.hpp"
 #include "ds/record_input.hpp"
 #include "ds/records.hpp"
-#include "feed_parser.hpp"
-#include "profiles_parser.hpp"
+#include "ds/appview/get_author_feed.hpp"
+#include "ds/appview/get_profiles.hpp"
+#include "ds/appview/lexicon.hpp"
 
 namespace ds::fuzz {
 
@@ -138,9 +139,9 @@ inline constexpr std::string_view fuzz_actor = "did:plc:wpe35pganb6d4pg4ekmfy6u5
 inline void author_feed(const std::uint8_t* data, std::size_t size) {
   quiet_logs();
   const std::string_view body(reinterpret_cast<const char*>(data), size);
-  feeds::FeedPage page;
+  appview::FeedPage page;
   Micros previous = *parse_timestamp("2026-11-01T06:00:00Z");
-  const std::string err = feeds::parse_author_feed(body, fuzz_actor, previous, page);
+  const std::string err = appview::parse_author_feed(body, fuzz_actor, previous, page);
   if (!err.empty()) {
     require(page.posts.empty(), "a failed page yields no posts");
     return;
@@ -152,7 +153,7 @@ inline void author_feed(const std::uint8_t* data, std::size_t size) {
     require(p.did == fuzz_actor, "only the actor's posts");
     require(p.sort_at <= p.created_at, "sortAt = least(createdAt, indexedAt)");
     for (const std::int64_t n : {p.likes, p.replies, p.quotes, p.reposts})
-      require(n >= 0 && n <= feeds::max_count, "counts clamped to [0, 2^31-1]");
+      require(n >= 0 && n <= appview::max_count, "counts clamped to [0, 2^31-1]");
     require_round_trip(p, want_post, "fetched post round trip");
   }
 }
@@ -160,23 +161,23 @@ inline void author_feed(const std::uint8_t* data, std::size_t size) {
 inline void get_profiles(const std::uint8_t* data, std::size_t size) {
   quiet_logs();
   const std::string_view body(reinterpret_cast<const char*>(data), size);
-  profiles::ProfilesPage page;
-  const std::string err = profiles::parse_get_profiles(body, page);
+  appview::ProfilesPage page;
+  const std::string err = appview::parse_get_profiles(body, page);
   if (!err.empty()) {
     require(page.profiles.empty(), "a failed answer yields no profiles");
     return;
   }
   for (const auto& f : page.profiles) {
     const Profile& p = f.profile;
-    require(p.handle.size() <= profiles::max_handle_bytes, "handle length");
+    require(p.handle.size() <= appview::max_handle_bytes, "handle length");
     if (p.display_name) {
-      require(p.display_name->size() <= profiles::max_display_name_bytes, "displayName fits varchar(255)");
+      require(p.display_name->size() <= appview::max_display_name_bytes, "displayName fits varchar(255)");
       require(is_valid_utf8(*p.display_name) && p.display_name->find('\0') == std::string::npos,
               "displayName valid UTF-8 without NUL");
     }
     if (p.avatar) require(is_valid_utf8(*p.avatar) && p.avatar->find('\0') == std::string::npos, "avatar sanitised");
     for (const std::int64_t n : {p.followers, p.following, p.posts})
-      require(n >= 0 && n <= profiles::max_count, "counts clamped to [0, 2^31-1]");
+      require(n >= 0 && n <= appview::max_count, "counts clamped to [0, 2^31-1]");
     // What ds-fetch-profiles writes for this account must be readable by ds-fetch-feeds.
     UserRecord u;
     u.did = f.did;

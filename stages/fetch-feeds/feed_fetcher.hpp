@@ -8,10 +8,10 @@
 #include <string>
 #include <unordered_set>
 
+#include "ds/appview/fetch_stage.hpp"
 #include "ds/http.hpp"
 #include "ds/ndjson.hpp"
 #include "ds/progress.hpp"
-#include "ds/record_input.hpp"
 #include "ds/records.hpp"
 
 namespace ds::feeds {
@@ -55,46 +55,41 @@ struct FetcherStats {
   std::int64_t time_fallbacks = 0;   // posts dated by indexedAt or the previous post
 };
 
-std::string author_feed_url(const std::string& base_url, const std::string& actor, int limit,
-                            const std::optional<std::string>& cursor);
-
-class FeedFetcher {
+// The loop, the `end` chain and the summary are FetchStage's (run() exits 3 when a feed failed
+// or was capped, or input lines were bad); this class decides what to ask for each user and
+// when its posts may be written.
+class FeedFetcher : public appview::FetchStage {
  public:
   FeedFetcher(FetcherOptions options, HttpClient& http, OutputWriter& out);
-  ~FeedFetcher();
-
-  // Reads all input (taking over `reader`'s before-read hook), fetches and writes, then writes
-  // the upstream end records and, if upstream's end was seen, this stage's own. Returns the exit
-  // code: 0, or exit_code::partial when a feed failed or was capped, or input lines were bad.
-  int run(LineReader& reader, RecordInput& input);
+  ~FeedFetcher() override;
 
   const FetcherStats& stats() const { return stats_; }
-  const EndRecord& end_record() const { return end_; }
 
  private:
   struct Job;
-  void add_user(UserRecord&& user);
+  bool wants_input() const override;
+  void add_user(UserRecord&& user) override;
+  bool window_empty() const override { return window_.empty(); }
+  void write_ready(bool may_open_block) override;
+  void add_end_fields(EndRecord& end) const override;
+  std::string summary() const override;
+  std::int64_t users_written() const override { return stats_.users; }
+  bool partial() const override { return stats_.failed > 0 || stats_.capped > 0; }
+
   void request_page(Job& job);
   HttpVerdict on_page(Job& job, HttpResult& r);
+  void fail(Job& job, const std::string& why);
   void finish(Job& job, FeedStatus status, std::optional<std::string> error);
-  void pump(bool may_open_block);
   void resume_paused();
   bool head_block_open() const;
-  void before_read();
-  static void before_read_hook(void* self);
-  void make_end(const RecordInput& input, double elapsed);
 
   FetcherOptions options_;
-  HttpClient& http_;
-  OutputWriter& out_;
   std::deque<std::unique_ptr<Job>> window_;
   std::unordered_set<std::string> seen_dids_;  // grows with distinct users (~100 bytes each)
   std::size_t buffered_bytes_ = 0;
   std::size_t paused_ = 0;  // jobs waiting for the buffer budget
   std::uint64_t next_seq_ = 0;
   FetcherStats stats_;
-  EndRecord end_;
-  double started_ = 0;
 };
 
 // --health: one getAuthorFeed call (limit 1) for `actor`. Empty when the API answered with a feed

@@ -9,36 +9,19 @@
 
 #include <spdlog/spdlog.h>
 
-#include "ds/clock.hpp"
-#include "ds/exit_codes.hpp"
-#include "ds/log.hpp"
-#include "profiles_parser.hpp"
+#include "ds/appview/answer.hpp"
+#include "ds/appview/get_profiles.hpp"
 
 namespace ds::profiles {
 
-namespace {
-std::string trim_base(const std::string& base) {
-  std::string b = base;
-  while (!b.empty() && b.back() == '/') b.pop_back();
-  return b;
-}
-}  // namespace
-
-std::string get_profiles_url(const std::string& base_url, const std::vector<std::string>& actors) {
-  std::string url = trim_base(base_url) + "/xrpc/app.bsky.actor.getProfiles";
-  char sep = '?';
-  for (const auto& a : actors) {
-    url += sep;
-    url += "actors=";
-    url += url_encode(a);
-    sep = '&';
-  }
-  return url;
-}
-
 ProfileFetcher::ProfileFetcher(FetcherOptions options, HttpClient& http, OutputWriter& out)
-    : options_(std::move(options)), http_(http), out_(out) {
-  options_.batch_size = std::clamp<std::size_t>(options_.batch_size, 1, 25);
+    : FetchStage("ds-fetch-profiles", http, out, options.input_fd, options.progress),
+      options_(std::move(options)) {
+  // Input may pause between batches of selected users; wait a little before sending a partial
+  // batch, then flush at a slower pace while it stays quiet.
+  first_quiet_ms_ = 100;
+  quiet_poll_ms_ = 500;
+  options_.batch_size = std::clamp<std::size_t>(options_.batch_size, 1, appview::max_profiles_per_request);
   options_.max_buffered_users = std::max<std::size_t>(options_.max_buffered_users, options_.batch_size);
 }
 
@@ -67,12 +50,22 @@ void ProfileFetcher::submit_batch() {
 
 void ProfileFetcher::submit(std::vector<std::string> dids) {
   ++stats_.batches;
-  const std::string url = get_profiles_url(options_.base_url, dids);
+  const std::string url = appview::get_profiles_url(options_.base_url, dids);
   http_.get(url, [this, dids = std::move(dids)](HttpResult& r) { return on_batch(dids, r); });
 }
 
 HttpVerdict ProfileFetcher::on_batch(const std::vector<std::string>& dids, HttpResult& r) {
-  if (!r.ok()) {
+  appview::ProfilesPage page;
+  std::string parse_error;
+  if (r.ok()) parse_error = appview::parse_get_profiles(r.body, page);
+  const appview::Outcome outcome = appview::classify(r, parse_error);
+  if (outcome == appview::Outcome::retry) {
+    spdlog::debug("getProfiles: {} (attempt {}); retrying", parse_error, r.attempt);
+    return HttpVerdict::retry;
+  }
+  // getProfiles says an account is gone by leaving it out of a usable answer, so an error answer
+  // is never about one account: `gone` cannot apply to a whole batch.
+  if (outcome != appview::Outcome::usable) {
     // A 400 names the whole batch; if one actor is malformed the rest still deserve an answer,
     // so split it and ask again (costs requests only when it happens).
     if (r.status == 400 && dids.size() > 1) {
@@ -83,18 +76,7 @@ HttpVerdict ProfileFetcher::on_batch(const std::vector<std::string>& dids, HttpR
       submit(std::vector<std::string>(mid, dids.end()));
       return HttpVerdict::done;
     }
-    const std::string why = r.describe() + " (after " + std::to_string(r.attempt) + " attempts)";
-    spdlog::warn("getProfiles failed for {} users: {}", dids.size(), why);
-    for (const auto& d : dids) answer(d, ProfileStatus::failed, nullptr, why);
-    return HttpVerdict::done;
-  }
-  ProfilesPage page;
-  if (const std::string err = parse_get_profiles(r.body, page); !err.empty()) {
-    if (!r.last_attempt) {
-      spdlog::debug("getProfiles: {} (attempt {}); retrying", err, r.attempt);
-      return HttpVerdict::retry;
-    }
-    const std::string why = err + " (after " + std::to_string(r.attempt) + " attempts)";
+    const std::string why = appview::failure_reason(r, parse_error);
     spdlog::warn("getProfiles failed for {} users: {}", dids.size(), why);
     for (const auto& d : dids) answer(d, ProfileStatus::failed, nullptr, why);
     return HttpVerdict::done;
@@ -139,7 +121,7 @@ void ProfileFetcher::apply(Slot& slot, const Answer& a) {
   slot.done = true;
 }
 
-void ProfileFetcher::emit_ready() {
+void ProfileFetcher::write_ready(bool) {
   while (!window_.empty() && window_.front().done) {
     const UserRecord& u = window_.front().user;
     encode(out_.buffer(), u);
@@ -152,108 +134,31 @@ void ProfileFetcher::emit_ready() {
     }
     window_.pop_front();
     ++head_seq_;
-    if (options_.progress) options_.progress->add_users();
+    if (progress_) progress_->add_users();
   }
 }
 
-void ProfileFetcher::before_read_hook(void* self) { static_cast<ProfileFetcher*>(self)->before_read(); }
-
-// Called by the reader just before it would block on input: keep the pipeline moving instead.
-void ProfileFetcher::before_read() {
-  emit_ready();
-  out_.flush();
-  if (options_.input_fd < 0) return;
-  // Input still flowing: keep filling the batch. Upstream quiet for a while: send what we have
-  // rather than sit on a partial batch, then keep transfers and output going until input comes.
-  if (http_.run_until_readable(options_.input_fd, 100)) return;
-  submit_batch();
-  while (!http_.run_until_readable(options_.input_fd, 500)) {
-    emit_ready();
-    out_.flush();
-  }
+std::string ProfileFetcher::summary() const {
+  return fmt::format("{} users ({} ok, {} gone, {} failed, {} duplicates)", stats_.users, stats_.ok, stats_.gone,
+                     stats_.failed, stats_.duplicates);
 }
 
-int ProfileFetcher::run(LineReader& reader, RecordInput& input) {
-  started_ = monotonic_seconds();
-  reader.set_before_read(&ProfileFetcher::before_read_hook, this);
-  InputRecord rec;
-  bool input_done = false;
-  for (;;) {
-    emit_ready();
-    if (!input_done && window_.size() < options_.max_buffered_users) {
-      if (input.next(rec)) {
-        add_user(std::move(rec.user));
-      } else {
-        input_done = true;
-        submit_batch();
-      }
-      continue;
-    }
-    if (window_.empty()) break;
-    submit_batch();  // window full or input over: nothing more will join a partial batch
-    if (http_.pending() == 0)
-      throw std::logic_error("ds-fetch-profiles: users waiting with no request outstanding");
-    http_.poll(250);
-  }
-  reader.set_before_read(&OutputWriter::flush_hook, &out_);
-
-  const double elapsed = monotonic_seconds() - started_;
-  finish_end(input, elapsed);
-  input.write_upstream_ends();
-  if (input.saw_upstream_end()) {
-    encode(out_.buffer(), end_);
-  } else {
-    spdlog::warn("input ended without the upstream stage's end record: not writing ours, so the "
-                 "run cannot be recorded as complete");
-  }
-  out_.flush();
-
-  if (options_.progress) options_.progress->finish();  // the summary must not share its line
-  const auto& c = http_.counters();
-  spdlog::info("done: {} users ({} ok, {} gone, {} failed, {} duplicates), {} requests ({} retries, "
-               "{} rate-limited), {:.3f} requests/user, {} bad input lines, {:.1f} s",
-               stats_.users, stats_.ok, stats_.gone, stats_.failed, stats_.duplicates, c.requests,
-               c.retries, c.http_429, stats_.users ? double(c.requests) / double(stats_.users) : 0.0,
-               input.bad_lines(), elapsed);
-  return (stats_.failed > 0 || input.bad_lines() > 0) ? exit_code::partial : exit_code::ok;
-}
-
-void ProfileFetcher::finish_end(const RecordInput& input, double elapsed) {
-  const auto& c = http_.counters();
-  end_ = EndRecord{};
-  end_.stage = "ds-fetch-profiles";
-  end_.set("users", stats_.users);
-  end_.set("ok", stats_.ok);
-  end_.set("gone", stats_.gone);
-  end_.set("failed", stats_.failed);
-  end_.set("duplicates", stats_.duplicates);
-  end_.set("requests", c.requests);
-  end_.set("retries", c.retries);
-  end_.set("http_429", c.http_429);
-  end_.set("http_5xx", c.http_5xx);
-  end_.set("transport_errors", c.transport_errors);
-  end_.set("bytes", c.bytes);
-  end_.set("connections", c.connections);
-  end_.set("bad_items", stats_.bad_items);
-  end_.set("bad_lines", input.bad_lines());
-  // Integer, since counters are integers: requests per 1000 users.
-  end_.set("requests_per_1000_users", stats_.users ? c.requests * 1000 / stats_.users : 0);
-  end_.elapsed_s = elapsed;
+void ProfileFetcher::add_end_fields(EndRecord& end) const {
+  end.set("users", stats_.users);
+  end.set("ok", stats_.ok);
+  end.set("gone", stats_.gone);
+  end.set("failed", stats_.failed);
+  end.set("duplicates", stats_.duplicates);
+  end.set("bad_items", stats_.bad_items);
 }
 
 std::string health_check(HttpClient& http, const std::string& base_url, const std::string& actor) {
-  const std::string url = get_profiles_url(base_url, {actor});
-  std::string problem = "no answer";
-  http.get(url, [&](HttpResult& r) {
-    if (!r.ok()) {
-      problem = r.describe();
-      return HttpVerdict::done;
-    }
-    ProfilesPage page;
-    problem = parse_get_profiles(r.body, page);
+  return appview::probe(http, appview::get_profiles_url(base_url, {actor}), [&](std::string_view body) {
+    appview::ProfilesPage page;
+    std::string problem = appview::parse_get_profiles(body, page);
     // A 200 without the account is no proof of health: the real AppView leaves out actors it
     // cannot resolve, and a proxy or a wrong base URL can answer with an empty list.
-    const auto is_actor = [&](const FetchedProfile& f) {
+    const auto is_actor = [&](const appview::FetchedProfile& f) {
       const std::string& h = f.profile.handle;  // handles compare case-insensitively
       return f.did == actor || std::equal(h.begin(), h.end(), actor.begin(), actor.end(), [](char a, char b) {
                return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
@@ -261,11 +166,8 @@ std::string health_check(HttpClient& http, const std::string& base_url, const st
     };
     if (problem.empty() && std::none_of(page.profiles.begin(), page.profiles.end(), is_actor))
       problem = "the answer has no profile for " + actor;
-    return HttpVerdict::done;
+    return problem;
   });
-  http.run();
-  if (problem.empty()) return {};
-  return "API health check failed: " + url + " : " + problem;
 }
 
 }  // namespace ds::profiles

@@ -7,17 +7,18 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ds/appview/fetch_stage.hpp"
+#include "ds/appview/requests.hpp"
 #include "ds/http.hpp"
 #include "ds/ndjson.hpp"
 #include "ds/progress.hpp"
-#include "ds/record_input.hpp"
 #include "ds/records.hpp"
 
 namespace ds::profiles {
 
 struct FetcherOptions {
   std::string base_url;              // e.g. https://public.api.bsky.app (no trailing slash needed)
-  std::size_t batch_size = 25;       // getProfiles accepts 1..25 actors
+  std::size_t batch_size = appview::max_profiles_per_request;
   // Users held between reading and writing (output keeps input order, so a slow batch holds the
   // ones after it). Bounds memory: about 1 KiB per user.
   std::size_t max_buffered_users = 2000;
@@ -37,20 +38,13 @@ struct FetcherStats {
   std::int64_t bad_items = 0;   // unusable entries in responses
 };
 
-// Builds the getProfiles URL for a batch of actors.
-std::string get_profiles_url(const std::string& base_url, const std::vector<std::string>& actors);
-
-class ProfileFetcher {
+// The loop, the `end` chain and the summary are FetchStage's (run() exits 3 when users failed
+// or input lines were bad); this class batches, de-duplicates and applies the answers.
+class ProfileFetcher : public appview::FetchStage {
  public:
   ProfileFetcher(FetcherOptions options, HttpClient& http, OutputWriter& out);
 
-  // Reads all input (taking over `reader`'s before-read hook), writes every user record in input
-  // order, then the upstream end records and, if upstream's end was seen, this stage's own.
-  // Returns the exit code: 0, or exit_code::partial when users failed or input lines were bad.
-  int run(LineReader& reader, RecordInput& input);
-
   const FetcherStats& stats() const { return stats_; }
-  const EndRecord& end_record() const { return end_; }
 
  private:
   struct Slot {
@@ -65,20 +59,25 @@ class ProfileFetcher {
     std::vector<std::uint64_t> waiting;  // sequence numbers of slots wanting this answer
   };
 
-  void add_user(UserRecord&& user);
+  bool wants_input() const override { return window_.size() < options_.max_buffered_users; }
+  void add_user(UserRecord&& user) override;
+  bool window_empty() const override { return window_.empty(); }
+  void write_ready(bool) override;
+  // Nothing more joins a partial batch while the loop waits, or while input is quiet.
+  void before_wait() override { submit_batch(); }
+  void on_input_quiet() override { submit_batch(); }
+  void add_end_fields(EndRecord& end) const override;
+  std::string summary() const override;
+  std::int64_t users_written() const override { return stats_.users; }
+  bool partial() const override { return stats_.failed > 0; }
+
   void submit_batch();
   void submit(std::vector<std::string> dids);
   HttpVerdict on_batch(const std::vector<std::string>& dids, HttpResult& r);
   void answer(const std::string& did, ProfileStatus status, const Profile* profile, const std::string& error);
   void apply(Slot& slot, const Answer& a);
-  void emit_ready();
-  void before_read();
-  static void before_read_hook(void* self);
-  void finish_end(const RecordInput& input, double elapsed);
 
   FetcherOptions options_;
-  HttpClient& http_;
-  OutputWriter& out_;
   std::deque<Slot> window_;
   std::uint64_t head_seq_ = 0;  // sequence number of window_.front()
   std::uint64_t next_seq_ = 0;
@@ -87,8 +86,6 @@ class ProfileFetcher {
   std::unordered_map<std::string, Answer> answers_;
   std::vector<std::string> batch_;
   FetcherStats stats_;
-  EndRecord end_;
-  double started_ = 0;
 };
 
 // --health: one getProfiles call for `actor`. Returns an empty string when the API answered with

@@ -11,10 +11,11 @@
 #include <simdjson.h>
 
 #include "ds/clock.hpp"
-#include "feed_parser.hpp"
+#include "ds/appview/get_author_feed.hpp"
+#include "ds/appview/lexicon.hpp"
 
-using ds::feeds::FeedPage;
-using ds::feeds::parse_author_feed;
+using ds::appview::FeedPage;
+using ds::appview::parse_author_feed;
 
 namespace {
 

@@ -22,8 +22,10 @@
 #include "ds/ndjson.hpp"
 #include "ds/progress.hpp"
 #include "ds/record_input.hpp"
+#include "ds/appview/requests.hpp"
 #include "ds/records.hpp"
 #include "feed_fetcher.hpp"
+#include "fetch_stage_fixture.hpp"
 #include "server.hpp"
 
 namespace {
@@ -55,25 +57,8 @@ struct FakeActor {
 // cursor is the last item's sortAt, a missing cursor means the end.
 class FakeAppView {
  public:
-  FakeAppView() {
-    server.new_task_queue = [] { return new httplib::ThreadPool(32); };
-    server.set_keep_alive_max_count(100000);
-    server.set_tcp_nodelay(true);  // else Nagle + delayed ACK add 40 ms per response
-    server.Get("/xrpc/app.bsky.feed.getAuthorFeed", [this](const httplib::Request& req, httplib::Response& res) {
-      handle(req, res);
-    });
-    port = server.bind_to_any_port("127.0.0.1");
-    REQUIRE(port > 0);
-  }
-  void start() {
-    thread = std::thread([this] { server.listen_after_bind(); });
-    while (!server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ~FakeAppView() {
-    server.stop();
-    if (thread.joinable()) thread.join();
-  }
-  std::string base() const { return "http://127.0.0.1:" + std::to_string(port); }
+  void start() { endpoint.start(); }
+  std::string base() const { return endpoint.base(); }
   int hits(const std::string& actor) {
     std::lock_guard<std::mutex> l(mu);
     return hit_count[actor];
@@ -146,12 +131,12 @@ class FakeAppView {
     res.set_content(body, "application/json; charset=utf-8");
   }
 
-  httplib::Server server;
-  int port = 0;
-  std::thread thread;
   std::mutex mu;
   std::map<std::string, int> hit_count;
   int max_limit_seen = 0;
+  fetch_fixture::LoopbackEndpoint endpoint{
+      "/xrpc/app.bsky.feed.getAuthorFeed",
+      [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); }};
 };
 
 // `count` own posts one hour apart from base_time back, with `reposts_every`-th item a repost.
@@ -206,13 +191,8 @@ Rec parse(const std::string& line) {
   return r;
 }
 
-struct Run {
-  int rc = -1;
-  std::vector<std::string> lines;
+struct Run : fetch_fixture::StageRun<ds::feeds::FeedFetcher> {
   std::vector<Rec> recs;
-  ds::EndRecord end;
-  ds::feeds::FetcherStats stats;
-  ds::HttpCounters http;
   const Rec& user(const std::string& did) const {
     for (const auto& r : recs)
       if (r.type == "user" && r.did == did) return r;
@@ -226,70 +206,13 @@ struct Run {
   }
 };
 
-int temp_fd(const std::string& content) {
-  char path[] = "/tmp/ds-fetch-feeds-test-XXXXXX";
-  const int fd = ::mkstemp(path);
-  REQUIRE(fd >= 0);
-  ::unlink(path);
-  REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
-  ::lseek(fd, 0, SEEK_SET);
-  return fd;
-}
-
-ds::HttpOptions test_http(int concurrency = 4) {
-  ds::HttpOptions o;
-  o.concurrency = concurrency;
-  o.rate_limit_rps = 0;
-  o.backoff_initial_s = 0.01;
-  o.backoff_max_s = 0.05;
-  o.timeout_s = 10;
-  return o;
-}
-
-void split_output(int out_fd, Run& run) {
-  ::lseek(out_fd, 0, SEEK_SET);
-  std::string all;
-  char buf[65536];
-  ssize_t n;
-  while ((n = ::read(out_fd, buf, sizeof buf)) > 0) all.append(buf, static_cast<std::size_t>(n));
-  ::close(out_fd);
-  std::size_t start = 0;
-  while (start < all.size()) {
-    const std::size_t nl = all.find('\n', start);
-    REQUIRE(nl != std::string::npos);  // whole lines only
-    run.lines.push_back(all.substr(start, nl - start));
-    run.recs.push_back(parse(run.lines.back()));
-    start = nl + 1;
-  }
-}
+using fetch_fixture::test_http;
 
 // Runs the stage over `input` (from a file descriptor, like stdin) and collects its output.
 Run run_stage(const std::string& input, ds::feeds::FetcherOptions fo, ds::HttpOptions ho = test_http()) {
-  Run run;
-  const int in_fd = temp_fd(input);
-  const int out_fd = temp_fd("");
-  {
-    ds::Progress progress("ds-fetch-feeds", ds::Progress::Settings{});  // silent; counts only
-    ds::HttpClient http(ho);
-    http.set_observer(ds::progress_observer(progress));  // as the stage wires it
-    ds::LineReader reader(in_fd, "input");
-    ds::OutputWriter out(out_fd);
-    ds::RecordInput in("ds-fetch-feeds", reader, out, ds::want_user, false);
-    fo.input_fd = in_fd;
-    fo.progress = &progress;
-    ds::feeds::FeedFetcher fetcher(fo, http, out);
-    run.rc = fetcher.run(reader, in);
-    run.end = fetcher.end_record();
-    run.stats = fetcher.stats();
-    run.http = http.counters();
-    // Whatever the run, the live view ends on the stage's own totals.
-    const auto shown = progress.counts();
-    CHECK(shown.users == run.stats.users);
-    CHECK(shown.posts == run.stats.posts);
-    CHECK(shown.requests == run.http.requests);
-  }
-  ::close(in_fd);
-  split_output(out_fd, run);
+  Run run{fetch_fixture::run_fetch_stage<ds::feeds::FeedFetcher>("ds-fetch-feeds", input, fo, ho), {}};
+  CHECK(run.shown.posts == run.stats.posts);
+  for (const auto& line : run.lines) run.recs.push_back(parse(line));
   return run;
 }
 
@@ -544,7 +467,7 @@ TEST_CASE("fetch-feeds: input arriving slowly through a pipe", "[fetch_feeds]") 
     ::close(fds[1]);
   });
   Run run;
-  const int out_fd = temp_fd("");
+  const int out_fd = fetch_fixture::temp_fd("");
   {
     ds::HttpClient http(test_http());
     ds::LineReader reader(fds[0], "pipe");
@@ -557,7 +480,8 @@ TEST_CASE("fetch-feeds: input arriving slowly through a pipe", "[fetch_feeds]") 
   }
   writer.join();
   ::close(fds[0]);
-  split_output(out_fd, run);
+  run.lines = fetch_fixture::read_lines(out_fd);
+  for (const auto& line : run.lines) run.recs.push_back(parse(line));
   CHECK(run.rc == ds::exit_code::ok);
   check_contiguous(run, order);
   for (const auto& d : order) CHECK(run.posts_of(d) == 120);
@@ -565,9 +489,9 @@ TEST_CASE("fetch-feeds: input arriving slowly through a pipe", "[fetch_feeds]") 
 }
 
 TEST_CASE("fetch-feeds: URLs carry the actor and cursor encoded", "[fetch_feeds]") {
-  CHECK(ds::feeds::author_feed_url("https://x.test/", "did:plc:a", 100, std::nullopt) ==
+  CHECK(ds::appview::author_feed_url("https://x.test/", "did:plc:a", 100, std::nullopt) ==
         "https://x.test/xrpc/app.bsky.feed.getAuthorFeed?actor=did%3Aplc%3Aa&limit=100");
-  CHECK(ds::feeds::author_feed_url("https://x.test", "did:plc:a", 100, std::string("2024-03-21T23:36:16.378Z")) ==
+  CHECK(ds::appview::author_feed_url("https://x.test", "did:plc:a", 100, std::string("2024-03-21T23:36:16.378Z")) ==
         "https://x.test/xrpc/app.bsky.feed.getAuthorFeed?actor=did%3Aplc%3Aa&limit=100&cursor=2024-03-21T23%3A36%3A16.378Z");
 }
 

@@ -20,7 +20,9 @@
 #include "ds/ndjson.hpp"
 #include "ds/progress.hpp"
 #include "ds/record_input.hpp"
+#include "ds/appview/requests.hpp"
 #include "ds/records.hpp"
+#include "fetch_stage_fixture.hpp"
 #include "profile_fetcher.hpp"
 
 namespace {
@@ -28,25 +30,8 @@ namespace {
 // A getProfiles that knows some accounts and can misbehave on request.
 class FakeProfiles {
  public:
-  FakeProfiles() {
-    server.new_task_queue = [] { return new httplib::ThreadPool(32); };
-    server.set_keep_alive_max_count(100000);
-    server.set_tcp_nodelay(true);  // else Nagle + delayed ACK add 40 ms per response
-    server.Get("/xrpc/app.bsky.actor.getProfiles", [this](const httplib::Request& req, httplib::Response& res) {
-      handle(req, res);
-    });
-    port = server.bind_to_any_port("127.0.0.1");
-    REQUIRE(port > 0);
-  }
-  void start() {
-    thread = std::thread([this] { server.listen_after_bind(); });
-    while (!server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ~FakeProfiles() {
-    server.stop();
-    if (thread.joinable()) thread.join();
-  }
-  std::string base() const { return "http://127.0.0.1:" + std::to_string(port); }
+  void start() { endpoint.start(); }
+  std::string base() const { return endpoint.base(); }
   std::vector<std::vector<std::string>> batches() {
     std::lock_guard<std::mutex> l(mu);
     return seen;
@@ -102,11 +87,11 @@ class FakeProfiles {
     res.set_content(body, "application/json; charset=utf-8");
   }
 
-  httplib::Server server;
-  int port = 0;
-  std::thread thread;
   std::mutex mu;
   std::vector<std::vector<std::string>> seen;
+  fetch_fixture::LoopbackEndpoint endpoint{
+      "/xrpc/app.bsky.actor.getProfiles",
+      [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); }};
 };
 
 std::string user_line(const std::string& did) {
@@ -147,11 +132,8 @@ Rec parse(const std::string& line) {
   return r;
 }
 
-struct Run {
-  int rc = -1;
+struct Run : fetch_fixture::StageRun<ds::profiles::ProfileFetcher> {
   std::vector<Rec> recs;
-  ds::EndRecord end;
-  ds::profiles::FetcherStats stats;
   std::vector<Rec> users() const {
     std::vector<Rec> u;
     for (const auto& r : recs)
@@ -160,68 +142,16 @@ struct Run {
   }
 };
 
-int temp_fd(const std::string& content) {
-  char path[] = "/tmp/ds-fetch-profiles-test-XXXXXX";
-  const int fd = ::mkstemp(path);
-  REQUIRE(fd >= 0);
-  ::unlink(path);
-  REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
-  ::lseek(fd, 0, SEEK_SET);
-  return fd;
-}
-
-ds::HttpOptions test_http(int concurrency = 4) {
-  ds::HttpOptions o;
-  o.concurrency = concurrency;
-  o.rate_limit_rps = 0;
-  o.backoff_initial_s = 0.01;
-  o.backoff_max_s = 0.05;
-  o.max_attempts = 3;
-  o.timeout_s = 10;
-  return o;
-}
+ds::HttpOptions test_http(int concurrency = 4) { return fetch_fixture::test_http(concurrency, 3); }
 
 Run run_stage(const std::string& input, const FakeProfiles& fake, ds::HttpOptions ho = test_http(),
               std::size_t max_buffered = 2000) {
-  Run run;
-  const int in_fd = temp_fd(input);
-  const int out_fd = temp_fd("");
-  {
-    ds::Progress progress("ds-fetch-profiles", ds::Progress::Settings{});  // silent; counts only
-    ds::HttpClient http(ho);
-    http.set_observer(ds::progress_observer(progress));  // as the stage wires it
-    ds::LineReader reader(in_fd, "input");
-    ds::OutputWriter out(out_fd);
-    ds::RecordInput in("ds-fetch-profiles", reader, out, ds::want_user, false);
-    ds::profiles::FetcherOptions o;
-    o.base_url = fake.base();
-    o.input_fd = in_fd;
-    o.max_buffered_users = max_buffered;
-    o.progress = &progress;
-    ds::profiles::ProfileFetcher f(o, http, out);
-    run.rc = f.run(reader, in);
-    run.end = f.end_record();
-    run.stats = f.stats();
-    // Whatever the run, the live view ends on the stage's own totals.
-    const auto shown = progress.counts();
-    CHECK(shown.users == run.stats.users);
-    CHECK(shown.posts == 0);
-    CHECK(shown.requests == http.counters().requests);
-  }
-  ::close(in_fd);
-  ::lseek(out_fd, 0, SEEK_SET);
-  std::string all;
-  char buf[65536];
-  ssize_t n;
-  while ((n = ::read(out_fd, buf, sizeof buf)) > 0) all.append(buf, static_cast<std::size_t>(n));
-  ::close(out_fd);
-  std::size_t start = 0;
-  while (start < all.size()) {
-    const std::size_t nl = all.find('\n', start);
-    REQUIRE(nl != std::string::npos);
-    run.recs.push_back(parse(all.substr(start, nl - start)));
-    start = nl + 1;
-  }
+  ds::profiles::FetcherOptions o;
+  o.base_url = fake.base();
+  o.max_buffered_users = max_buffered;
+  Run run{fetch_fixture::run_fetch_stage<ds::profiles::ProfileFetcher>("ds-fetch-profiles", input, o, ho), {}};
+  CHECK(run.shown.posts == 0);
+  for (const auto& line : run.lines) run.recs.push_back(parse(line));
   return run;
 }
 
@@ -395,7 +325,7 @@ TEST_CASE("fetch-profiles: a small buffer still keeps order and loses nobody", "
 }
 
 TEST_CASE("fetch-profiles: URLs repeat actors= and encode each", "[fetch_profiles]") {
-  CHECK(ds::profiles::get_profiles_url("https://x.test/", {"did:plc:a", "b.test"}) ==
+  CHECK(ds::appview::get_profiles_url("https://x.test/", {"did:plc:a", "b.test"}) ==
         "https://x.test/xrpc/app.bsky.actor.getProfiles?actors=did%3Aplc%3Aa&actors=b.test");
 }
 

@@ -8,10 +8,12 @@
 #include <simdjson.h>
 
 #include "ds/json_writer.hpp"
-#include "profiles_parser.hpp"
+#include "ds/appview/get_profiles.hpp"
+#include "ds/appview/lexicon.hpp"
+#include "ds/appview/requests.hpp"
 
-using ds::profiles::parse_get_profiles;
-using ds::profiles::ProfilesPage;
+using ds::appview::parse_get_profiles;
+using ds::appview::ProfilesPage;
 
 namespace {
 
@@ -178,11 +180,11 @@ TEST_CASE("getProfiles: display names are made safe for varchar(255)", "[profile
 }
 
 TEST_CASE("truncate_utf8 never splits a character", "[profiles_parser]") {
-  CHECK(ds::profiles::truncate_utf8("abc", 5) == "abc");
-  CHECK(ds::profiles::truncate_utf8("abcdef", 3) == "abc");
-  CHECK(ds::profiles::truncate_utf8("a\xF0\x9F\xA6\x8B", 4) == "a");  // 4-byte char cut -> dropped whole
-  CHECK(ds::profiles::truncate_utf8("a\xF0\x9F\xA6\x8B", 5) == "a\xF0\x9F\xA6\x8B");
-  CHECK(ds::profiles::truncate_utf8("\xC3\xA9\xC3\xA9", 3) == "\xC3\xA9");
+  CHECK(ds::appview::truncate_utf8("abc", 5) == "abc");
+  CHECK(ds::appview::truncate_utf8("abcdef", 3) == "abc");
+  CHECK(ds::appview::truncate_utf8("a\xF0\x9F\xA6\x8B", 4) == "a");  // 4-byte char cut -> dropped whole
+  CHECK(ds::appview::truncate_utf8("a\xF0\x9F\xA6\x8B", 5) == "a\xF0\x9F\xA6\x8B");
+  CHECK(ds::appview::truncate_utf8("\xC3\xA9\xC3\xA9", 3) == "\xC3\xA9");
 }
 
 TEST_CASE("getProfiles: unusable items are reported, the rest still parse", "[profiles_parser]") {

@@ -1,18 +1,15 @@
-// Turns an app.bsky.actor.getProfiles response body into profiles, as a pure function, so every
+// app.bsky.actor.getProfiles: a response body read into profiles, as a pure function, so every
 // odd thing the API (or something posing as it) can send is handled in one tested place.
 #pragma once
-#include <cstdint>
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "ds/records.hpp"
 
-namespace ds::profiles {
+namespace ds::appview {
 
-// Counts land in PostgreSQL int columns: absent, null, non-numeric or negative counts read as 0,
-// numeric strings ("12") are accepted, and anything above 2^31-1 is clamped to 2^31-1.
-constexpr std::int64_t max_count = 2147483647;
 // users."displayName" is varchar(255): longer names are cut to 255 bytes at a UTF-8 boundary
 // (bytes, not characters, so the limit holds under any reading of the column width).
 constexpr std::size_t max_display_name_bytes = 255;
@@ -39,10 +36,8 @@ struct ProfilesPage {
 
 // Parses a getProfiles body. Returns an empty string on success, else why the body as a whole is
 // not a getProfiles answer (malformed or truncated JSON, an {"error":...} object, no `profiles`
-// array). Bad items do not fail the page; they are listed in `problems`.
+// array). Bad items do not fail the page; they are listed in `problems`. Counts as the lexicon
+// readers say (lexicon.hpp).
 std::string parse_get_profiles(std::string_view body, ProfilesPage& out);
 
-// Shortens valid UTF-8 to at most `max_bytes` without splitting a character.
-std::string truncate_utf8(std::string_view s, std::size_t max_bytes);
-
-}  // namespace ds::profiles
+}  // namespace ds::appview

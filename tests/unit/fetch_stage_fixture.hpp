@@ -1,0 +1,139 @@
+// The set-up every fetch-stage test shares: a canned AppView endpoint on 127.0.0.1, stdin and
+// stdout as real file descriptors, and one run of a FetchStage with its output split into lines.
+#pragma once
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <httplib.h>
+
+#include "ds/http.hpp"
+#include "ds/ndjson.hpp"
+#include "ds/progress.hpp"
+#include "ds/record_input.hpp"
+#include "ds/records.hpp"
+
+namespace fetch_fixture {
+
+// One XRPC endpoint answered by `handler` on a loopback port, on a thread pool big enough that
+// a slow answer never holds up the others.
+class LoopbackEndpoint {
+ public:
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+  LoopbackEndpoint(const std::string& path, Handler handler) {
+    server_.new_task_queue = [] { return new httplib::ThreadPool(32); };
+    server_.set_keep_alive_max_count(100000);
+    server_.set_tcp_nodelay(true);  // else Nagle + delayed ACK add 40 ms per response
+    server_.Get(path, std::move(handler));
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    REQUIRE(port_ > 0);
+  }
+  ~LoopbackEndpoint() {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  void start() {
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// A file holding `content`, already unlinked, positioned at its start: stdin or stdout of a run.
+inline int temp_fd(const std::string& content) {
+  char path[] = "/tmp/ds-fetch-test-XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  ::unlink(path);
+  REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
+  ::lseek(fd, 0, SEEK_SET);
+  return fd;
+}
+
+// Fast retries and no rate cap: the tests measure behaviour, not politeness.
+inline ds::HttpOptions test_http(int concurrency = 4, int max_attempts = 4) {
+  ds::HttpOptions o;
+  o.concurrency = concurrency;
+  o.rate_limit_rps = 0;
+  o.backoff_initial_s = 0.01;
+  o.backoff_max_s = 0.05;
+  o.max_attempts = max_attempts;
+  o.timeout_s = 10;
+  return o;
+}
+
+// Everything written to `fd` (a temp_fd), as whole lines; closes it.
+inline std::vector<std::string> read_lines(int fd) {
+  ::lseek(fd, 0, SEEK_SET);
+  std::string all;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) all.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < all.size()) {
+    const std::size_t nl = all.find('\n', start);
+    REQUIRE(nl != std::string::npos);  // whole lines only
+    lines.push_back(all.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return lines;
+}
+
+template <class Stage>
+struct StageRun {
+  int rc = -1;
+  std::vector<std::string> lines;  // stdout, whole lines
+  ds::EndRecord end;
+  std::decay_t<decltype(std::declval<const Stage&>().stats())> stats;
+  ds::HttpCounters http;
+  ds::Progress::Counts shown;  // what the live view showed last
+};
+
+// Runs `Stage` over `input` (from a file descriptor, like stdin) with the HTTP client and
+// progress wired as the stage's main() wires them, and collects what it wrote.
+template <class Stage, class Options>
+StageRun<Stage> run_fetch_stage(const std::string& stage_name, const std::string& input, Options options,
+                                const ds::HttpOptions& http_options) {
+  StageRun<Stage> run;
+  const int in_fd = temp_fd(input);
+  const int out_fd = temp_fd("");
+  {
+    ds::Progress progress(stage_name, ds::Progress::Settings{});  // silent; counts only
+    ds::HttpClient http(http_options);
+    http.set_observer(ds::progress_observer(progress));
+    ds::LineReader reader(in_fd, "input");
+    ds::OutputWriter out(out_fd);
+    ds::RecordInput in(stage_name, reader, out, ds::want_user, false);
+    options.input_fd = in_fd;
+    options.progress = &progress;
+    Stage stage(options, http, out);
+    run.rc = stage.run(reader, in);
+    run.end = stage.end_record();
+    run.stats = stage.stats();
+    run.http = http.counters();
+    // Whatever the run, the live view ends on the stage's own totals.
+    run.shown = progress.counts();
+    CHECK(run.shown.users == run.stats.users);
+    CHECK(run.shown.requests == run.http.requests);
+  }
+  ::close(in_fd);
+  run.lines = read_lines(out_fd);
+  return run;
+}
+
+}  // namespace fetch_fixture
