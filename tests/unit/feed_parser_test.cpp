@@ -10,9 +10,9 @@
 #include <catch2/catch.hpp>
 #include <simdjson.h>
 
-#include "ds/clock.hpp"
 #include "ds/appview/get_author_feed.hpp"
 #include "ds/appview/lexicon.hpp"
+#include "ds/clock.hpp"
 
 using ds::appview::FeedPage;
 using ds::appview::parse_author_feed;
@@ -130,28 +130,18 @@ TEST_CASE("getAuthorFeed capture: own posts, cursor, times and counts", "[feed_p
   CHECK(ds::format_timestamp(page.posts.back().sort_at) <= *page.cursor);
 }
 
-TEST_CASE("getAuthorFeed: bodies that are not a page fail as a whole", "[feed_parser]") {
-  struct Case {
-    const char* name;
-    std::string body;
-    const char* error_contains;
+// Bodies that are not a page at all: tests/unit/appview_test.cpp, for every endpoint. What only
+// a feed page can get wrong, its cursor, is here.
+TEST_CASE("getAuthorFeed: a cursor that cannot go back into a URL fails the page", "[feed_parser]") {
+  const std::pair<const char*, const char*> cases[] = {
+      {"{\"feed\":[],\"cursor\":5}", "cursor is not a string"},
+      {"{\"feed\":[],\"cursor\":\"a\\nb\"}", "cursor is not a usable string"},
   };
-  const Case cases[] = {
-      {"empty", "", "unparsable"},
-      {"truncated", "{\"feed\":[{\"post\":{\"uri\":\"at://x\"", "unparsable"},
-      {"not an object", "[1,2]", "not a JSON object"},
-      {"no feed", "{\"cursor\":\"abc\"}", "no \"feed\" array"},
-      {"feed not an array", "{\"feed\":{\"post\":{}}}", "no \"feed\" array"},
-      {"error object", R"({"error":"InvalidRequest","message":"Profile not found"})", "InvalidRequest: Profile not found"},
-      {"cursor a number", "{\"feed\":[],\"cursor\":5}", "cursor is not a string"},
-      {"cursor with a newline", "{\"feed\":[],\"cursor\":\"a\\nb\"}", "cursor is not a usable string"},
-      {"nested too deep", std::string(5000, '[') + std::string(5000, ']'), "unparsable"},
-  };
-  for (const auto& c : cases) {
-    INFO(c.name);
+  for (const auto& [body, error] : cases) {
+    INFO(body);
     FeedPage page;
     ds::Micros previous = 0;
-    CHECK_THAT(parse_author_feed(c.body, "did:plc:me", previous, page), Catch::Contains(c.error_contains));
+    CHECK_THAT(parse_author_feed(body, "did:plc:me", previous, page), Catch::Contains(error));
     CHECK(page.posts.empty());
   }
 }

@@ -174,19 +174,19 @@ Rec parse(const std::string& line) {
   simdjson::dom::parser p;
   simdjson::dom::element e = p.parse(line);
   Rec r;
+  using fetch_fixture::text_of;
   r.type = std::string(e["type"].get_string().value());
-  std::string_view s;
-  if (!e["did"].get_string().get(s)) r.did = std::string(s);
-  if (!e["uri"].get_string().get(s)) r.uri = std::string(s);
-  if (!e["stage"].get_string().get(s)) r.stage = std::string(s);
-  if (!e["sortAt"].get_string().get(s)) r.sort_at = *ds::parse_timestamp(s);
+  r.did = text_of(e, "did");
+  r.uri = text_of(e, "uri");
+  r.stage = text_of(e, "stage");
+  if (const std::string t = text_of(e, "sortAt"); !t.empty()) r.sort_at = *ds::parse_timestamp(t);
   simdjson::dom::element feed;
   if (!e["feed"].get(feed)) {
     r.status = std::string(feed["status"].get_string().value());
     r.pages = feed["pages"].get_int64().value();
     r.posts = feed["posts"].get_int64().value();
     r.requests = feed["requests"].get_int64().value();
-    if (!feed["error"].get_string().get(s)) r.error = std::string(s);
+    r.error = text_of(feed, "error");
   }
   return r;
 }

@@ -114,17 +114,17 @@ Rec parse(const std::string& line) {
   simdjson::dom::parser p;
   simdjson::dom::element e = p.parse(line);
   Rec r;
+  using fetch_fixture::text_of;
   r.type = std::string(e["type"].get_string().value());
-  std::string_view s;
-  if (!e["did"].get_string().get(s)) r.did = std::string(s);
-  if (!e["stage"].get_string().get(s)) r.stage = std::string(s);
-  if (!e["profileStatus"].get_string().get(s)) r.status = std::string(s);
-  if (!e["profileError"].get_string().get(s)) r.error = std::string(s);
+  r.did = text_of(e, "did");
+  r.stage = text_of(e, "stage");
+  r.status = text_of(e, "profileStatus");
+  r.error = text_of(e, "profileError");
   simdjson::dom::element prof;
   if (!e["profile"].get(prof) && prof.is_object()) {
     r.has_profile = true;
     r.handle = std::string(prof["handle"].get_string().value());
-    if (!prof["displayName"].get_string().get(s)) r.display_name = std::string(s);
+    r.display_name = text_of(prof, "displayName");
     r.followers = prof["followers"].get_int64().value();
     r.following = prof["following"].get_int64().value();
     r.posts = prof["posts"].get_int64().value();

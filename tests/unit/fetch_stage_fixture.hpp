@@ -14,6 +14,7 @@
 
 #include <catch2/catch.hpp>
 #include <httplib.h>
+#include <simdjson.h>
 
 #include "ds/http.hpp"
 #include "ds/ndjson.hpp"
@@ -61,6 +62,12 @@ inline int temp_fd(const std::string& content) {
   REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
   ::lseek(fd, 0, SEEK_SET);
   return fd;
+}
+
+// e[key] when it is a string, else "": the fields a test reads back from an output line.
+inline std::string text_of(simdjson::dom::element e, const char* key) {
+  std::string_view s;
+  return e[key].get_string().get(s) ? std::string() : std::string(s);
 }
 
 // Fast retries and no rate cap: the tests measure behaviour, not politeness.

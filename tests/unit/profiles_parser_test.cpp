@@ -60,30 +60,8 @@ TEST_CASE("getProfiles capture: the profile's fields", "[profiles_parser]") {
   CHECK(followers > 0);  // the capture has real counts, so a 0 here would mean a lost field
 }
 
-TEST_CASE("getProfiles: bodies that are not an answer fail as a whole", "[profiles_parser]") {
-  struct Case {
-    const char* name;
-    std::string body;
-    const char* error_contains;
-  };
-  const Case cases[] = {
-      {"empty body", "", "unparsable"},
-      {"truncated", "{\"profiles\":[{\"did\":\"did:plc:a\",\"handle\":\"a.test\"}", "unparsable"},
-      {"not an object", "[]", "not a JSON object"},
-      {"no profiles", "{}", "no \"profiles\" array"},
-      {"profiles not an array", "{\"profiles\":{}}", "no \"profiles\" array"},
-      {"API error", R"({"error":"InvalidRequest","message":"too many actors"})", "InvalidRequest: too many actors"},
-      {"invalid UTF-8", "{\"profiles\":[{\"did\":\"did:plc:a\",\"handle\":\"\xff\"}]}", "unparsable"},
-      {"HTML error page", "<html>502 Bad Gateway</html>", "unparsable"},
-  };
-  for (const auto& c : cases) {
-    INFO(c.name);
-    ProfilesPage page;
-    const std::string err = parse_get_profiles(c.body, page);
-    CHECK_THAT(err, Catch::Contains(c.error_contains));
-    CHECK(page.profiles.empty());
-  }
-}
+// Bodies that are not an answer at all fail as a whole: tests/unit/appview_test.cpp runs those
+// cases through every endpoint's parser.
 
 TEST_CASE("getProfiles: counts are clamped to [0, 2^31-1]", "[profiles_parser]") {
   struct Case {
