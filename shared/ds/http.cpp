@@ -19,6 +19,7 @@
 #include "ds/config.hpp"
 #include "ds/log.hpp"
 #include "ds/progress.hpp"
+#include "ds/rate_gate.hpp"
 
 namespace ds {
 
@@ -172,6 +173,8 @@ HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) {
   if (options_.max_attempts < 1) throw std::invalid_argument("HTTP max attempts must be at least 1");
   if (options_.rate_limit_rps < 0) throw std::invalid_argument("rate limit must not be negative");
   if (options_.user_agent.empty()) options_.user_agent = default_user_agent();
+  if (options_.rate_limit_rps > 0 && !options_.rate_gate_path.empty())
+    gate_ = std::make_unique<RateGate>(options_.rate_gate_path, options_.rate_limit_rps);
   jitter_state_ = options_.jitter_seed;
   global_init_once();
   CURLM* m = curl_multi_init();
@@ -213,7 +216,8 @@ void HttpClient::get(std::string url, HttpCallback on_done, std::int64_t priorit
 
 double HttpClient::next_start_time() const {
   double t = hold_until_;
-  if (options_.rate_limit_rps > 0) t = std::max(t, next_rate_slot_);
+  if (gate_) t = std::max(t, gate_->next_slot(mono_now()));
+  else if (options_.rate_limit_rps > 0) t = std::max(t, next_rate_slot_);
   if (spread_interval_ > 0 && last_start_ + spread_interval_ < spread_until_)
     t = std::max(t, last_start_ + spread_interval_);
   return t;
@@ -229,11 +233,13 @@ void HttpClient::launch() {
   while (active_ < static_cast<std::size_t>(options_.concurrency) && !ready_.empty()) {
     now = mono_now();
     if (next_start_time() > now) break;
+    // The host's cadence: another process may have taken the slot since next_start_time() read it.
+    if (gate_ && !gate_->try_take(now)) break;
     Request* r = ready_.top().second;
     ready_.pop();
     start(r);
     last_start_ = now;
-    if (options_.rate_limit_rps > 0) {
+    if (options_.rate_limit_rps > 0 && !gate_) {
       // Count from the slot, not from when we woke up: a wake-up a millisecond late, every time,
       // would otherwise cost 10% of the rate at 100/s. A slot missed by a whole interval or more
       // (nothing was waiting, or the first request) restarts the cadence from now, so unused
@@ -513,7 +519,11 @@ void add_http_flags(CLI::App& app, HttpFlags& f) {
                  std::string("API base URL (env BLUESKY_BASE_URL; default ") + default_base_url + ")");
   app.add_option("--concurrency", f.concurrency, "Requests in flight (env MAX_WORKERS; default 10)");
   app.add_option("--rate-limit", f.rate_limit,
-                 "Requests per second, decimals allowed, 0 = no cap (env RATE_LIMIT_RPS; default 10 = a PDS's 3000 per 5 min)");
+                 "Requests per second over every stage and shard on this host talking to the same API, decimals "
+                 "allowed, 0 = no cap (env RATE_LIMIT_RPS; default 10 = a PDS's 3000 per 5 min)");
+  app.add_option("--rate-limit-file", f.rate_limit_file,
+                 "File holding the host-wide request cadence, shared by every process using it (env RATE_LIMIT_FILE; "
+                 "default one per user and base URL in $XDG_RUNTIME_DIR or /tmp; none = this process alone)");
   app.add_option("--max-attempts", f.max_attempts,
                  "Attempts per request, first included (env HTTP_MAX_ATTEMPTS; default 4)");
   app.add_option("--timeout", f.timeout_s, "Seconds per attempt (env HTTP_TIMEOUT_S; default 30)");
@@ -531,6 +541,8 @@ HttpSettings resolve_http_settings(const HttpFlags& f) {
     throw std::invalid_argument("base URL \"" + s.base_url + "\" must start with http:// or https://");
   s.options.concurrency = static_cast<int>(setting_int(f.concurrency, "MAX_WORKERS", 10, 1, 100));
   s.options.rate_limit_rps = setting_double(f.rate_limit, "RATE_LIMIT_RPS", 10, 0, 1000);
+  s.options.rate_gate_path = setting(f.rate_limit_file, "RATE_LIMIT_FILE", default_rate_gate_path(s.base_url));
+  if (s.options.rate_gate_path == "none") s.options.rate_gate_path.clear();
   s.options.max_attempts = static_cast<int>(setting_int(f.max_attempts, "HTTP_MAX_ATTEMPTS", 4, 1, 20));
   s.options.timeout_s = static_cast<double>(setting_int(f.timeout_s, "HTTP_TIMEOUT_S", 30, 1, 600));
   s.options.connect_timeout_s = std::min(10.0, s.options.timeout_s);

@@ -24,6 +24,9 @@ struct HttpOptions {
   // Request starts per second over all requests; 0 turns the cap off. 10/s is a PDS's published
   // 3000 requests / 5 min, the only number Bluesky publishes.
   double rate_limit_rps = 10;
+  // With a cap: the file whose cadence every process on this host shares (RateGate), so all the
+  // stages and shards talking to one API stay within one cap together. Empty: this client alone.
+  std::string rate_gate_path;
   int max_attempts = 4;          // per request, first attempt included
   double connect_timeout_s = 10;
   double timeout_s = 30;         // whole transfer, body included
@@ -90,7 +93,10 @@ std::string url_encode(std::string_view s);
 // flag > environment (.env included) > default:
 //   --base-url      BLUESKY_BASE_URL   https://public.api.bsky.app
 //   --concurrency   MAX_WORKERS        10    transfers in flight (1..100)
-//   --rate-limit    RATE_LIMIT_RPS     10    requests per second over the stage (decimals allowed), 0 = no cap
+//   --rate-limit    RATE_LIMIT_RPS     10    requests per second over every process on this host
+//                                            talking to the same API (decimals allowed), 0 = no cap
+//   --rate-limit-file RATE_LIMIT_FILE  default_rate_gate_path(base URL): the shared cadence;
+//                                            "none" = this process alone
 //   --max-attempts  HTTP_MAX_ATTEMPTS  4     per request, first included (1..20)
 //   --timeout       HTTP_TIMEOUT_S     30    seconds per attempt (1..600)
 //   --retry-backoff-ms HTTP_RETRY_BACKOFF_MS 500  delay before the first retry, doubling (1..60000)
@@ -99,6 +105,7 @@ struct HttpFlags {
   std::optional<std::string> base_url;
   std::optional<std::int64_t> concurrency;
   std::optional<double> rate_limit;
+  std::optional<std::string> rate_limit_file;
   std::optional<std::int64_t> max_attempts;
   std::optional<std::int64_t> timeout_s;
   std::optional<std::int64_t> backoff_ms;
@@ -123,6 +130,7 @@ HttpSettings resolve_http_settings(const HttpFlags& flags);
 // 503 carrying Retry-After) no request at all starts until Retry-After / RateLimit-Reset has
 // passed. When RateLimit-Remaining runs low, request starts are spread over the time left until
 // RateLimit-Reset. Other 4xx go straight to the callback.
+class RateGate;
 class HttpClient {
  public:
   explicit HttpClient(HttpOptions options);
@@ -174,6 +182,7 @@ class HttpClient {
   std::size_t pending_ = 0;
   std::size_t active_ = 0;
   double next_rate_slot_ = 0;   // monotonic seconds: earliest start allowed by the rate cap
+  std::unique_ptr<RateGate> gate_;  // the host-wide cadence, when rate_gate_path is set
   double last_start_ = -1e18;   // monotonic seconds of the latest start
   double hold_until_ = 0;       // monotonic seconds: no starts before (429 / Retry-After / Remaining 0)
   double spread_interval_ = 0;  // extra spacing while RateLimit-Remaining is low
