@@ -83,6 +83,19 @@ JsonWriter& JsonWriter::end_object() {
   return *this;
 }
 
+JsonWriter& JsonWriter::begin_array() {
+  comma();
+  out_ += '[';
+  need_comma_ = false;
+  return *this;
+}
+
+JsonWriter& JsonWriter::end_array() {
+  out_ += ']';
+  need_comma_ = true;
+  return *this;
+}
+
 JsonWriter& JsonWriter::key(std::string_view k) {
   string(k);
   out_ += ':';

@@ -13,6 +13,8 @@ class JsonWriter {
   explicit JsonWriter(std::string& out) : out_(out) {}
   JsonWriter& begin_object();
   JsonWriter& end_object();
+  JsonWriter& begin_array();
+  JsonWriter& end_array();
   JsonWriter& key(std::string_view k);
   JsonWriter& string(std::string_view v);
   JsonWriter& optional_string(const std::optional<std::string>& v);  // null when empty

@@ -110,7 +110,34 @@ void decode_user(object o, UserRecord& r) {
       if (!v.is_null().get(is_null) && is_null) r.since.reset();
       else r.since = get_time(v, k);
     } else if (k == "baseline") r.baseline = get_totals(v, k);
-    else if (k == "profileStatus") {
+    else if (k == "lastSnapshot") {
+      bool is_null = false;
+      if (!v.is_null().get(is_null) && is_null) continue;
+      object lo;
+      if (v.get_object().get(lo)) fail("field \"lastSnapshot\" must be an object");
+      LastSnapshot last;
+      for (auto lf : lo) {
+        const std::string_view lk = lf.unescaped_key();
+        value lv = lf.value();
+        if (lk == "date") last.date = get_identifier(lv, "lastSnapshot.date");
+        else if (lk == "posts") last.posts = get_count(lv, "lastSnapshot.posts");
+      }
+      if (last.date.size() != 10 || !parse_timestamp(last.date + "T00:00:00Z"))
+        fail("field \"lastSnapshot.date\" must be a YYYY-MM-DD date");
+      r.last_snapshot = std::move(last);
+    } else if (k == "windowUris") {
+      bool is_null = false;
+      if (!v.is_null().get(is_null) && is_null) continue;
+      simdjson::ondemand::array a;
+      if (v.get_array().get(a)) fail("field \"windowUris\" must be an array of post URIs");
+      std::vector<std::string> uris;
+      for (auto item : a) {
+        value iv;
+        if (item.get(iv)) fail("field \"windowUris\" must be an array of post URIs");
+        uris.push_back(get_identifier(iv, "windowUris[]"));
+      }
+      r.window_uris = std::move(uris);
+    } else if (k == "profileStatus") {
       r.profile_status = parse_profile_status(get_string(v, k));
       have_profile_status = true;
     }
@@ -143,6 +170,7 @@ void decode_user(object o, UserRecord& r) {
           r.feed.status = parse_feed_status(get_string(fv, "feed.status"));
           have_feed_status = true;
         }
+        else if (fk == "path") r.feed.path = get_identifier(fv, "feed.path");
         else if (fk == "pages") r.feed.pages = get_count(fv, "feed.pages");
         else if (fk == "posts") r.feed.posts = get_count(fv, "feed.posts");
         else if (fk == "requests") r.feed.requests = get_count(fv, "feed.requests");

@@ -71,6 +71,18 @@ void encode(std::string& out, const UserRecord& r) {
   else w.null();
   w.key("baseline");
   write_totals(w, r.baseline);
+  // Written only when set, so a stream from a selection that does not set them reads as before.
+  if (r.last_snapshot)
+    w.key("lastSnapshot")
+        .begin_object()
+        .field("date", r.last_snapshot->date)
+        .field("posts", r.last_snapshot->posts)
+        .end_object();
+  if (r.window_uris) {
+    w.key("windowUris").begin_array();
+    for (const auto& u : *r.window_uris) w.string(u);
+    w.end_array();
+  }
   if (r.profile_status != ProfileStatus::not_fetched) {
     w.field("profileStatus", to_string(r.profile_status));
     if (r.profile) {
@@ -90,8 +102,9 @@ void encode(std::string& out, const UserRecord& r) {
   if (r.feed.status != FeedStatus::not_fetched) {
     w.key("feed")
         .begin_object()
-        .field("status", to_string(r.feed.status))
-        .field("pages", r.feed.pages)
+        .field("status", to_string(r.feed.status));
+    if (!r.feed.path.empty()) w.field("path", r.feed.path);
+    w.field("pages", r.feed.pages)
         .field("posts", r.feed.posts)
         .field("requests", r.feed.requests)
         .field("error", r.feed.error)

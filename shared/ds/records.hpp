@@ -43,12 +43,20 @@ enum class ProfileStatus { not_fetched, ok, gone, failed };
 // Outcome of fetching one user's feed (set by ds-fetch-feeds).
 enum class FeedStatus { not_fetched, complete, capped, gone, failed, skipped };
 
+// The last snapshot this pipeline wrote for the account from a complete fetch (set by select).
+struct LastSnapshot {
+  std::string date;        // YYYY-MM-DD
+  std::int64_t posts = 0;  // the profile's postsCount that day
+  bool operator==(const LastSnapshot&) const = default;
+};
+
 struct FeedOutcome {
   FeedStatus status = FeedStatus::not_fetched;
   std::int64_t pages = 0;
   std::int64_t posts = 0;      // own posts emitted
   std::int64_t requests = 0;   // HTTP requests sent for this user, retries included
   std::optional<std::string> error;
+  std::string path;            // "feed", "posts" (getPosts refresh) or "none" (no request); empty: none taken
   bool operator==(const FeedOutcome&) const = default;
 };
 
@@ -60,6 +68,8 @@ struct UserRecord {
   Micros as_of = 0;                         // the run's clock when selected; fixes the snapshot date
   std::optional<Micros> since;              // refresh window start; nullopt = full backfill
   Totals baseline;                          // stored live posts outside the window
+  std::optional<LastSnapshot> last_snapshot;             // for the request economy (docs/records.md)
+  std::optional<std::vector<std::string>> window_uris;  // stored live window posts, when few
   ProfileStatus profile_status = ProfileStatus::not_fetched;
   std::optional<Profile> profile;
   std::optional<std::string> profile_error;

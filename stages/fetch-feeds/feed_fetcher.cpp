@@ -2,12 +2,15 @@
 // that keeps each user's posts contiguous and users in input order with bounded memory.
 #include "feed_fetcher.hpp"
 
+#include <algorithm>
 #include <stdexcept>
+#include <unordered_map>
 
 #include <spdlog/spdlog.h>
 
 #include "ds/appview/answer.hpp"
 #include "ds/appview/get_author_feed.hpp"
+#include "ds/appview/get_posts.hpp"
 #include "ds/appview/requests.hpp"
 #include "ds/clock.hpp"
 #include "ds/log.hpp"
@@ -30,6 +33,11 @@ struct FeedFetcher::Job {
   std::int64_t posts = 0;
   std::int64_t requests = 0;
   Micros oldest_kept = 0;    // sortAt of the last post written, for the cap message
+  PathChoice choice;         // feed, posts or none, and why
+  // The getPosts path: the refreshed window posts by their place in windowUris.
+  std::vector<std::optional<PostRecord>> refreshed;
+  std::size_t uris_waiting = 0;  // window URIs whose getPosts answer has not come yet
+  bool posts_failed = false;     // a getPosts request for it failed
 };
 
 FeedFetcher::FeedFetcher(FetcherOptions options, HttpClient& http, OutputWriter& out)
@@ -63,13 +71,101 @@ void FeedFetcher::add_user(UserRecord&& user) {
     // a snapshot without them (wrong totals); skipping it leaves the first copy's snapshot.
     ++stats_.duplicates;
     finish(j, FeedStatus::skipped, std::string("repeated user record; its feed was fetched for the first copy"));
-  } else if (&j != window_.front().get() && buffered_bytes_ >= options_.max_buffered_bytes) {
-    j.paused = true;  // over the budget: starts when write_ready() has written enough
+  } else {
+    j.choice = choose_path(j.user, options_.economy);
+    if (j.choice.path == FeedPath::none) finish(j, FeedStatus::complete, std::nullopt);
+    else if (j.choice.path == FeedPath::posts) queue_window_uris(j);
+    else start_feed(j);
+  }
+  http_.poll(0);  // start its first request now
+}
+
+void FeedFetcher::start_feed(Job& job) {
+  if (&job != window_.front().get() && buffered_bytes_ >= options_.max_buffered_bytes) {
+    job.paused = true;  // over the budget: starts when write_ready() has written enough
     ++paused_;
   } else {
-    request_page(j);
+    request_page(job);
   }
-  http_.poll(0);  // start its first page now
+}
+
+// getPosts takes 25 URIs from any accounts: a quiet account's window joins the open batch.
+void FeedFetcher::queue_window_uris(Job& job) {
+  const auto& uris = *job.user.window_uris;
+  job.refreshed.assign(uris.size(), std::nullopt);
+  job.uris_waiting = uris.size();
+  for (std::size_t i = 0; i < uris.size(); ++i) {
+    posts_batch_.push_back({uris[i], &job, i});
+    if (posts_batch_.size() >= appview::max_posts_per_request) submit_posts_batch();
+  }
+}
+
+void FeedFetcher::submit_posts_batch() {
+  if (posts_batch_.empty()) return;
+  std::vector<std::string> uris;
+  uris.reserve(posts_batch_.size());
+  for (const auto& e : posts_batch_) uris.push_back(e.uri);
+  // The batch's first account is its earliest in input order: the output waits on it first.
+  const auto priority = static_cast<std::int64_t>(posts_batch_.front().job->seq);
+  http_.get(appview::get_posts_url(options_.base_url, uris),
+            [this, batch = std::move(posts_batch_)](HttpResult& r) { return on_posts(batch, r); }, priority);
+  posts_batch_.clear();
+  http_.poll(0);
+}
+
+HttpVerdict FeedFetcher::on_posts(const std::vector<PostsEntry>& batch, HttpResult& r) {
+  appview::PostsAnswer answer;
+  std::string parse_error;
+  if (r.ok()) parse_error = appview::parse_get_posts(r.body, batch.front().job->user.as_of, answer);
+  const appview::Outcome outcome = appview::classify(r, parse_error);
+  if (outcome == appview::Outcome::retry) return HttpVerdict::retry;
+  stats_.posts_requests += r.attempt;
+  const bool usable = outcome == appview::Outcome::usable;
+  if (!usable)
+    spdlog::warn("getPosts failed for {} URIs: {}; their accounts take their feeds instead", batch.size(),
+                 appview::failure_reason(r, parse_error));
+  stats_.bad_items += answer.bad_items;
+  std::unordered_map<std::string_view, const PostRecord*> found;
+  for (const auto& p : answer.posts) found.emplace(p.uri, &p);
+  Job* previous = nullptr;
+  for (const auto& e : batch) {
+    Job& job = *e.job;
+    if (&job != previous) job.requests += r.attempt;  // a job's entries are contiguous in a batch
+    previous = &job;
+    if (!usable) {
+      job.posts_failed = true;
+    } else if (const auto it = found.find(e.uri); it != found.end() && it->second->did == job.user.did &&
+                                                  it->second->sort_at >= *job.user.since) {
+      job.refreshed[e.index] = *it->second;
+    }
+    // Not found (deleted, or not yet indexed), or no longer in the window: refreshed stays empty.
+    if (--job.uris_waiting == 0) settle_posts(job);
+  }
+  return HttpVerdict::done;
+}
+
+// Every window URI of `job` has its answer: write the refreshed posts, or take the feed when a
+// post is missing (deleted, and maybe another created: only the feed can tell) or a request failed.
+void FeedFetcher::settle_posts(Job& job) {
+  const bool missing = std::any_of(job.refreshed.begin(), job.refreshed.end(),
+                                   [](const std::optional<PostRecord>& p) { return !p; });
+  if (job.posts_failed || missing) {
+    job.choice = {FeedPath::feed, job.posts_failed ? PathReason::posts_failed : PathReason::post_missing};
+    spdlog::debug("{}: {}; taking its feed", job.user.did,
+                  job.posts_failed ? "getPosts failed" : "getPosts left a window post out");
+    job.refreshed = {};
+    start_feed(job);
+    return;
+  }
+  for (const auto& p : job.refreshed) {
+    const std::size_t before = job.buffer.size();
+    encode(job.buffer, *p);
+    buffered_bytes_ += job.buffer.size() - before;
+    ++job.buffered_posts;
+    ++job.posts;
+  }
+  job.refreshed = {};
+  finish(job, FeedStatus::complete, std::nullopt);
 }
 
 void FeedFetcher::request_page(Job& job) {
@@ -97,6 +193,7 @@ HttpVerdict FeedFetcher::on_page(Job& job, HttpResult& r) {
   const appview::Outcome outcome = appview::classify(r, parse_error);
   if (outcome == appview::Outcome::retry) return HttpVerdict::retry;  // truncated or garbled: ask again
   job.requests += r.attempt;
+  stats_.feed_requests += r.attempt;
   if (outcome == appview::Outcome::gone) {
     finish(job, FeedStatus::gone, std::nullopt);  // deactivated, deleted or taken down
     return HttpVerdict::done;
@@ -183,7 +280,9 @@ void FeedFetcher::finish(Job& job, FeedStatus status, std::optional<std::string>
   job.done = true;
   job.cursors = {};
   job.uris = {};
-  job.user.feed = FeedOutcome{status, job.pages, job.posts, job.requests, std::move(error)};
+  // A skipped user was never on a path: nothing was asked for it.
+  const std::string path = status == FeedStatus::skipped ? std::string() : to_string(job.choice.path);
+  job.user.feed = FeedOutcome{status, job.pages, job.posts, job.requests, std::move(error), path};
 }
 
 bool FeedFetcher::head_block_open() const { return !window_.empty() && window_.front()->opened; }
@@ -217,6 +316,10 @@ void FeedFetcher::write_ready(bool may_open_block) {
       case FeedStatus::failed: ++stats_.failed; break;
       default: ++stats_.skipped; break;
     }
+    if (head.user.feed.status != FeedStatus::skipped) {
+      ++stats_.paths[static_cast<int>(head.choice.path)];
+      ++stats_.reasons[static_cast<int>(head.choice.reason)];
+    }
     window_.pop_front();
   }
   resume_paused();
@@ -232,9 +335,15 @@ void FeedFetcher::resume_paused() {
 }
 
 std::string FeedFetcher::summary() const {
-  return fmt::format("{} users ({} complete, {} capped, {} gone, {} failed, {} skipped), {} posts, {} pages",
+  std::string why;
+  for (int r = 0; r < 10; ++r)
+    if (stats_.reasons[r] > 0)
+      why += fmt::format("{}{} {}", why.empty() ? "" : ", ", stats_.reasons[r], to_string(static_cast<PathReason>(r)));
+  return fmt::format("{} users ({} complete, {} capped, {} gone, {} failed, {} skipped), {} posts, {} pages; "
+                     "paths: {} feed, {} getPosts, {} no request ({}); {} getAuthorFeed + {} getPosts requests",
                      stats_.users, stats_.complete, stats_.capped, stats_.gone, stats_.failed, stats_.skipped,
-                     stats_.posts, stats_.pages);
+                     stats_.posts, stats_.pages, stats_.paths[0], stats_.paths[1], stats_.paths[2],
+                     why.empty() ? "none" : why, stats_.feed_requests, stats_.posts_requests);
 }
 
 void FeedFetcher::add_end_fields(EndRecord& end) const {
@@ -252,6 +361,12 @@ void FeedFetcher::add_end_fields(EndRecord& end) const {
   end.set("repeated_posts", stats_.repeated_posts);
   end.set("outside_window", stats_.outside_window);
   end.set("time_fallbacks", stats_.time_fallbacks);
+  end.set("requests_get_author_feed", stats_.feed_requests);
+  end.set("requests_get_posts", stats_.posts_requests);
+  for (int p = 0; p < 3; ++p)
+    end.set(std::string("path_") + to_string(static_cast<FeedPath>(p)), stats_.paths[p]);
+  for (int r = 0; r < 10; ++r)
+    end.set(std::string("reason_") + to_string(static_cast<PathReason>(r)), stats_.reasons[r]);
 }
 
 std::string health_check(HttpClient& http, const std::string& base_url, const std::string& actor) {

@@ -13,6 +13,7 @@
 #include "ds/ndjson.hpp"
 #include "ds/progress.hpp"
 #include "ds/records.hpp"
+#include "path_choice.hpp"
 
 namespace ds::feeds {
 
@@ -36,6 +37,8 @@ struct FetcherOptions {
   // Told about users and posts as they are written; may be null. Requests reach it through the
   // HTTP client's observer, which main.cpp wires, since the client is shared with --health.
   Progress* progress = nullptr;
+  // Which accounts may skip their feed (path_choice.hpp, docs/request-economy.md).
+  EconomyOptions economy;
 };
 
 struct FetcherStats {
@@ -53,6 +56,10 @@ struct FetcherStats {
   std::int64_t repeated_posts = 0;   // same uri twice for one user
   std::int64_t outside_window = 0;   // fetched posts older than `since`
   std::int64_t time_fallbacks = 0;   // posts dated by indexedAt or the previous post
+  std::int64_t feed_requests = 0;    // getAuthorFeed attempts
+  std::int64_t posts_requests = 0;   // getPosts attempts
+  std::int64_t paths[3] = {};        // users written by FeedPath (feed, posts, none)
+  std::int64_t reasons[10] = {};     // users written by the PathReason of their path
 };
 
 // The loop, the `end` chain and the summary are FetchStage's (run() exits 3 when a feed failed
@@ -76,6 +83,20 @@ class FeedFetcher : public appview::FetchStage {
   std::int64_t users_written() const override { return stats_.users; }
   bool partial() const override { return stats_.failed > 0 || stats_.capped > 0; }
 
+  // Nothing more joins a partial getPosts batch while the loop waits, or while input is quiet.
+  void before_wait() override { submit_posts_batch(); }
+  void on_input_quiet() override { submit_posts_batch(); }
+
+  struct PostsEntry {
+    std::string uri;
+    Job* job;
+    std::size_t index;  // in the job's windowUris
+  };
+  void start_feed(Job& job);
+  void queue_window_uris(Job& job);
+  void submit_posts_batch();
+  HttpVerdict on_posts(const std::vector<PostsEntry>& batch, HttpResult& r);
+  void settle_posts(Job& job);
   void request_page(Job& job);
   HttpVerdict on_page(Job& job, HttpResult& r);
   void fail(Job& job, const std::string& why);
@@ -89,6 +110,7 @@ class FeedFetcher : public appview::FetchStage {
   std::size_t buffered_bytes_ = 0;
   std::size_t paused_ = 0;  // jobs waiting for the buffer budget
   std::uint64_t next_seq_ = 0;
+  std::vector<PostsEntry> posts_batch_;  // window URIs waiting for a getPosts request
   FetcherStats stats_;
 };
 

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <optional>
+#include <stdexcept>
+#include <string>
 
 #include "ds/appview/fetch_program.hpp"
 #include "ds/config.hpp"
@@ -11,6 +13,8 @@
 int main(int argc, char** argv) {
   ds::feeds::FetcherOptions options;
   std::optional<std::int64_t> max_posts;
+  std::optional<std::string> economy;
+  std::optional<std::int64_t> full_refresh_days;
   ds::appview::FetchProgram program({
       "ds-fetch-feeds",
       "Reads `user` records on stdin, pages each profileStatus=ok user's getAuthorFeed (everything "
@@ -18,7 +22,14 @@ int main(int argc, char** argv) {
       "input order. Exit: 0 ok, 1 runtime failure, 2 usage, 3 some feeds failed or were capped or "
       "input lines were bad, 6 --health failed.",
       "getAuthorFeed",
-      [&] { options.max_posts = ds::setting_int(max_posts, "MAX_POSTS_PER_USER", 100000, 1, 10'000'000); },
+      [&] {
+        options.max_posts = ds::setting_int(max_posts, "MAX_POSTS_PER_USER", 100000, 1, 10'000'000);
+        const std::string e = ds::setting(economy, "FEED_ECONOMY", "on");
+        if (e != "on" && e != "off") throw std::invalid_argument("--economy / FEED_ECONOMY: on or off, not \"" + e + "\"");
+        options.economy.enabled = e == "on";
+        options.economy.full_refresh_days =
+            static_cast<int>(ds::setting_int(full_refresh_days, "FULL_REFRESH_DAYS", 7, 1, 365));
+      },
       ds::feeds::health_check,
       [&](ds::appview::FetchContext& c) {
         options.base_url = c.settings.base_url;
@@ -31,5 +42,12 @@ int main(int argc, char** argv) {
   program.app().add_option(
       "--max-posts", max_posts,
       "Safety cap on posts per user; a feed that reaches it is `capped` (env MAX_POSTS_PER_USER; default 100000)");
+  program.app().add_option(
+      "--economy", economy,
+      "on: an account with nothing created or deleted since its last snapshot is refreshed with getPosts, "
+      "or not at all when its window is empty; off: every account's feed (env FEED_ECONOMY; default on)");
+  program.app().add_option(
+      "--full-refresh-days", full_refresh_days,
+      "Every account takes its feed at least once in this many days, spread by DID (env FULL_REFRESH_DAYS; default 7)");
   return program.run(argc, argv);
 }

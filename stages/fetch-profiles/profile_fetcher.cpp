@@ -150,6 +150,7 @@ void ProfileFetcher::add_end_fields(EndRecord& end) const {
   end.set("failed", stats_.failed);
   end.set("duplicates", stats_.duplicates);
   end.set("bad_items", stats_.bad_items);
+  end.set("requests_get_profiles", http_.counters().requests);  // this stage's one endpoint
 }
 
 std::string health_check(HttpClient& http, const std::string& base_url, const std::string& actor) {

@@ -46,6 +46,8 @@ class LoopbackEndpoint {
     while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // Another endpoint on the same server; before start().
+  void add(const std::string& path, Handler handler) { server_.Get(path, std::move(handler)); }
 
  private:
   httplib::Server server_;

@@ -61,7 +61,10 @@ ds::UserRecord sample_user() {
   u.baseline = {120, 340, 41, 3, 17};
   u.profile_status = ds::ProfileStatus::ok;
   u.profile = ds::Profile{"alice.test", std::string("Alice"), std::nullopt, 210, 80, 131};
-  u.feed = {ds::FeedStatus::complete, 1, 11, 1, std::nullopt};
+  u.feed = {ds::FeedStatus::complete, 1, 11, 1, std::nullopt, "posts"};
+  // The request economy's fields round-trip too, an empty window list included.
+  u.last_snapshot = ds::LastSnapshot{"2026-11-28", 131};
+  u.window_uris = std::vector<std::string>{"at://did:plc:aaaa/app.bsky.feed.post/1", "at://did:plc:aaaa/x/\"2\""};
   return u;
 }
 
@@ -76,6 +79,8 @@ TEST_CASE("every record type round-trips through encode and decode") {
   backfill.profile.reset();
   backfill.profile_error = "HTTP 503";
   backfill.feed = {};
+  backfill.last_snapshot.reset();
+  backfill.window_uris = std::vector<std::string>{};
   ds::PostRecord p{"at://did:plc:aaaa/app.bsky.feed.post/1", "did:plc:aaaa",
                    *ds::parse_timestamp("2026-11-28T10:00:00.123456Z"),
                    *ds::parse_timestamp("2026-11-28T09:59:00Z"), 4, 1, 0, 2};

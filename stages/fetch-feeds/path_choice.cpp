@@ -1,0 +1,55 @@
+// The request-economy rule for one account: the checks that make the cheap path safe, each a
+// reason to take the feed instead (docs/request-economy.md, "When the feed is taken").
+#include "path_choice.hpp"
+
+#include "ds/clock.hpp"
+#include "ds/shard.hpp"
+
+namespace ds::feeds {
+
+bool full_refresh_day(std::string_view did, Micros as_of, int days) {
+  if (days <= 1) return true;
+  const auto day = static_cast<std::uint64_t>(as_of / micros_per_day);
+  return fnv1a64(did) % static_cast<std::uint64_t>(days) == day % static_cast<std::uint64_t>(days);
+}
+
+PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
+  const auto feed = [](PathReason why) { return PathChoice{FeedPath::feed, why}; };
+  if (!u.since) return feed(PathReason::backfill);
+  if (!o.enabled) return feed(PathReason::economy_off);
+  if (!u.last_snapshot) return feed(PathReason::no_previous_snapshot);
+  const auto last_day = parse_timestamp(u.last_snapshot->date + "T00:00:00Z");
+  if (!last_day || u.as_of - *last_day > static_cast<Micros>(o.full_refresh_days) * micros_per_day)
+    return feed(PathReason::stale_snapshot);
+  if (!u.profile || u.profile->posts != u.last_snapshot->posts) return feed(PathReason::posts_count_changed);
+  if (full_refresh_day(u.did, u.as_of, o.full_refresh_days)) return feed(PathReason::full_refresh);
+  if (!u.window_uris) return feed(PathReason::many_window_posts);
+  return {u.window_uris->empty() ? FeedPath::none : FeedPath::posts, PathReason::quiet};
+}
+
+const char* to_string(FeedPath p) {
+  switch (p) {
+    case FeedPath::feed: return "feed";
+    case FeedPath::posts: return "posts";
+    case FeedPath::none: return "none";
+  }
+  return "feed";
+}
+
+const char* to_string(PathReason r) {
+  switch (r) {
+    case PathReason::backfill: return "backfill";
+    case PathReason::economy_off: return "economy_off";
+    case PathReason::no_previous_snapshot: return "no_previous_snapshot";
+    case PathReason::stale_snapshot: return "stale_snapshot";
+    case PathReason::posts_count_changed: return "posts_count_changed";
+    case PathReason::full_refresh: return "full_refresh";
+    case PathReason::many_window_posts: return "many_window_posts";
+    case PathReason::quiet: return "quiet";
+    case PathReason::post_missing: return "post_missing";
+    case PathReason::posts_failed: return "posts_failed";
+  }
+  return "feed";
+}
+
+}  // namespace ds::feeds

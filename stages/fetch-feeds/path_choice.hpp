@@ -1,0 +1,55 @@
+// Which requests an account's window needs today: its feed pages, a getPosts refresh of the
+// posts already stored, or nothing. A pure function of the user record (docs/request-economy.md).
+#pragma once
+#include <cstdint>
+#include <string_view>
+
+#include "ds/records.hpp"
+
+namespace ds::feeds {
+
+enum class FeedPath {
+  feed,   // getAuthorFeed pages down to the window's start
+  posts,  // getPosts over the stored window's URIs, batched across accounts
+  none,   // nothing stored in the window and nothing created: no request at all
+};
+
+// Why an account takes its path; counted in the `end` record and the summary line.
+enum class PathReason {
+  backfill,              // feed: no backfill yet (since is null)
+  economy_off,           // feed: --economy off
+  no_previous_snapshot,  // feed: no snapshot from a complete fetch to compare with
+  stale_snapshot,        // feed: that snapshot is older than the full-refresh period
+  posts_count_changed,   // feed: the profile's postsCount differs from that snapshot's
+  full_refresh,          // feed: today is the account's full-refresh day (FULL_REFRESH_DAYS)
+  many_window_posts,     // feed: the window has too many posts for getPosts to be cheaper
+  quiet,                 // posts or none: nothing created or deleted since the last snapshot
+  post_missing,          // feed, switched from posts: getPosts left a window post out
+  posts_failed,          // feed, switched from posts: the getPosts request failed
+};
+
+struct EconomyOptions {
+  bool enabled = true;
+  int full_refresh_days = 7;  // every account gets a full window feed at least this often
+};
+
+struct PathChoice {
+  FeedPath path = FeedPath::feed;
+  PathReason reason = PathReason::backfill;
+};
+
+// For a user whose profile is ok. The rule (docs/request-economy.md):
+//   feed  unless the account is backfilled, economy is on, its last complete snapshot is at
+//         most full_refresh_days old with the same postsCount as the profile now, today is not
+//         its full-refresh day, and the selection carried its window's URIs (fewer than 25);
+//   then none when that window is empty, else posts.
+PathChoice choose_path(const UserRecord& user, const EconomyOptions& options);
+
+// An account's full-refresh day comes every `days` days, on the day (UTC, from as_of) whose
+// number mod `days` equals fnv1a64(did) mod `days`: spread evenly, the same for every shard.
+bool full_refresh_day(std::string_view did, Micros as_of, int days);
+
+const char* to_string(FeedPath path);
+const char* to_string(PathReason reason);
+
+}  // namespace ds::feeds

@@ -1,0 +1,257 @@
+// Tests for ds-fetch-feeds' request economy against a loopback getAuthorFeed + getPosts: quiet
+// accounts refreshed by getPosts batched across accounts, no request for an empty window, and
+// the fall-back to the feed whenever getPosts leaves a post out or fails.
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <httplib.h>
+#include <simdjson.h>
+
+#include "ds/clock.hpp"
+#include "ds/exit_codes.hpp"
+#include "ds/records.hpp"
+#include "feed_fetcher.hpp"
+#include "fetch_stage_fixture.hpp"
+
+namespace {
+
+using ds::Micros;
+const Micros now = *ds::parse_timestamp("2026-12-02T06:00:00Z");
+constexpr Micros hour = 3600 * ds::micros_per_second;
+
+struct Post {
+  std::string uri;
+  Micros at;
+  int likes;
+};
+
+// Accounts' own posts, newest first; getAuthorFeed pages them by time, getPosts looks them up.
+class Api {
+ public:
+  Api() {
+    endpoint.add("/xrpc/app.bsky.feed.getPosts", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> l(mu);
+      ++posts_requests;
+      std::vector<std::string> uris;
+      for (std::size_t i = 0; i < req.get_param_value_count("uris"); ++i) uris.push_back(req.get_param_value("uris", i));
+      batches.push_back(uris);
+      if (uris.empty() || uris.size() > 25) {
+        res.status = 400;
+        res.set_content(R"({"error":"InvalidRequest","message":"uris must hold 1 to 25"})", "application/json");
+        return;
+      }
+      if (fail_posts) {
+        res.status = 500;
+        res.set_content(R"({"error":"InternalServerError"})", "application/json");
+        return;
+      }
+      std::string body = "{\"posts\":[";
+      bool first = true;
+      for (const auto& u : uris)
+        for (const auto& [did, posts] : accounts)
+          for (const auto& p : posts)
+            if (p.uri == u) {
+              body += (first ? "" : ",") + view(did, p);
+              first = false;
+            }
+      res.set_content(body + "]}", "application/json");
+    });
+  }
+  void start() { endpoint.start(); }
+  std::string base() const { return endpoint.base(); }
+
+  std::map<std::string, std::vector<Post>> accounts;
+  bool fail_posts = false;
+  std::mutex mu;
+  int feed_requests = 0, posts_requests = 0;
+  std::vector<std::vector<std::string>> batches;
+
+ private:
+  static std::string view(const std::string& did, const Post& p) {
+    const std::string t = ds::format_timestamp(p.at);
+    return R"({"uri":")" + p.uri + R"(","author":{"did":")" + did + R"("},"record":{"createdAt":")" + t +
+           R"("},"indexedAt":")" + t + R"(","likeCount":)" + std::to_string(p.likes) + "}";
+  }
+  void feed(const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> l(mu);
+    ++feed_requests;
+    const auto it = accounts.find(req.get_param_value("actor"));
+    if (it == accounts.end()) {
+      res.status = 400;
+      res.set_content(R"({"error":"InvalidRequest","message":"Profile not found"})", "application/json");
+      return;
+    }
+    std::string body = "{\"feed\":[";
+    for (std::size_t i = 0; i < it->second.size(); ++i)
+      body += (i ? "," : "") + std::string("{\"post\":") + view(it->first, it->second[i]) + "}";
+    res.set_content(body + "]}", "application/json");  // one page, no cursor: the whole feed
+  }
+  fetch_fixture::LoopbackEndpoint endpoint{
+      "/xrpc/app.bsky.feed.getAuthorFeed", [this](const httplib::Request& req, httplib::Response& res) { feed(req, res); }};
+};
+
+// An account `did` with `n` posts in the last day (newest first), liked `likes` times each.
+std::vector<Post> recent_posts(const std::string& did, int n, int likes) {
+  std::vector<Post> v;
+  for (int i = 0; i < n; ++i)
+    v.push_back({"at://" + did + "/app.bsky.feed.post/" + std::to_string(i), now - (i + 1) * hour, likes});
+  return v;
+}
+
+// A backfilled account, its last snapshot yesterday with `posts_count` posts (the profile says
+// `profile_posts` today, the same by default), whose window held `stored` (their URIs). Its DID
+// avoids today's full refresh.
+std::string quiet_user_line(const std::string& did, const std::vector<Post>& stored, std::int64_t posts_count,
+                            std::int64_t profile_posts = -1) {
+  ds::UserRecord u;
+  u.did = did;
+  u.handle = did.substr(8) + ".test";
+  u.as_of = now;
+  u.since = now - 7 * ds::micros_per_day;
+  u.profile_status = ds::ProfileStatus::ok;
+  u.profile = ds::Profile{u.handle, std::nullopt, std::nullopt, 1, 2, profile_posts < 0 ? posts_count : profile_posts};
+  u.last_snapshot = ds::LastSnapshot{"2026-12-01", posts_count};
+  std::vector<std::string> uris;
+  for (const auto& p : stored) uris.push_back(p.uri);
+  u.window_uris = uris;
+  std::string line;
+  ds::encode(line, u);
+  return line;
+}
+
+// DIDs whose full-refresh day is not `now`, so that the economy applies to them.
+std::vector<std::string> quiet_dids(int n) {
+  std::vector<std::string> out;
+  for (int i = 0; static_cast<int>(out.size()) < n; ++i) {
+    const std::string did = "did:plc:quiet" + std::to_string(i);
+    if (!ds::feeds::full_refresh_day(did, now, 7)) out.push_back(did);
+  }
+  return out;
+}
+
+struct Out {
+  fetch_fixture::StageRun<ds::feeds::FeedFetcher> run;
+  std::map<std::string, std::string> path;         // did -> feed.path
+  std::map<std::string, std::string> status;       // did -> feed.status
+  std::map<std::string, std::map<std::string, std::int64_t>> likes;  // did -> uri -> likes
+};
+
+Out run(Api& api, const std::string& input) {
+  ds::feeds::FetcherOptions o;
+  o.base_url = api.base();
+  Out out{fetch_fixture::run_fetch_stage<ds::feeds::FeedFetcher>("ds-fetch-feeds", input, o, fetch_fixture::test_http()),
+          {}, {}, {}};
+  simdjson::dom::parser parser;
+  for (const auto& line : out.run.lines) {
+    simdjson::dom::element e = parser.parse(line);
+    const std::string type = fetch_fixture::text_of(e, "type");
+    const std::string did = fetch_fixture::text_of(e, "did");
+    if (type == "post") out.likes[did][fetch_fixture::text_of(e, "uri")] = e["likes"].get_int64().value();
+    if (type == "user") {
+      out.path[did] = fetch_fixture::text_of(e["feed"], "path");
+      out.status[did] = fetch_fixture::text_of(e["feed"], "status");
+    }
+  }
+  return out;
+}
+
+const std::string end_line = R"({"type":"end","stage":"ds-fetch-profiles","contract":1,"counters":{},"elapsed_s":0.1})";
+
+}  // namespace
+
+TEST_CASE("economy: a quiet account with an empty window costs no request", "[fetch_feeds_economy]") {
+  Api api;
+  const auto did = quiet_dids(1)[0];
+  api.accounts[did] = {};
+  api.start();
+  const Out out = run(api, quiet_user_line(did, {}, 40) + end_line + "\n");
+  CHECK(out.run.rc == ds::exit_code::ok);
+  CHECK(out.run.http.requests == 0);
+  CHECK(out.status.at(did) == "complete");
+  CHECK(out.path.at(did) == "none");
+  CHECK(out.run.end.counter("path_none") == 1);
+}
+
+TEST_CASE("economy: quiet accounts' windows are refreshed by getPosts, 25 URIs a request across accounts",
+          "[fetch_feeds_economy]") {
+  Api api;
+  const auto dids = quiet_dids(3);
+  std::string input;
+  for (const auto& did : dids) {
+    const auto stored = recent_posts(did, 10, 1);  // as stored yesterday: 1 like each
+    api.accounts[did] = recent_posts(did, 10, 7);  // today: 7 likes each
+    input += quiet_user_line(did, stored, 10);
+  }
+  api.start();
+  const Out out = run(api, input + end_line + "\n");
+  CHECK(out.run.rc == ds::exit_code::ok);
+  CHECK(api.feed_requests == 0);
+  CHECK(api.posts_requests == 2);  // 30 URIs: 25 + 5, shared by the three accounts
+  for (const auto& b : api.batches) CHECK(b.size() <= 25);
+  for (const auto& did : dids) {
+    INFO(did);
+    CHECK(out.path.at(did) == "posts");
+    CHECK(out.status.at(did) == "complete");
+    REQUIRE(out.likes.count(did) == 1);
+    CHECK(out.likes.at(did).size() == 10);
+    for (const auto& [uri, likes] : out.likes.at(did)) CHECK(likes == 7);  // the changed counts
+  }
+  CHECK(out.run.end.counter("requests_get_posts") == 2);
+  CHECK(out.run.end.counter("requests_get_author_feed") == 0);
+  CHECK(out.run.end.counter("path_posts") == 3);
+}
+
+TEST_CASE("economy: a post getPosts leaves out sends the account to its feed, the others stay cheap",
+          "[fetch_feeds_economy]") {
+  Api api;
+  const auto dids = quiet_dids(2);
+  const auto stored = recent_posts(dids[0], 5, 1);
+  // Today one stored post is gone and a new one took its place: postsCount is unchanged.
+  auto today = recent_posts(dids[0], 5, 2);
+  today.erase(today.begin() + 2);
+  today.insert(today.begin(), {"at://" + dids[0] + "/app.bsky.feed.post/new", now - hour / 2, 9});
+  api.accounts[dids[0]] = today;
+  api.accounts[dids[1]] = recent_posts(dids[1], 3, 4);
+  api.start();
+  const Out out = run(api, quiet_user_line(dids[0], stored, 5) + quiet_user_line(dids[1], recent_posts(dids[1], 3, 1), 3) +
+                               end_line + "\n");
+  CHECK(out.run.rc == ds::exit_code::ok);
+  CHECK(out.path.at(dids[0]) == "feed");
+  CHECK(out.status.at(dids[0]) == "complete");
+  CHECK(out.likes.at(dids[0]).size() == 5);  // the feed's five: the new one in, the deleted one out
+  CHECK(out.likes.at(dids[0]).count("at://" + dids[0] + "/app.bsky.feed.post/new") == 1);
+  CHECK(out.likes.at(dids[0]).count("at://" + dids[0] + "/app.bsky.feed.post/2") == 0);
+  CHECK(out.path.at(dids[1]) == "posts");
+  CHECK(api.feed_requests == 1);
+  CHECK(out.run.end.counter("reason_post_missing") == 1);
+}
+
+TEST_CASE("economy: a failed getPosts request sends its accounts to their feeds", "[fetch_feeds_economy]") {
+  Api api;
+  const auto did = quiet_dids(1)[0];
+  api.accounts[did] = recent_posts(did, 4, 3);
+  api.fail_posts = true;
+  api.start();
+  const Out out = run(api, quiet_user_line(did, recent_posts(did, 4, 1), 4) + end_line + "\n");
+  CHECK(out.run.rc == ds::exit_code::ok);
+  CHECK(out.path.at(did) == "feed");
+  CHECK(out.status.at(did) == "complete");
+  CHECK(out.likes.at(did).size() == 4);
+  CHECK(out.run.end.counter("reason_posts_failed") == 1);
+  CHECK(api.posts_requests == 4);  // the client's attempts for a 500
+}
+
+TEST_CASE("economy: a changed postsCount takes the feed", "[fetch_feeds_economy]") {
+  Api api;
+  const auto did = quiet_dids(1)[0];
+  api.accounts[did] = recent_posts(did, 4, 3);
+  api.start();
+  const Out changed = run(api, quiet_user_line(did, recent_posts(did, 3, 1), 3, 4) + end_line + "\n");
+  CHECK(changed.path.at(did) == "feed");
+  CHECK(changed.run.end.counter("reason_posts_count_changed") == 1);
+  CHECK(api.posts_requests == 0);
+}

@@ -1,0 +1,116 @@
+// Tests for the request-economy rule of ds-fetch-feeds: which accounts may skip their feed, and
+// the full-refresh days that bound what no cheap signal reveals.
+#include <map>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "ds/clock.hpp"
+#include "path_choice.hpp"
+
+namespace {
+
+using namespace ds::feeds;
+
+const ds::Micros as_of = *ds::parse_timestamp("2026-12-02T06:00:00Z");
+
+// A backfilled account, quiet since yesterday's complete snapshot, whose full-refresh day is not
+// today: the cheap path applies. Each test changes one thing.
+ds::UserRecord quiet_user(std::vector<std::string> window_uris = {"at://did:plc:q/app.bsky.feed.post/1"}) {
+  ds::UserRecord u;
+  u.as_of = as_of;
+  u.since = as_of - 7 * ds::micros_per_day;
+  u.profile_status = ds::ProfileStatus::ok;
+  u.profile = ds::Profile{"q.test", std::nullopt, std::nullopt, 10, 20, 131};
+  u.last_snapshot = ds::LastSnapshot{"2026-12-01", 131};
+  u.window_uris = std::move(window_uris);
+  // A DID whose refresh day is not today (there are 6 in 7 of them; search is quick).
+  for (int i = 0;; ++i) {
+    u.did = "did:plc:q" + std::to_string(i);
+    if (!full_refresh_day(u.did, as_of, 7)) break;
+  }
+  return u;
+}
+
+}  // namespace
+
+TEST_CASE("path: a quiet backfilled account is refreshed by getPosts, or not at all", "[path_choice]") {
+  const EconomyOptions on;
+  CHECK(choose_path(quiet_user(), on).path == FeedPath::posts);
+  CHECK(choose_path(quiet_user(), on).reason == PathReason::quiet);
+  CHECK(choose_path(quiet_user({}), on).path == FeedPath::none);
+}
+
+TEST_CASE("path: every signal that the stored window may be wrong takes the feed", "[path_choice]") {
+  const EconomyOptions on;
+  std::map<std::string, std::pair<ds::UserRecord, PathReason>> cases;
+  {
+    auto u = quiet_user();
+    u.since.reset();
+    cases["backfill"] = {u, PathReason::backfill};
+  }
+  {
+    auto u = quiet_user();
+    u.last_snapshot.reset();
+    cases["no previous snapshot"] = {u, PathReason::no_previous_snapshot};
+  }
+  {
+    auto u = quiet_user();
+    u.last_snapshot->date = "2026-11-24";  // 8 days before: older than the 7-day period
+    cases["stale snapshot"] = {u, PathReason::stale_snapshot};
+  }
+  {
+    auto u = quiet_user();
+    u.profile->posts = 132;  // created one
+    cases["a post created"] = {u, PathReason::posts_count_changed};
+  }
+  {
+    auto u = quiet_user();
+    u.profile->posts = 130;  // deleted one
+    cases["a post deleted"] = {u, PathReason::posts_count_changed};
+  }
+  {
+    auto u = quiet_user();
+    u.window_uris.reset();  // the selection left them out: too many for getPosts to pay
+    cases["many window posts"] = {u, PathReason::many_window_posts};
+  }
+  for (const auto& [name, c] : cases) {
+    INFO(name);
+    const PathChoice got = choose_path(c.first, on);
+    CHECK(got.path == FeedPath::feed);
+    CHECK(got.reason == c.second);
+  }
+  EconomyOptions off;
+  off.enabled = false;
+  CHECK(choose_path(quiet_user(), off).reason == PathReason::economy_off);
+}
+
+TEST_CASE("path: each account's full refresh comes once every N days, spread over the days", "[path_choice]") {
+  const int days = 7;
+  std::map<int, int> per_day;  // day offset -> accounts refreshed that day
+  for (int a = 0; a < 700; ++a) {
+    const std::string did = "did:plc:account" + std::to_string(a);
+    int refreshed = 0;
+    for (int d = 0; d < days; ++d)
+      if (full_refresh_day(did, as_of + d * ds::micros_per_day, days)) {
+        ++refreshed;
+        ++per_day[d];
+      }
+    INFO(did);
+    CHECK(refreshed == 1);  // exactly once per period
+  }
+  for (const auto& [d, n] : per_day) {
+    INFO("day " << d << ": " << n << " of 700");
+    CHECK(n > 50);   // spread: 100 expected per day, none carries them all
+    CHECK(n < 150);
+  }
+  // On its day, a quiet account takes the feed.
+  auto u = quiet_user();
+  for (int d = 0; d < days; ++d) {
+    u.as_of = as_of + d * ds::micros_per_day;
+    u.last_snapshot->date = ds::format_date(u.as_of - ds::micros_per_day);
+    if (full_refresh_day(u.did, u.as_of, days)) CHECK(choose_path(u, {}).reason == PathReason::full_refresh);
+    else CHECK(choose_path(u, {}).path == FeedPath::posts);
+  }
+  CHECK(full_refresh_day("did:plc:any", as_of, 1));  // 1 day: every day is a full refresh
+}
