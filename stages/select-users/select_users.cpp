@@ -23,7 +23,8 @@ DECLARE ds_select_users NO SCROLL CURSOR FOR
 SELECT u.did, u.handle, u."displayName", u.avatar,
        COALESCE(u.skip_user, false) AS skip,
        s.backfilled_at IS NOT NULL AS backfilled,
-       b.posts, b.likes, b.replies, b.quotes, b.reposts
+       b.posts, b.likes, b.replies, b.quotes, b.reposts,
+       s.last_snapshot_date, s.last_snapshot_posts, w.uris, w.n
   FROM users u
   LEFT JOIN ds_user_state s ON s.did = u.did
   CROSS JOIN LATERAL (
@@ -39,6 +40,22 @@ SELECT u.did, u.handle, u."displayName", u.avatar,
        AND p.deleted_at IS NULL
        AND COALESCE(p.sort_at, p."createdAt") < $3::timestamptz
   ) b
+  CROSS JOIN LATERAL (
+    -- The window's stored live posts, newest first, at most $4 of them: ds-fetch-feeds refreshes
+    -- a quiet account's window by these URIs when there are fewer than $4 (getPosts' batch);
+    -- a longer window is cheaper by feed pages, so its list is not carried. URIs hold no control
+    -- bytes (checked on the way in), so a newline separates them.
+    SELECT string_agg(x.uri, E'\n' ORDER BY x.k DESC, x.uri) AS uris, count(*) AS n
+      FROM (SELECT p.uri, COALESCE(p.sort_at, p."createdAt") AS k
+              FROM posts p
+             WHERE s.backfilled_at IS NOT NULL
+               AND NOT COALESCE(u.skip_user, false)
+               AND p.did = u.did
+               AND p.deleted_at IS NULL
+               AND COALESCE(p.sort_at, p."createdAt") >= $3::timestamptz
+             ORDER BY k DESC
+             LIMIT $4) x
+  ) w
  WHERE )SQL";
 
 // The original's default: `views.date >= CURRENT_DATE - 7 days`, on the run clock's UTC date.
@@ -120,7 +137,7 @@ Counters select(PgConnection& c, const Options& o, const Sink& sink) {
   std::string sql(select_head);
   sql += filter;
   sql += select_tail;
-  c.exec(sql, {cutoff, did_list, format_timestamp(since)});
+  c.exec(sql, {cutoff, did_list, format_timestamp(since), std::to_string(max_window_uris)});
 
   const std::string fetch = "FETCH " + std::to_string(std::max(1, o.fetch_rows)) + " FROM ds_select_users";
   UserRecord rec;
@@ -147,6 +164,17 @@ Counters select(PgConnection& c, const Options& o, const Sink& sink) {
         rec.baseline = Totals{r.int64(i, 6), r.int64(i, 7), r.int64(i, 8), r.int64(i, 9), r.int64(i, 10)};
         ++k.incremental;
         k.baseline_posts += rec.baseline.posts;
+        if (!r.is_null(i, 11) && !r.is_null(i, 12))
+          rec.last_snapshot = LastSnapshot{std::string(r.text(i, 11)), r.int64(i, 12)};
+        if (r.int64(i, 14) < max_window_uris) {
+          rec.window_uris.emplace();
+          for (std::string_view left = r.is_null(i, 13) ? std::string_view() : r.text(i, 13); !left.empty();) {
+            const std::size_t nl = left.find('\n');
+            rec.window_uris->emplace_back(left.substr(0, nl));
+            left = nl == std::string_view::npos ? std::string_view() : left.substr(nl + 1);
+          }
+          ++k.window_lists;
+        }
       } else {
         ++k.backfill;
       }
@@ -168,6 +196,7 @@ EndRecord end_record(const Counters& k, double elapsed_s) {
   e.set("skipped", k.skipped);
   e.set("missing", k.missing);
   e.set("baseline_posts", k.baseline_posts);
+  e.set("window_lists", k.window_lists);
   if (k.sharded) e.set("other_shards", k.other_shards);
   e.elapsed_s = elapsed_s;
   return e;

@@ -14,6 +14,10 @@
 
 namespace ds::select_users {
 
+// A window of fewer stored posts than this travels as its URIs (`windowUris`): getPosts takes 25
+// URIs a request, a feed page 100 posts, so at 25 or more the feed is as cheap (docs/request-economy.md).
+constexpr std::int64_t max_window_uris = 25;
+
 enum class Mode {
   active,  // users with a views row dated within active_days of as_of (the original's default)
   all,     // every user (--all, the original's --simple-query)
@@ -39,6 +43,7 @@ struct Counters {
   std::int64_t skipped = 0;         // matched the selection but skip_user = true
   std::int64_t missing = 0;         // --did accounts not in users
   std::int64_t baseline_posts = 0;  // stored posts covered by the emitted baselines
+  std::int64_t window_lists = 0;    // incremental users whose window's URIs were carried
   std::int64_t other_shards = 0;    // matched the selection but belong to another shard
   bool sharded = false;             // the end record carries other_shards only for sharded runs
 };

@@ -163,6 +163,43 @@ TEST_CASE("ds-select-users selection, windows and baselines", "[db][select-users
     CHECK(run(c, eight).dids() == Dids{"did:plc:alice", "did:plc:bob", "did:plc:carol", "did:plc:erin"});
   }
 
+  SECTION("the request economy's fields: the last complete snapshot and the window's URIs") {
+    c.exec("UPDATE ds_user_state SET last_snapshot_date = '2026-11-28', last_snapshot_posts = 131 "
+           "WHERE did = 'did:plc:alice'");
+    su::Options o;
+    o.mode = su::Mode::all;
+    const auto s = run(c, o);
+    const auto& alice = s.get("did:plc:alice");
+    REQUIRE(alice.last_snapshot);
+    CHECK(alice.last_snapshot->date == "2026-11-28");
+    CHECK(alice.last_snapshot->posts == 131);
+    // The stored live window posts, newest first by sort key ("createdAt" where sort_at is NULL);
+    // the deleted and the baseline's posts are not in it.
+    REQUIRE(alice.window_uris);
+    CHECK(*alice.window_uris == Dids{"at://alice/5-recent", "at://alice/7-created-recent", "at://alice/6-at-since"});
+    const auto& carol = s.get("did:plc:carol");  // backfilled, nothing stored, no snapshot yet
+    CHECK_FALSE(carol.last_snapshot);
+    REQUIRE(carol.window_uris);
+    CHECK(carol.window_uris->empty());
+    CHECK_FALSE(s.get("did:plc:bob").window_uris);  // a backfill: no window
+    CHECK(s.counters.window_lists == 2);
+    // The line downstream reads carries them.
+    std::string line;
+    ds::encode(line, alice);
+    const auto back = decode(line);
+    CHECK(back.user.window_uris == alice.window_uris);
+    CHECK(back.user.last_snapshot == alice.last_snapshot);
+
+    // A window of 25 or more posts is cheaper by feed: its URIs are not carried.
+    for (int i = 0; i < 25; ++i)
+      c.exec("INSERT INTO posts (uri, did, likes, replies, quotes, reposts, \"createdAt\", sort_at) "
+             "VALUES ($1, 'did:plc:carol', 0, 0, 0, 0, '2026-11-27T00:00:00Z', '2026-11-27T00:00:00Z')",
+             {"at://carol/" + std::to_string(i)});
+    const auto again = run(c, o);
+    CHECK_FALSE(again.get("did:plc:carol").window_uris);
+    CHECK(again.counters.window_lists == 1);
+  }
+
   SECTION("--all: every user but skip_user, in did order, across several cursor batches") {
     su::Options o;
     o.mode = su::Mode::all;
