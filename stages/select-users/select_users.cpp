@@ -7,7 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "migrate/migrate.hpp"
+#include "ds/migrations.hpp"
 
 namespace ds::select_users {
 namespace {
