@@ -140,6 +140,14 @@ Dataset::Dataset(DatasetParams params) : params_(params) {
       p.has_far_past = true;
       p.far_past_kind = far_past;
     };
+    // Accounts 3 and 4: no own posts, ever; `daily_reposts` reposts of others a day.
+    const auto without_own_posts = [&](const char* role, int daily_reposts) {
+      u.role = role;
+      p.hist_posts = 0;
+      p.daily_none = true;
+      p.daily_reposts_fixed = daily_reposts;
+      p.has_pin = false;
+    };
     switch (u.registered ? i : -1) {
       case 0: prolific("10,600 posts", 10600, 1095, 15, 0.1); p.has_pin = true; break;
       case 1: prolific("1,200 posts", 1200, 730, 4, 0.05); deleter(CreatedAtKind::FarPast); break;
@@ -148,22 +156,11 @@ Dataset::Dataset(DatasetParams params) : params_(params) {
         deleter(CreatedAtKind::Epoch);
         p.has_pin = true;
         break;
-      case 3:
-        u.role = "no posts";
-        p.hist_posts = 0;
-        p.daily_none = true;
-        p.repost_rate = 0;
-        p.daily_reposts_fixed = 0;
-        p.has_pin = false;
-        break;
+      case 3: without_own_posts("no posts", 0); p.repost_rate = 0; break;
       case 4:
-        u.role = "reposts only";
-        p.hist_posts = 0;
-        p.daily_none = true;
+        without_own_posts("reposts only", 3);
         p.hist_start = day0 - 365 * kDay;
         p.hist_reposts = scaled(40, scale, h(kTagScale, 4));
-        p.daily_reposts_fixed = 3;
-        p.has_pin = false;
         break;
       case 5: case 7: u.role = "skip_user"; u.skip_user = true; break;
       case 6: u.role = "skip_user, inactive"; u.skip_user = true; u.views = Views::Old; break;
