@@ -1,5 +1,5 @@
 // ds-e2e-check: computes what the database must hold after a sequence of daily runs, from the fake
-// AppView's dataset and the rules of DESIGN §4 alone, and compares every row of users, posts and
+// AppView's dataset and the rules of docs/design.md alone, and compares every row of users, posts and
 // snapshots (plus the run log) with what the pipeline stored. Exit 0 when they match.
 //
 // Independence from the pipeline: nothing here calls stage code. The expected createdAt/sortAt are
@@ -177,7 +177,7 @@ int main(int argc, char** argv) {
       snapshots.push_back(s);
     }
     // A handle taken by an account updated today is released by any other row holding it: that
-    // row keeps its DID as handle until its own next profile fetch (docs/stages.md, ds-load).
+    // row keeps its DID as handle until its own next profile fetch (docs/design.md, Database).
     std::map<std::string, std::string> holder;
     for (const auto& did : updated_today) holder[users[did].handle] = did;
     for (auto& [did, row] : users)
