@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -33,6 +35,19 @@ struct Violation : std::logic_error {
 
 inline void require(bool ok, const char* what) {
   if (!ok) throw Violation(what);
+}
+
+// The body of every libFuzzer target (fuzz/*_fuzz.cpp): runs one entry point on one input and
+// turns a broken invariant into a crash, so that libFuzzer keeps the input.
+inline int fuzz_one(void (*entry)(const std::uint8_t*, std::size_t), const std::uint8_t* data,
+                    std::size_t size) {
+  try {
+    entry(data, size);
+  } catch (const Violation& v) {
+    std::fprintf(stderr, "invariant broken: %s\n", v.what());
+    std::abort();
+  }
+  return 0;
 }
 
 // Bad lines are logged at error level; millions of them would only slow the fuzzer down.

@@ -8,10 +8,14 @@
 // or before `since`. Each body is parsed (simdjson), as the stages do. It prints one line:
 //   users=N requests=N failed=N elapsed_s=X
 // Built by bench/fetch/run.sh with the system compiler; not part of the project's build.
+//
+// Standalone on purpose: it stands for the original program, so it must not borrow anything of
+// ds_shared (our HttpClient's connection reuse, timeouts, headers, even its URL encoding). Were it
+// linked against our code, a change there would move the baseline the pipeline is measured against.
+// Plain libcurl and simdjson, as any straightforward client would use them.
 #include <curl/curl.h>
 #include <simdjson.h>
 
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -32,18 +36,11 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
   return size * n;
 }
 
+// libcurl's own percent-encoding (only A-Z a-z 0-9 - . _ ~ left as they are).
 std::string encode(const std::string& s) {
-  static const char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
+  char* escaped = curl_easy_escape(nullptr, s.c_str(), static_cast<int>(s.size()));
+  std::string out(escaped);
+  curl_free(escaped);
   return out;
 }
 

@@ -1,4 +1,4 @@
-// Timestamp parsing and formatting for the shapes DESIGN §3 lists, and the run clock.
+// Timestamp parsing and formatting for every shape the Bluesky API sends (clock.hpp); the run clock.
 // Hand-written because std::chrono's parse is missing from GCC 12 and strptime ignores offsets.
 #include "ds/clock.hpp"
 

@@ -62,6 +62,17 @@ Micros get_time(value v, std::string_view field) {
   return *t;
 }
 
+// The engagement counts that totals, posts and snapshots all carry; false when `k` is none of them.
+template <class Counted>
+bool get_engagement(std::string_view k, value v, Counted& r) {
+  if (k == "likes") r.likes = get_count(v, k);
+  else if (k == "replies") r.replies = get_count(v, k);
+  else if (k == "quotes") r.quotes = get_count(v, k);
+  else if (k == "reposts") r.reposts = get_count(v, k);
+  else return false;
+  return true;
+}
+
 Totals get_totals(value v, std::string_view field) {
   object o;
   if (v.get_object().get(o)) fail("field \"" + std::string(field) + "\" must be an object");
@@ -69,10 +80,7 @@ Totals get_totals(value v, std::string_view field) {
   for (auto f : o) {
     const std::string_view k = f.unescaped_key();
     if (k == "posts") t.posts = get_count(f.value(), "posts");
-    else if (k == "likes") t.likes = get_count(f.value(), "likes");
-    else if (k == "replies") t.replies = get_count(f.value(), "replies");
-    else if (k == "quotes") t.quotes = get_count(f.value(), "quotes");
-    else if (k == "reposts") t.reposts = get_count(f.value(), "reposts");
+    else get_engagement(k, f.value(), t);
   }
   return t;
 }
@@ -199,10 +207,7 @@ void decode_post(object o, PostRecord& r) {
     else if (k == "did") r.did = get_identifier(v, k);
     else if (k == "createdAt") { r.created_at = get_time(v, k); have_created = true; }
     else if (k == "sortAt") { r.sort_at = get_time(v, k); have_sort = true; }
-    else if (k == "likes") r.likes = get_count(v, k);
-    else if (k == "replies") r.replies = get_count(v, k);
-    else if (k == "quotes") r.quotes = get_count(v, k);
-    else if (k == "reposts") r.reposts = get_count(v, k);
+    else get_engagement(k, v, r);
   }
   if (r.uri.empty()) fail("missing field \"uri\"");
   if (r.did.empty()) fail("missing field \"did\"");
@@ -222,10 +227,7 @@ void decode_snapshot(object o, SnapshotRecord& r) {
     } else if (k == "followers") r.followers = get_count(v, k);
     else if (k == "following") r.following = get_count(v, k);
     else if (k == "posts") r.posts = get_count(v, k);
-    else if (k == "likes") r.likes = get_count(v, k);
-    else if (k == "replies") r.replies = get_count(v, k);
-    else if (k == "quotes") r.quotes = get_count(v, k);
-    else if (k == "reposts") r.reposts = get_count(v, k);
+    else get_engagement(k, v, r);
   }
   if (r.did.empty()) fail("missing field \"did\"");
   if (r.date.empty()) fail("missing field \"date\"");

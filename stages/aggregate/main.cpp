@@ -1,5 +1,5 @@
 // ds-aggregate: reads fetched posts and users on stdin, writes them through plus one snapshot
-// per complete user (baseline + window totals). See docs/records.md and docs/stages.md.
+// per complete user (baseline + window totals). See docs/records.md and docs/design.md (the pipeline).
 #include <spdlog/spdlog.h>
 
 #include "aggregator.hpp"

@@ -7,7 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "migrate/migrate.hpp"
+#include "ds/migrations.hpp"
 
 namespace ds::select_users {
 namespace {
@@ -17,7 +17,8 @@ namespace {
 // skip_user rows are read (and counted) but get no baseline work and are never emitted.
 // The baseline is a LATERAL aggregate per user, gated on the backfill marker: users without one
 // get since = null and all-zero baselines, so their posts are not even read. The stored sort key
-// is sort_at; rows the original wrote have none and fall back to "createdAt" (DESIGN §4).
+// is sort_at; rows the original wrote have none and fall back to "createdAt" (docs/design.md,
+// posts.sort_at).
 constexpr std::string_view select_head = R"SQL(
 DECLARE ds_select_users NO SCROLL CURSOR FOR
 SELECT u.did, u.handle, u."displayName", u.avatar,

@@ -4,37 +4,19 @@
 # the stage's end record (ds-load: snapshot_logs); exit 3 (1 with --strict, 0 for empty input);
 # the good records before and after the bad line come through. Also: a world-readable .env warns.
 set -uo pipefail
-bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
-src=${DS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-work=$(mktemp -d /tmp/ds-badin.XXXXXX)
-chmod 755 "$work"  # the private cluster's server runs as postgres under root and must reach it
-fake_pid=""
-cleanup() {
-  [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null
-  "$src/tests/scripts/pg-cluster.sh" stop "$work/pg" >/dev/null 2>&1
-  rm -rf "$work"
-}
-trap cleanup EXIT
-pass=0 fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-die() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/../scripts/e2e-lib.sh"
+e2e_start bad_input
 
 # --- servers: the fake AppView (loopback) for the fetch stages, a private cluster for ds-load ---
 seed=3 users=24
-"$bin/ds-fake-appview" --port 0 --port-file "$work/port" --day 1 --seed $seed --users $users 2>"$work/fake.log" &
-fake_pid=$!
-"$src/tests/scripts/pg-cluster.sh" start "$work/pg" >/dev/null || die "private PostgreSQL did not start"
-. "$work/pg/env"
-for _ in $(seq 1 300); do [ -s "$work/port" ] && break; sleep 0.1; done
-[ -s "$work/port" ] || die "fake AppView did not start: $(cat "$work/fake.log")"
-export BLUESKY_BASE_URL="http://127.0.0.1:$(cat "$work/port")" DATABASE_URL RATE_LIMIT_RPS=0 LOG_LEVEL=info
+start_fake fake --day 1 --seed $seed --users $users
+start_cluster
+export BLUESKY_BASE_URL="http://127.0.0.1:$port_fake" RATE_LIMIT_RPS=0 LOG_LEVEL=info
 export DS_NOW=2026-11-02T06:00:00Z
 unset LOG_FORMAT
-"$bin/ds-migrate" >/dev/null 2>"$work/migrate.log" || die "ds-migrate: $(cat "$work/migrate.log")"
+migrate
 "$bin/ds-fake-appview" seed-sql --day 1 --seed $seed --users $users >"$work/seed.sql"
-"$PG_BIN/psql" -v ON_ERROR_STOP=1 -qAt -d "$DATABASE_URL" -f "$work/seed.sql" >/dev/null || die "seeding users"
-psql_q() { "$PG_BIN/psql" -v ON_ERROR_STOP=1 -qAt -d "$DATABASE_URL" -c "$1"; }
+psql_q -d "$url" -f "$work/seed.sql" >/dev/null || die "seeding users"
 # Accounts 3 (no posts) and 4 (only reposts): one cheap request each.
 did_of() { grep -o "('did:plc:[a-z0-9]*', 'user000$1.fake.test'" "$work/seed.sql" | cut -d"'" -f2; }
 did3=$(did_of 3) did4=$(did_of 4)
@@ -88,8 +70,8 @@ check_good() {  # STAGE CASE OUT
       grep -q '"type":"post","uri":"at://did:plc:agg/' "$out" && grep -q '"type":"snapshot","did":"did:plc:agg","date":"2026-11-02".*"likes":5,' "$out" \
         && ok || bad "$stage $id: the post before and the snapshot of the user after are not both there: $(head -c 300 "$out")" ;;
     ds-load)
-      [ "$(psql_q "SELECT likes FROM posts WHERE uri = 'at://$did3/app.bsky.feed.post/$id'")" = 7 ] && ok || bad "$stage $id: the post before the bad line was not stored"
-      [ "$(psql_q "SELECT likes FROM snapshots WHERE did = '$did3' AND date = '2026-11-02'")" = "$case_no" ] && ok || bad "$stage $id: the snapshot after the bad line was not stored" ;;
+      [ "$(q "SELECT likes FROM posts WHERE uri = 'at://$did3/app.bsky.feed.post/$id'")" = 7 ] && ok || bad "$stage $id: the post before the bad line was not stored"
+      [ "$(q "SELECT likes FROM snapshots WHERE did = '$did3' AND date = '2026-11-02'")" = "$case_no" ] && ok || bad "$stage $id: the snapshot after the bad line was not stored" ;;
   esac
 }
 
@@ -156,8 +138,8 @@ for stage in ds-fetch-profiles ds-fetch-feeds ds-aggregate ds-load; do
     grep -qE "^[0-9T:.-]+Z $stage error: stdin:$line: (${problem[$id]}).*: .*\"case\":\"$id\"" "$err" \
       && ok || bad "$what: no 'stage error: stdin:$line: problem: excerpt' line in: $(grep 'stdin:' "$err" | head -c 400)"
     if [ $stage = ds-load ]; then
-      [ "$(psql_q "SELECT status || ' ' || bad_lines FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = "partial 1" ] \
-        && ok || bad "$what: run not recorded partial with bad_lines 1: $(psql_q "SELECT status, bad_lines, error FROM snapshot_logs ORDER BY id DESC LIMIT 1")"
+      [ "$(q "SELECT status || ' ' || bad_lines FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = "partial 1" ] \
+        && ok || bad "$what: run not recorded partial with bad_lines 1: $(q "SELECT status, bad_lines, error FROM snapshot_logs ORDER BY id DESC LIMIT 1")"
     else
       grep "\"type\":\"end\",\"stage\":\"$stage\"" "$out" | grep -q '"bad_lines":1[,}]' \
         && ok || bad "$what: the stage's end record does not count bad_lines 1: $(tail -1 "$out" | head -c 400)"
@@ -172,7 +154,7 @@ for stage in ds-fetch-profiles ds-fetch-feeds ds-aggregate ds-load; do
     grep -qE "$stage error: stdin:$line: (${problem[$id]})" "$err" && ok || bad "$what --strict: the bad line is not named: $(head -c 400 "$err")"
     grep -q "\"type\":\"end\",\"stage\":\"$stage\"" "$out" && bad "$what --strict: wrote its end record after stopping" || ok
     if [ $stage = ds-load ]; then
-      [ "$(psql_q "SELECT status FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = failed ] && ok || bad "$what --strict: run not recorded failed"
+      [ "$(q "SELECT status FROM snapshot_logs ORDER BY id DESC LIMIT 1")" = failed ] && ok || bad "$what --strict: run not recorded failed"
     fi
   done
 
@@ -183,7 +165,7 @@ for stage in ds-fetch-profiles ds-fetch-feeds ds-aggregate ds-load; do
   grep -q 'stdin:' "$work/err" && bad "$stage empty stream complained about a line: $(cat "$work/err")" || ok
   if [ $stage = ds-load ]; then
     [ $rc = 1 ] && ok || bad "ds-load empty stream: exit $rc, want 1 (no end records)"
-    psql_q "SELECT error FROM snapshot_logs ORDER BY id DESC LIMIT 1" | grep -q "without the end records of ds-select-users" \
+    q "SELECT error FROM snapshot_logs ORDER BY id DESC LIMIT 1" | grep -q "without the end records of ds-select-users" \
       && ok || bad "ds-load empty stream: the run's error does not name the missing end records"
   else
     [ $rc = 0 ] && ok || bad "$stage empty stream: exit $rc, want 0"
@@ -217,5 +199,4 @@ for p in ds-select-users ds-fetch-profiles ds-fetch-feeds ds-aggregate ds-load d
   grep -q "$secret" "$work/out" && bad "$p --help shows the password" || ok
 done
 
-echo "bad_input: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

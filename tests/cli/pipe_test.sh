@@ -3,20 +3,10 @@
 # whoever started us); SIGINT/SIGTERM stop ds-aggregate and the fetch stages with exit 130, leaving
 # only whole JSON lines on stdout (even when stopped inside a write to a stalled reader), no end record.
 set -uo pipefail
-bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
-work=$(mktemp -d /tmp/ds-pipe.XXXXXX)
-fake_pid=""
-cleanup() {
-  [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null
-  # Anything of ours still running (a failed stop) must not outlive the test.
-  for p in $(jobs -p); do kill -KILL "$p" 2>/dev/null; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-pass=0 fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-die() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/../scripts/e2e-lib.sh"
+e2e_start pipe
+# A stage that failed to stop ignores SIGTERM perhaps: nothing of ours may outlive the test.
+on_exit() { for p in $(jobs -p); do kill -KILL "$p" 2>/dev/null; done; }
 whole_json_lines() {  # FILE: every line parses on its own, and the file ends with a newline
   [ ! -s "$1" ] && return 0
   [ "$(tail -c 1 "$1" | od -An -c | tr -d ' ')" = '\n' ] || return 1
@@ -34,14 +24,10 @@ wait_for() {  # PID SECS
 
 # The fake AppView, on loopback. posts-scale 3: account 0 then has ~32,000 posts (300+ pages),
 # far more than a pipeline closed after one line should ever ask for.
-"$bin/ds-fake-appview" --port 0 --port-file "$work/port" --day 1 --seed 5 --users 30 --posts-scale 3 2>"$work/fake.log" &
-fake_pid=$!
-for _ in $(seq 1 300); do [ -s "$work/port" ] && break; sleep 0.1; done
-[ -s "$work/port" ] || die "fake AppView did not start: $(cat "$work/fake.log")"
-base="http://127.0.0.1:$(cat "$work/port")"
-export BLUESKY_BASE_URL=$base RATE_LIMIT_RPS=0 LOG_LEVEL=warning DS_NOW=2026-11-02T06:00:00Z
+start_fake fake --day 1 --seed 5 --users 30 --posts-scale 3
+export BLUESKY_BASE_URL=http://127.0.0.1:$port_fake RATE_LIMIT_RPS=0 LOG_LEVEL=warning DS_NOW=2026-11-02T06:00:00Z
 unset LOG_FORMAT
-feed_requests() { curl -fsS "$base/_fake/stats" | jq '.requests.getAuthorFeed'; }
+feed_requests() { fake_stats "$port_fake" | jq '.requests.getAuthorFeed'; }
 
 # Users for the fetch stages, as ds-select-users + ds-fetch-profiles would hand them on (backfill).
 "$bin/ds-fake-appview" seed-sql --day 1 --seed 5 --users 30 \
@@ -58,7 +44,7 @@ printf '{"type":"end","stage":"ds-select-users","contract":1,"counters":{"users"
 # the first user has 1 MiB of posts (the fetcher's streaming threshold), so "promptly" is measured
 # from there: once its reader has gone, the stage must not go on fetching.
 head_one() {  # run ds-fetch-feeds | head -1; sets rc, at_first (requests when line 1 arrived), requests
-  curl -fsS -X POST "$base/_fake/stats/reset" >/dev/null
+  fake_reset "$port_fake"
   timeout -s KILL 60 "$bin/ds-fetch-feeds" <"$work/users.ndjson" 2>"$work/err" \
     | { head -1 >"$work/first"; exec 0<&-; feed_requests >"$work/at_first"; }
   rc=${PIPESTATUS[0]}
@@ -157,5 +143,4 @@ for stage in ds-fetch-feeds ds-fetch-profiles; do
   done
 done
 
-echo "pipe: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

@@ -1,5 +1,5 @@
 // ds-e2e-check: computes what the database must hold after a sequence of daily runs, from the fake
-// AppView's dataset and the rules of DESIGN §4 alone, and compares every row of users, posts and
+// AppView's dataset and the rules of docs/design.md alone, and compares every row of users, posts and
 // snapshots (plus the run log) with what the pipeline stored. Exit 0 when they match.
 //
 // Independence from the pipeline: nothing here calls stage code. The expected createdAt/sortAt are
@@ -56,7 +56,22 @@ void field(std::string& row, const std::optional<std::string>& v) {
   row += '\t';
 }
 void field(std::string& row, std::int64_t v) { row += std::to_string(v) + '\t'; }
+void flag(std::string& row, bool v) { field(row, std::optional<std::string>(v ? "t" : "f")); }
 void end_row(std::string& row) { row.back() = '\n'; }
+
+// COPYs one row per element of `rows` into `table`; `fields(buf, element)` appends its fields.
+template <class Rows, class Fields>
+void copy_rows(ds::PgConnection& db, const std::string& table, const Rows& rows, Fields fields) {
+  std::string buf;
+  db.copy_begin("COPY " + table + " FROM STDIN");
+  for (const auto& row : rows) {
+    buf.clear();
+    fields(buf, row);
+    end_row(buf);
+    db.copy_send(buf);
+  }
+  db.copy_end();
+}
 
 int report(ds::PgConnection& db, const std::string& what, const std::string& sql) {
   auto r = db.exec(sql);
@@ -162,7 +177,7 @@ int main(int argc, char** argv) {
       snapshots.push_back(s);
     }
     // A handle taken by an account updated today is released by any other row holding it: that
-    // row keeps its DID as handle until its own next profile fetch (docs/stages.md, ds-load).
+    // row keeps its DID as handle until its own next profile fetch (docs/design.md, Database).
     std::map<std::string, std::string> holder;
     for (const auto& did : updated_today) holder[users[did].handle] = did;
     for (auto& [did, row] : users)
@@ -178,46 +193,29 @@ int main(int argc, char** argv) {
           " created_raw text, indexed_at timestamptz, sort_at timestamptz, deleted bool)");
   db.exec("CREATE TEMP TABLE exp_snapshots (did text, date date, followers bigint, following bigint, posts bigint,"
           " likes bigint, replies bigint, quotes bigint, reposts bigint)");
-  std::string buf;
-  db.copy_begin("COPY exp_users FROM STDIN");
-  for (const auto& [did, u] : users) {
-    buf.clear();
+  copy_rows(db, "exp_users", users, [](std::string& buf, const auto& entry) {
+    const ExpUser& u = entry.second;
     field(buf, u.did);
     field(buf, u.handle);
     field(buf, u.display_name);
     field(buf, u.avatar);
-    field(buf, std::optional<std::string>(u.skip_user ? "t" : "f"));
-    end_row(buf);
-    db.copy_send(buf);
-  }
-  db.copy_end();
-  db.copy_begin("COPY exp_posts FROM STDIN");
-  for (const auto& [uri, p] : posts) {
-    buf.clear();
+    flag(buf, u.skip_user);
+  });
+  copy_rows(db, "exp_posts", posts, [](std::string& buf, const auto& entry) {
+    const ExpPost& p = entry.second;
     field(buf, p.uri);
     field(buf, p.did);
-    field(buf, p.likes);
-    field(buf, p.replies);
-    field(buf, p.quotes);
-    field(buf, p.reposts);
+    for (auto v : {p.likes, p.replies, p.quotes, p.reposts}) field(buf, v);
     field(buf, p.created_raw);
     field(buf, std::optional<std::string>(ds::format_timestamp(p.indexed_at)));
     field(buf, std::optional<std::string>(ds::format_timestamp(p.sort_at)));
-    field(buf, std::optional<std::string>(p.deleted ? "t" : "f"));
-    end_row(buf);
-    db.copy_send(buf);
-  }
-  db.copy_end();
-  db.copy_begin("COPY exp_snapshots FROM STDIN");
-  for (const auto& s : snapshots) {
-    buf.clear();
+    flag(buf, p.deleted);
+  });
+  copy_rows(db, "exp_snapshots", snapshots, [](std::string& buf, const ExpSnapshot& s) {
     field(buf, s.did);
     field(buf, s.date);
     for (auto v : {s.followers, s.following, s.posts, s.likes, s.replies, s.quotes, s.reposts}) field(buf, v);
-    end_row(buf);
-    db.copy_send(buf);
-  }
-  db.copy_end();
+  });
   // PostgreSQL parses the raw createdAt: the oracle for "store what parses, else indexedAt".
   db.exec(R"(CREATE OR REPLACE FUNCTION pg_temp.try_ts(t text) RETURNS timestamptz LANGUAGE plpgsql AS
              $$ BEGIN RETURN t::timestamptz; EXCEPTION WHEN others THEN RETURN NULL; END $$)");

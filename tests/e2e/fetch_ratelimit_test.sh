@@ -3,33 +3,9 @@
 # sees at most the one 429 the client starts into and none after, and a client cap of C requests/s
 # holds as the server measures it; connections stay near the concurrency.
 set -euo pipefail
-bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
-work=$(mktemp -d /tmp/ds-fetch-ratelimit.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-passed=0 failed=0
-ok() { echo "ok   $*" >&2; passed=$((passed + 1)); }
-bad() { echo "FAIL $*" >&2; failed=$((failed + 1)); }
-expect() {  # expect DESCRIPTION COMMAND...: one counted check
-  local what=$1; shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
-die() { echo "FAIL $*" >&2; echo "fetch_ratelimit: $passed passed, $((failed + 1)) failed" >&2; exit 1; }
-step() { echo "== [${SECONDS}s] $*" >&2; }
+. "$(dirname "$0")/../scripts/e2e-lib.sh"
+e2e_start fetch_ratelimit
 
-start_fake() {  # start_fake NAME ARGS...: port in port_NAME
-  local name=$1; shift
-  "$bin/ds-fake-appview" --port 0 --port-file "$work/$name.port" "$@" 2>"$work/$name.log" &
-  pids+=($!)
-  for _ in $(seq 1 300); do [ -s "$work/$name.port" ] && break; sleep 0.1; done
-  [ -s "$work/$name.port" ] || { cat "$work/$name.log" >&2; die "fake AppView $name did not start"; }
-  printf -v "port_$name" '%s' "$(cat "$work/$name.port")"
-}
-end_counter() { jq -r --arg s "$2" --arg n "$3" 'select(.type == "end" and .stage == $s) | .counters[$n]' "$1" | tail -1; }
 # fetch NAME PORT CAP CONCURRENCY INPUT: profiles | feeds; output in $work/NAME.ndjson, exit codes in rc_NAME
 fetch() {
   local name=$1 port=$2 cap=$3 conc=$4 input=$5
@@ -57,31 +33,31 @@ reset_now() { curl -s -D - -o /dev/null "$strict/xrpc/app.bsky.actor.getProfiles
 r0=$(reset_now)
 for _ in $(seq 1 200); do [ "$(reset_now)" != "$r0" ] && break; sleep 0.05; done
 curl -s "$strict/xrpc/app.bsky.actor.getProfiles?actors=[1-$limit]" >/dev/null
-curl -fsS -X POST "$strict/_fake/stats/reset" >/dev/null
+fake_reset "$port_strict"
 fetch strict "$port_strict" 25 8 "$work/users-$users.ndjson"
-curl -fsS "$strict/_fake/stats" >"$work/strict.stats"
-expect "both stages exit 0 ($rc_strict)" [ "$rc_strict" = "0 0" ]
+fake_stats "$port_strict" >"$work/strict.stats"
+check "both stages exit 0 ($rc_strict)" [ "$rc_strict" = "0 0" ]
 s=$work/strict.stats
 requests=$(jq '.requests.getProfiles + .requests.getAuthorFeed' "$s")
-expect "the run needed $requests requests, more than 2 windows' worth (else the limit never bound)" [ "$requests" -gt $((2 * limit)) ]
-expect "the server answered exactly one 429, the first request's ($(jq -c .statuses "$s"))" [ "$(jq .http_429 "$s")" = 1 ]
-expect "... and the client counted that one (profiles $(end_counter "$work/strict.ndjson" ds-fetch-profiles http_429), feeds $(end_counter "$work/strict.ndjson" ds-fetch-feeds http_429))" \
+check "the run needed $requests requests, more than 2 windows' worth (else the limit never bound)" [ "$requests" -gt $((2 * limit)) ]
+check "the server answered exactly one 429, the first request's ($(jq -c .statuses "$s"))" [ "$(jq .http_429 "$s")" = 1 ]
+check "... and the client counted that one (profiles $(end_counter "$work/strict.ndjson" ds-fetch-profiles http_429), feeds $(end_counter "$work/strict.ndjson" ds-fetch-feeds http_429))" \
   [ "$(( $(end_counter "$work/strict.ndjson" ds-fetch-profiles http_429) + $(end_counter "$work/strict.ndjson" ds-fetch-feeds http_429) ))" = 1 ]
-expect "every user came through: no profile or feed failed" \
+check "every user came through: no profile or feed failed" \
   [ "$(end_counter "$work/strict.ndjson" ds-fetch-profiles failed)/$(end_counter "$work/strict.ndjson" ds-fetch-feeds failed)/$(end_counter "$work/strict.ndjson" ds-fetch-feeds users)" = "0/0/$n_users" ]
-expect "the waits were logged once each, not per request ($(cat "$work"/strict-*.log | grep -c 'API rate limit') lines for $requests requests)" \
+check "the waits were logged once each, not per request ($(cat "$work"/strict-*.log | grep -c 'API rate limit') lines for $requests requests)" \
   [ "$(cat "$work"/strict-*.log | grep -c 'API rate limit')" -le $((requests / 3)) ]
 
 step "server limit out of reach; client cap 25/s measured by the server"
 cap=25 conc=8 users=200
 n_users=$(users $users)
 start_fake loose --day 1 --users "$users" --posts-scale 0.05 --enforce-rate-limit --rate-limit 1000000 --rate-window-s 60
-curl -fsS -X POST "http://127.0.0.1:$port_loose/_fake/stats/reset" >/dev/null
+fake_reset "$port_loose"
 fetch loose "$port_loose" $cap $conc "$work/users-$users.ndjson"
-curl -fsS "http://127.0.0.1:$port_loose/_fake/stats" >"$work/loose.stats"
+fake_stats "$port_loose" >"$work/loose.stats"
 l=$work/loose.stats
-expect "both stages exit 0 ($rc_loose)" [ "$rc_loose" = "0 0" ]
-expect "no 429 at all" [ "$(jq .http_429 "$l")" = 0 ]
+check "both stages exit 0 ($rc_loose)" [ "$rc_loose" = "0 0" ]
+check "no 429 at all" [ "$(jq .http_429 "$l")" = 0 ]
 # getAuthorFeed comes from ds-fetch-feeds alone, so its arrivals measure that stage's cap. The
 # client spaces request starts 1/cap apart; the server's span can only come out shorter by how
 # much later the first request arrived than the last, relative to their starts. 10% of a span of
@@ -89,14 +65,13 @@ expect "no 429 at all" [ "$(jq .http_429 "$l")" = 0 ]
 # this cannot flake; a cap that did not hold would show up as 8x (the concurrency).
 read -r n first last < <(jq -r '[.requests.getAuthorFeed, .arrivals.getAuthorFeed.first_ms, .arrivals.getAuthorFeed.last_ms] | @tsv' "$l")
 rate=$(awk -v n="$n" -v a="$first" -v b="$last" 'BEGIN { printf "%.2f", (n - 1) * 1000 / (b - a) }')
-expect "server-measured getAuthorFeed rate $rate/s over $n requests stays within the cap $cap/s (+10%)" \
+check "server-measured getAuthorFeed rate $rate/s over $n requests stays within the cap $cap/s (+10%)" \
   awk -v r="$rate" -v c=$cap -v n="$n" 'BEGIN { exit !(n >= 150 && r <= c * 1.10) }'
 conns=$(jq .connections_opened "$l")
-expect "$conns connections for $(jq '.requests.getProfiles + .requests.getAuthorFeed' "$l") requests: at most the two stages' concurrency ($conc each) + the stats request" \
+check "$conns connections for $(jq '.requests.getProfiles + .requests.getAuthorFeed' "$l") requests: at most the two stages' concurrency ($conc each) + the stats request" \
   [ "$conns" -le $((2 * conc + 1)) ]
-expect "the stages report requests per 1000 users ($(end_counter "$work/loose.ndjson" ds-fetch-feeds requests_per_1000_users) for feeds)" \
+check "the stages report requests per 1000 users ($(end_counter "$work/loose.ndjson" ds-fetch-feeds requests_per_1000_users) for feeds)" \
   [ "$(end_counter "$work/loose.ndjson" ds-fetch-feeds requests_per_1000_users)" = $(( $(end_counter "$work/loose.ndjson" ds-fetch-feeds requests) * 1000 / n_users )) ]
 
 step "done"
-echo "fetch_ratelimit: $passed passed, $failed failed" >&2
-[ "$failed" = 0 ]
+finish

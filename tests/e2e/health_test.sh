@@ -3,26 +3,13 @@
 # 0 when both answer; 5 with its message for a database that is stopped or not migrated; 6 for an
 # API on a closed port. Also `make install` into a temporary prefix and the installed script's check.
 set -uo pipefail
-bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
-src=${DS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/../scripts/e2e-lib.sh"
+e2e_start health
 build_dir=$(cd "$bin/.." && pwd)
-work=$(mktemp -d /tmp/ds-health.XXXXXX)
-chmod 755 "$work"  # the server runs as postgres under root and must reach its data directory
-fake_pid=""
-cleanup() {
-  [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null
-  "$src/tests/scripts/pg-cluster.sh" stop "$work/pg" || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $*" >&2; }
-bad() { failed=$((failed + 1)); echo "FAIL $*" >&2; }
-die() { echo "FAIL: $*" >&2; echo "health: $passed passed, $((failed + 1)) failed"; exit 1; }
 
-# expect NAME CODE PATTERN CMD...: CMD exits CODE ("nonzero" = anything but 0) and its stderr
+# expect_exit NAME CODE PATTERN CMD...: CMD exits CODE ("nonzero" = anything but 0) and its stderr
 # matches the extended regex PATTERN.
-expect() {
+expect_exit() {
   local name=$1 want=$2 pattern=$3; shift 3
   "$@" >"$work/out" 2>"$work/err"
   local rc=$?
@@ -35,18 +22,12 @@ expect() {
   fi
 }
 
-url=$("$src/tests/scripts/pg-cluster.sh" start "$work/pg") || die "cannot start PostgreSQL"
-. "$work/pg/env"
-psql_q() { "$PG_BIN/psql" -v ON_ERROR_STOP=1 -qAt "$@"; }
-server=${url%/*}
-
-"$bin/ds-fake-appview" --port 0 --port-file "$work/port" --day 1 --seed 3 --users 24 2>"$work/fake.log" &
-fake_pid=$!
-for _ in $(seq 1 300); do [ -s "$work/port" ] && break; sleep 0.1; done
-[ -s "$work/port" ] || die "fake AppView did not start: $(cat "$work/fake.log")"
-api="http://127.0.0.1:$(cat "$work/port")"
-"$bin/ds-migrate" --db "$url" >/dev/null 2>"$work/migrate.log" || die "ds-migrate: $(cat "$work/migrate.log")"
-"$bin/ds-fake-appview" --day 1 --seed 3 --users 24 seed-sql | psql_q -d "$url" || die "seeding"
+seed=3 users=24
+start_cluster
+start_fake fake --day 1 --seed $seed --users $users
+api="http://127.0.0.1:$port_fake"
+migrate
+seed_users
 
 # A port nothing listens on: one we just checked is closed.
 closed=""
@@ -62,27 +43,27 @@ export DATABASE_URL=$url BLUESKY_BASE_URL=$api HEALTH_ACTOR=user0001.fake.test L
 run_make() { make --no-print-directory -C "$src" health BUILD="$build_dir"; }
 script() { "$src/pipelines/snapshot.sh" --health-check; }
 
-expect "make health: database and API up" 0 'health: database and API OK' run_make
-expect "snapshot.sh --health-check: both up" 0 'API health check ok' script
+expect_exit "make health: database and API up" 0 'health: database and API OK' run_make
+expect_exit "snapshot.sh --health-check: both up" 0 'API health check ok' script
 # The health actor is really asked about: the fake AppView counted a getProfiles call for it.
 [ "$(curl -fsS "$api/_fake/stats" | jq '.requests.getProfiles')" -ge 2 ] && ok "the API was asked getProfiles" || bad "no getProfiles call reached the fake AppView"
 
 # Migrations not current: a copy of the database with the newest migration unrecorded, and one
 # never migrated at all.
-psql_q -d "$server/postgres" -c "CREATE DATABASE behind TEMPLATE dopplersky" || die "create behind"
-psql_q -d "$server/behind" -c "DELETE FROM ds_schema_migrations WHERE version = (SELECT max(version) FROM ds_schema_migrations)"
-psql_q -d "$server/postgres" -c "CREATE DATABASE empty" || die "create empty"
-DATABASE_URL=$server/behind expect "make health: a migration pending" nonzero \
+psql_q -d "$(base_url_of postgres)" -c "CREATE DATABASE behind TEMPLATE dopplersky" || die "create behind"
+psql_q -d "$(base_url_of behind)" -c "DELETE FROM ds_schema_migrations WHERE version = (SELECT max(version) FROM ds_schema_migrations)"
+psql_q -d "$(base_url_of postgres)" -c "CREATE DATABASE empty" || die "create empty"
+DATABASE_URL=$(base_url_of behind) expect_exit "make health: a migration pending" nonzero \
   'database health check failed: 1 migration\(s\) pending \(.*\); run ds-migrate' run_make
-DATABASE_URL=$server/behind expect "snapshot.sh: a migration pending exits 5" 5 \
+DATABASE_URL=$(base_url_of behind) expect_exit "snapshot.sh: a migration pending exits 5" 5 \
   'database health check failed: 1 migration\(s\) pending' script
-DATABASE_URL=$server/empty expect "snapshot.sh: never migrated exits 5" 5 \
+DATABASE_URL=$(base_url_of empty) expect_exit "snapshot.sh: never migrated exits 5" 5 \
   'database health check failed: [0-9]+ migration\(s\) pending' script
 
 # The API on a closed port: the database part passes, the API part fails with its own code.
-BLUESKY_BASE_URL=http://127.0.0.1:$closed expect "make health: API on a closed port" nonzero \
+BLUESKY_BASE_URL=http://127.0.0.1:$closed expect_exit "make health: API on a closed port" nonzero \
   "API health check failed: http://127.0.0.1:$closed/xrpc/app.bsky.actor.getProfiles" run_make
-BLUESKY_BASE_URL=http://127.0.0.1:$closed expect "snapshot.sh: API on a closed port exits 6" 6 \
+BLUESKY_BASE_URL=http://127.0.0.1:$closed expect_exit "snapshot.sh: API on a closed port exits 6" 6 \
   'API health check failed: .*(connect|refused)' script
 
 # make install, then the installed script with no DS_BIN_DIR and a PATH without the programs:
@@ -97,7 +78,7 @@ if make --no-print-directory -C "$src" install BUILD="$build_dir" PREFIX="$prefi
   done
   [ -z "$missing" ] && ok "make install PREFIX=... installed every file" || bad "make install left out:$missing"
   [ "$(ls "$prefix/share/dopplersky/sql" | wc -l)" = "$(ls "$src"/sql/*.sql | wc -l)" ] && ok "every migration installed" || bad "sql/ not installed whole"
-  expect "installed dopplersky-snapshot --health-check finds its programs" 0 'health: database and API OK' \
+  expect_exit "installed dopplersky-snapshot --health-check finds its programs" 0 'health: database and API OK' \
     env -u DS_BIN_DIR PATH=/usr/bin:/bin "$prefix/bin/dopplersky-snapshot" --health-check
 else
   bad "make install failed:"; tail -5 "$work/install.log" >&2
@@ -105,8 +86,7 @@ fi
 
 # PostgreSQL stopped: last, since nothing after it needs the database.
 "$src/tests/scripts/pg-cluster.sh" stop "$work/pg"
-expect "make health: PostgreSQL stopped" nonzero 'database health check failed: .*(refused|connect)' run_make
-expect "snapshot.sh: PostgreSQL stopped exits 5" 5 'database health check failed' script
+expect_exit "make health: PostgreSQL stopped" nonzero 'database health check failed: .*(refused|connect)' run_make
+expect_exit "snapshot.sh: PostgreSQL stopped exits 5" 5 'database health check failed' script
 
-echo "health: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

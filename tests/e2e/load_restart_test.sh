@@ -2,30 +2,10 @@
 # The database going away under ds-load, for real: PostgreSQL restarted (pg_ctl restart -m fast), then
 # stopped for good, in the middle of a load. Checks the exit code and message, what stays committed, the run log, and that a rerun reaches the state of an uninterrupted load.
 set -euo pipefail
-bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
-src=${DS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/../scripts/e2e-lib.sh"
+e2e_start load_restart
 users=${RESTART_USERS:-600} posts=${RESTART_POSTS:-100}
-work=$(mktemp -d /tmp/ds-load-restart.XXXXXX)
-chmod 755 "$work"  # the server runs as postgres under root and must reach its data directory
-load_pid="" feeder_pid=""
-cleanup() {
-  [ -n "$feeder_pid" ] && kill "$feeder_pid" 2>/dev/null || true
-  [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null || true
-  "$src/tests/scripts/pg-cluster.sh" stop "$work/pg" >/dev/null 2>&1 || true
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-test_name=load_restart
-. "$src/tests/scripts/e2e-lib.sh"
 as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-
-start_cluster() {
-  url=$("$src/tests/scripts/pg-cluster.sh" start "$work/pg")
-  . "$work/pg/env"
-  export DATABASE_URL="$url"
-}
-base_url_of() { echo "${url%/*}/$1"; }
-q() { psql_q -d "$url" -c "$1"; }
 # Starts ds-load on a FIFO and feeds it the first FIRST lines of FILE in the background; the rest
 # is held back until finish_feed, so the run cannot end before the test has done its damage.
 start_feed() {  # start_feed FILE FIRST LOG [ds-load flags...]
@@ -48,18 +28,10 @@ finish_feed() {  # sends the held-back lines (ds-load may be gone: SIGPIPE is ex
   wait "$load_pid" || load_rc=$?
   load_pid=""
 }
-wait_for() {  # wait_for SQL: until the query answers a number > 0 (a guard, not a timing assertion)
-  for _ in $(seq 1 600); do
-    n=$(psql_q -d "$url" -c "$1" 2>/dev/null || echo 0)
-    [ "${n:-0}" -gt 0 ] && return 0
-    sleep 0.1
-  done
-  die "timed out waiting for: $1"
-}
 
 step "cluster, schema, $users accounts, a few posts left by the original program"
 start_cluster
-"$bin/ds-migrate" >/dev/null 2>"$work/migrate.log" || { cat "$work/migrate.log" >&2; die "ds-migrate"; }
+migrate
 "$src/bench/load/gen-stream.sh" --users "$users" --format users >"$work/users.tsv"
 psql_q -d "$url" -c "\\copy users (did, handle) FROM '$work/users.tsv'"
 # The original kept only a few days per user; a backfill no longer sees these and marks them deleted.
@@ -73,7 +45,7 @@ total_posts=$((users * posts))
 
 step "day 1 (backfill): PostgreSQL restarts in the middle of the load"
 start_feed "$work/day1.ndjson" "$half" "$work/load1.log"
-wait_for "SELECT count(*) FROM ds_user_state"  # some batches are committed
+wait_for_count "SELECT count(*) FROM ds_user_state"  # some batches are committed
 as_owner "$PG_BIN/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -m fast -w -t 60 restart >/dev/null
 finish_feed
 expect "ds-load exits 1 when the database restarts under it" "$load_rc" 1
@@ -105,7 +77,7 @@ expect "the original's posts are marked deleted by the backfill" \
 
 step "day 2 (daily run, 5% of counts changed): PostgreSQL stops and stays down"
 start_feed "$work/day2.ndjson" "$half" "$work/load2.log" --reconnect-seconds 1
-wait_for "SELECT count(*) FROM snapshots WHERE date = '2026-11-30'"
+wait_for_count "SELECT count(*) FROM snapshots WHERE date = '2026-11-30'"
 id2=$(q "SELECT max(id) FROM snapshot_logs")
 "$src/tests/scripts/pg-cluster.sh" stop "$work/pg"
 finish_feed
@@ -129,5 +101,4 @@ else diff "$work/state2" "$work/ref-state2" | head -10 >&2; bad "day 2: the reru
 if diff -q "$work/state1" "$work/state2" >/dev/null; then bad "day 2 changed nothing (the stream should change 5% of the counts)"
 else ok "day 2 changed the stored counts"; fi
 
-echo "load_restart: $passed passed, $failed failed" >&2
-[ "$failed" = 0 ]
+finish

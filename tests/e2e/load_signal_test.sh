@@ -2,27 +2,11 @@
 # SIGTERM (day 1, a backfill) and SIGINT (day 2, a daily run) sent to ds-load in the middle of a load:
 # exit 130 without waiting for more input, only whole batches stored, the run recorded failed, and a rerun reaching the state of an uninterrupted load.
 set -euo pipefail
-bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
-src=${DS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/../scripts/e2e-lib.sh"
+e2e_start load_signal
 users=${SIGNAL_USERS:-500} posts=${SIGNAL_POSTS:-100}
-work=$(mktemp -d /tmp/ds-load-signal.XXXXXX)
-chmod 755 "$work"  # the server runs as postgres under root and must reach its data directory
-load_pid="" feeder_pid=""
-cleanup() {
-  [ -n "$feeder_pid" ] && kill "$feeder_pid" 2>/dev/null || true
-  [ -n "$load_pid" ] && kill -KILL "$load_pid" 2>/dev/null || true
-  "$src/tests/scripts/pg-cluster.sh" stop "$work/pg" >/dev/null 2>&1 || true
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-test_name=load_signal
-. "$src/tests/scripts/e2e-lib.sh"
 
-url=$("$src/tests/scripts/pg-cluster.sh" start "$work/pg")
-. "$work/pg/env"
-export DATABASE_URL="$url"
-base_url_of() { echo "${url%/*}/$1"; }
-q() { psql_q -d "$url" -c "$1"; }
+start_cluster
 # Accounts whose latest snapshot disagrees with the sum over their live posts: none, as long as
 # every batch (a user's posts, its user record and its snapshot) was committed whole or not at all.
 torn_users() {
@@ -42,14 +26,8 @@ start_feed() {  # start_feed FILE FIRST LOG
   head -n "$2" "$1" >&3 &
   feeder_pid=$!
 }
-wait_for() {  # wait_for SQL: until the query answers a number > 0 (a guard, not a timing assertion)
-  for _ in $(seq 1 600); do
-    n=$(psql_q -d "$url" -c "$1" 2>/dev/null || echo 0)
-    [ "${n:-0}" -gt 0 ] && return 0
-    sleep 0.1
-  done
-  die "timed out waiting for: $1"
-}
+# SIGKILL at exit: a failed test may be one where ds-load does not stop on a signal.
+on_exit() { [ -z "${load_pid:-}" ] || kill -KILL "$load_pid" 2>/dev/null; }
 interrupt() {  # interrupt SIGNAL: signal ds-load, wait for it while its input is still open
   kill "-$1" "$load_pid"
   # A guard against hanging, not a timing assertion: ds-load must exit on its own, input still open.
@@ -88,7 +66,7 @@ rerun_matches_reference() {  # rerun_matches_reference FILE WHAT
 }
 
 step "cluster, schema, $users accounts"
-"$bin/ds-migrate" >/dev/null 2>"$work/migrate.log" || { cat "$work/migrate.log" >&2; die "ds-migrate"; }
+migrate
 "$src/bench/load/gen-stream.sh" --users "$users" --format users >"$work/users.tsv"
 psql_q -d "$url" -c "\\copy users (did, handle) FROM '$work/users.tsv'"
 psql_q -d "$(base_url_of postgres)" -c "CREATE DATABASE reference TEMPLATE dopplersky"
@@ -99,7 +77,7 @@ part=$((lines * 6 / 10))
 
 step "day 1 (backfill): SIGTERM in the middle of the load"
 start_feed "$work/day1.ndjson" "$part" "$work/term.log"
-wait_for "SELECT count(*) FROM ds_user_state"  # some batches are committed
+wait_for_count "SELECT count(*) FROM ds_user_state"  # some batches are committed
 interrupt TERM
 check_interrupted "$work/term.log" SIGTERM
 stored=$(q "SELECT count(*) FROM ds_user_state")
@@ -111,7 +89,7 @@ rerun_matches_reference "$work/day1.ndjson" "day 1"
 
 step "day 2 (daily run, 5% of counts changed): SIGINT in the middle of the load"
 start_feed "$work/day2.ndjson" "$part" "$work/int.log"
-wait_for "SELECT count(*) FROM snapshots WHERE date = '2026-11-30'"
+wait_for_count "SELECT count(*) FROM snapshots WHERE date = '2026-11-30'"
 interrupt INT
 check_interrupted "$work/int.log" SIGINT
 stored=$(q "SELECT count(*) FROM snapshots WHERE date = '2026-11-30'")
@@ -119,5 +97,4 @@ if [ "$stored" -gt 0 ] && [ "$stored" -lt "$users" ]; then ok "SIGINT: the commi
 else bad "SIGINT: $stored of $users day-2 snapshots stored (want some, not all)"; fi
 rerun_matches_reference "$work/day2.ndjson" "day 2"
 
-echo "load_signal: $passed passed, $failed failed" >&2
-[ "$failed" = 0 ]
+finish

@@ -3,23 +3,9 @@
 # (checked by the small parser below), counters equal to the saved `end` records, run figures equal
 # to snapshot_logs, and the last success kept through a failed run and through a database outage.
 set -uo pipefail
-bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
-src=${DS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/../scripts/e2e-lib.sh"
+e2e_start metrics
 seed=5 users=24
-work=$(mktemp -d /tmp/ds-metrics.XXXXXX)
-chmod 755 "$work"  # the server runs as postgres under root and must reach its data directory
-fake_pid=""
-cleanup() {
-  [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null
-  "$src/tests/scripts/pg-cluster.sh" stop "$work/pg" || true
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $*" >&2; }
-bad() { failed=$((failed + 1)); echo "FAIL $*" >&2; }
-die() { echo "FAIL: $*" >&2; echo "metrics: $passed passed, $((failed + 1)) failed"; exit 1; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; return 1; fi; }
 
 # parse FILE > samples.tsv: validates the text exposition format line by line (HELP, then TYPE,
 # then the family's samples, contiguous; metric and label names; label values with only \\ \" \n
@@ -83,11 +69,10 @@ parse() {
     END { if (!bad && NR == 0) { print "empty file" > "/dev/stderr"; exit 1 } }
   ' "$1"
 }
+parse_to() { parse "$1" >"$2"; }  # parse_to FILE TSV
 # value FILE SERIES: the sample's value, or "absent". ENVIRON, since awk -v would unescape \".
 value() { S=$2 awk -F'\t' '$1 == ENVIRON["S"] { print $2; found = 1 } END { if (!found) print "absent" }' "$1"; }
 same_number() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; exit !(a != "absent" && b != "" && d < 1e-6 && d > -1e-6) }'; }
-
-step() { echo "== $*" >&2; }
 
 step "the parser rejects what is not exposition format"
 printf '# HELP a x\n# TYPE a gauge\na{l="v"} 1\n' >"$work/good.prom"
@@ -101,28 +86,23 @@ for broken in 'a{l="v} 1' 'a{l="v\q"} 1' 'a 1 2' 'a{1l="v"} 1' 'b 1' 'a{l="v"}1'
 done
 [ $n = 10 ] && ok "parser rejects 10 kinds of broken lines"
 
-url=$("$src/tests/scripts/pg-cluster.sh" start "$work/pg") || die "cannot start PostgreSQL"
-. "$work/pg/env"
-psql_q() { "$PG_BIN/psql" -v ON_ERROR_STOP=1 -qAt "$@"; }
-"$bin/ds-fake-appview" --port 0 --port-file "$work/port" --day 1 --seed $seed --users $users 2>"$work/fake.log" &
-fake_pid=$!
-for _ in $(seq 1 300); do [ -s "$work/port" ] && break; sleep 0.1; done
-[ -s "$work/port" ] || die "fake AppView did not start: $(cat "$work/fake.log")"
-export BLUESKY_BASE_URL="http://127.0.0.1:$(cat "$work/port")" DATABASE_URL="$url" RATE_LIMIT_RPS=0 LOG_LEVEL=warning
+start_cluster
+start_fake fake --day 1 --seed $seed --users $users
+export BLUESKY_BASE_URL="http://127.0.0.1:$port_fake" RATE_LIMIT_RPS=0 LOG_LEVEL=warning
 export DS_LOCK_FILE=$work/snapshot.lock DS_NOW=2026-11-02T06:00:00Z
-"$bin/ds-migrate" >/dev/null 2>"$work/migrate.log" || die "ds-migrate: $(cat "$work/migrate.log")"
-"$bin/ds-fake-appview" --day 1 --seed $seed --users $users seed-sql | psql_q -d "$url" || die "seeding"
+migrate
+seed_users
 mkdir -p "$work/textfile"
 prom=$work/textfile/dopplersky.prom
 
 step "a completed run: the file against the end records and the run log"
 "$src/pipelines/snapshot.sh" --all --save-dir "$work/run" --metrics-file "$prom" 2>"$work/run.log" \
   || { cat "$work/run.log" >&2; die "the pipeline exited $?"; }
-parse "$prom" >"$work/s1.tsv" && ok "the metrics file parses as exposition format" || bad "the metrics file does not parse"
-check "nothing but the .prom file in the textfile directory (temp file renamed)" '[ "$(ls -A "$work/textfile")" = dopplersky.prom ]'
+check "the metrics file parses as exposition format" parse_to "$prom" "$work/s1.tsv"
+check "nothing but the .prom file in the textfile directory (temp file renamed)" eval '[ "$(ls -A "$work/textfile")" = dopplersky.prom ]'
 
 jq -c 'select(.type == "end")' "$work/run/4-aggregate.ndjson" >"$work/ends"
-check "the saved stream ends with the 4 upstream end records" '[ "$(wc -l <"$work/ends")" = 4 ]'
+check "the saved stream ends with the 4 upstream end records" eval '[ "$(wc -l <"$work/ends")" = 4 ]'
 mismatch=0 compared=0
 while read -r e; do
   stage=$(jq -r .stage <<<"$e")
@@ -146,51 +126,47 @@ while read -r e; do
   got=$(value "$work/s1.tsv" "dopplersky_stage_finished{stage=\"$stage\",shard=\"\"}")
   [ "$got" = 1 ] || { mismatch=1; echo "     $stage finished: $got" >&2; }
 done <"$work/ends"
-check "every end-record counter ($compared compared) equals its metric" '[ $mismatch = 0 ] && [ $compared -gt 60 ]'
+check "every end-record counter ($compared compared) equals its metric" eval '[ $mismatch = 0 ] && [ $compared -gt 60 ]'
 want=$(jq -s -r 'map(select(.stage == "ds-select-users"))[0].counters.users' "$work/ends")
-check "users selected: $want" '[ "$(value "$work/s1.tsv" "dopplersky_stage_users_selected{stage=\"ds-select-users\",shard=\"\"}")" = "$want" ] && [ "$(value "$work/s1.tsv" "dopplersky_run_users_selected{shard=\"\"}")" = "$want" ] && [ "$want" -gt 10 ]'
+check "users selected: $want" eval '[ "$(value "$work/s1.tsv" "dopplersky_stage_users_selected{stage=\"ds-select-users\",shard=\"\"}")" = "$want" ] && [ "$(value "$work/s1.tsv" "dopplersky_run_users_selected{shard=\"\"}")" = "$want" ] && [ "$want" -gt 10 ]'
 want=$(jq -s '[.[].counters.requests // 0] | add' "$work/ends")
-check "run API requests = sum of the stages' requests ($want)" '[ "$(value "$work/s1.tsv" "dopplersky_run_api_requests{shard=\"\"}")" = "$want" ]'
+check "run API requests = sum of the stages' requests ($want)" eval '[ "$(value "$work/s1.tsv" "dopplersky_run_api_requests{shard=\"\"}")" = "$want" ]'
 
 IFS='|' read -r run_id total_users completed_epoch duration < <(psql_q -d "$url" -c \
   "SELECT id, total_users, extract(epoch FROM time_completed), duration FROM snapshot_logs WHERE status = 'completed' ORDER BY id DESC LIMIT 1")
-check "run status completed" '[ "$(value "$work/s1.tsv" "dopplersky_run_status{shard=\"\",status=\"completed\"}")" = 1 ] && [ "$(value "$work/s1.tsv" "dopplersky_run_status{shard=\"\",status=\"failed\"}")" = 0 ]'
-check "run id = snapshot_logs.id ($run_id)" '[ "$(value "$work/s1.tsv" "dopplersky_run_id{shard=\"\"}")" = "$run_id" ]'
-check "users snapshotted = snapshot_logs.total_users ($total_users)" '[ "$(value "$work/s1.tsv" "dopplersky_run_users_snapshotted{shard=\"\"}")" = "$total_users" ] && [ "$total_users" -gt 0 ]'
-check "run duration = snapshot_logs.duration (the same figure, up to its float4 rounding)" 'awk -v a="$(value "$work/s1.tsv" "dopplersky_run_duration_seconds{shard=\"\"}")" -v b="$duration" "BEGIN { exit !(a - b < 0.001 && b - a < 0.001) }"'
+check "run status completed" eval '[ "$(value "$work/s1.tsv" "dopplersky_run_status{shard=\"\",status=\"completed\"}")" = 1 ] && [ "$(value "$work/s1.tsv" "dopplersky_run_status{shard=\"\",status=\"failed\"}")" = 0 ]'
+check "run id = snapshot_logs.id ($run_id)" eval '[ "$(value "$work/s1.tsv" "dopplersky_run_id{shard=\"\"}")" = "$run_id" ]'
+check "users snapshotted = snapshot_logs.total_users ($total_users)" eval '[ "$(value "$work/s1.tsv" "dopplersky_run_users_snapshotted{shard=\"\"}")" = "$total_users" ] && [ "$total_users" -gt 0 ]'
+check "run duration = snapshot_logs.duration (the same figure, up to its float4 rounding)" eval 'awk -v a="$(value "$work/s1.tsv" "dopplersky_run_duration_seconds{shard=\"\"}")" -v b="$duration" "BEGIN { exit !(a - b < 0.001 && b - a < 0.001) }"'
 last_success=$(value "$work/s1.tsv" 'dopplersky_last_success_timestamp_seconds{shard=""}')
-check "last success = time_completed of the run ($completed_epoch)" 'same_number "$last_success" "$completed_epoch"'
-check "exit code 0" '[ "$(value "$work/s1.tsv" "dopplersky_run_exit_code{shard=\"\"}")" = 0 ]'
-check "ds-load's own figures: posts loaded = posts in the stream" '[ "$(value "$work/s1.tsv" "dopplersky_run_posts_loaded{shard=\"\"}")" = "$(grep -c "\"type\":\"post\"" "$work/run/4-aggregate.ndjson")" ]'
+check "last success = time_completed of the run ($completed_epoch)" eval 'same_number "$last_success" "$completed_epoch"'
+check "exit code 0" eval '[ "$(value "$work/s1.tsv" "dopplersky_run_exit_code{shard=\"\"}")" = 0 ]'
+check "ds-load's own figures: posts loaded = posts in the stream" eval '[ "$(value "$work/s1.tsv" "dopplersky_run_posts_loaded{shard=\"\"}")" = "$(grep -c "\"type\":\"post\"" "$work/run/4-aggregate.ndjson")" ]'
 
 step "a failed run (the stream stops before the end records): failed, last success kept"
 grep -v '"type":"end"' "$work/run/4-aggregate.ndjson" | head -200 >"$work/cut.ndjson"
 DS_NOW=2026-11-02T07:00:00Z "$bin/ds-load" --metrics-file "$prom" <"$work/cut.ndjson" >/dev/null 2>"$work/load.log"
-rc=$?
-check "ds-load exits 1" '[ $rc = 1 ]'
-parse "$prom" >"$work/s2.tsv" && ok "the failed run's file parses" || bad "the failed run's file does not parse"
-check "status failed, exit code 1" '[ "$(value "$work/s2.tsv" "dopplersky_run_status{shard=\"\",status=\"failed\"}")" = 1 ] && [ "$(value "$work/s2.tsv" "dopplersky_run_exit_code{shard=\"\"}")" = 1 ]'
-check "every stage shown as not finished" '[ "$(awk -F"\t" "\$1 ~ /^dopplersky_stage_finished[{]/ && \$2 == 0" "$work/s2.tsv" | wc -l)" = 5 ]'
-check "last success still the completed run's" '[ "$(value "$work/s2.tsv" "dopplersky_last_success_timestamp_seconds{shard=\"\"}")" = "$last_success" ]'
-check "a new run id" '[ "$(value "$work/s2.tsv" "dopplersky_run_id{shard=\"\"}")" -gt "$run_id" ]'
+expect "ds-load's exit code" $? 1
+check "the failed run's file parses" parse_to "$prom" "$work/s2.tsv"
+check "status failed, exit code 1" eval '[ "$(value "$work/s2.tsv" "dopplersky_run_status{shard=\"\",status=\"failed\"}")" = 1 ] && [ "$(value "$work/s2.tsv" "dopplersky_run_exit_code{shard=\"\"}")" = 1 ]'
+check "every stage shown as not finished" eval '[ "$(awk -F"\t" "\$1 ~ /^dopplersky_stage_finished[{]/ && \$2 == 0" "$work/s2.tsv" | wc -l)" = 5 ]'
+check "last success still the completed run's" eval '[ "$(value "$work/s2.tsv" "dopplersky_last_success_timestamp_seconds{shard=\"\"}")" = "$last_success" ]'
+check "a new run id" eval '[ "$(value "$work/s2.tsv" "dopplersky_run_id{shard=\"\"}")" -gt "$run_id" ]'
 
 step "METRICS_FILE from the environment, and a shard label that needs escaping"
 METRICS_FILE=$work/textfile/env.prom "$bin/ds-load" --shard 'a"b\c' <"$work/run/4-aggregate.ndjson" >/dev/null 2>"$work/load2.log"
-rc=$?
-check "ds-load --shard 'a\"b\\c' completes" '[ $rc = 0 ]'
-parse "$work/textfile/env.prom" >"$work/s3.tsv" && ok "METRICS_FILE was written and parses" || bad "METRICS_FILE missing or invalid"
-check "the label value is escaped" '[ "$(value "$work/s3.tsv" "dopplersky_run_status{shard=\"a\\\"b\\\\c\",status=\"completed\"}")" = 1 ]'
-check "the shard has its own last success (this run)" '[ "$(value "$work/s3.tsv" "dopplersky_last_success_timestamp_seconds{shard=\"a\\\"b\\\\c\"}")" != absent ]'
+expect "ds-load --shard 'a\"b\\c': exit code" $? 0
+check "METRICS_FILE was written and parses" parse_to "$work/textfile/env.prom" "$work/s3.tsv"
+check "the label value is escaped" eval '[ "$(value "$work/s3.tsv" "dopplersky_run_status{shard=\"a\\\"b\\\\c\",status=\"completed\"}")" = 1 ]'
+check "the shard has its own last success (this run)" eval '[ "$(value "$work/s3.tsv" "dopplersky_last_success_timestamp_seconds{shard=\"a\\\"b\\\\c\"}")" != absent ]'
 
 step "the database is down: the run fails, the file keeps the last success from the previous file"
 "$src/tests/scripts/pg-cluster.sh" stop "$work/pg"
 DB_CONNECT_TIMEOUT=3 "$bin/ds-load" --metrics-file "$prom" </dev/null >/dev/null 2>"$work/load3.log"
-rc=$?
-check "ds-load exits 1" '[ $rc = 1 ]'
-parse "$prom" >"$work/s4.tsv" && ok "the outage's file parses" || bad "the outage's file does not parse"
-check "status failed, no run id" '[ "$(value "$work/s4.tsv" "dopplersky_run_status{shard=\"\",status=\"failed\"}")" = 1 ] && [ "$(value "$work/s4.tsv" "dopplersky_run_id{shard=\"\"}")" = 0 ]'
-check "last success carried over" '[ "$(value "$work/s4.tsv" "dopplersky_last_success_timestamp_seconds{shard=\"\"}")" = "$last_success" ]'
-check "nothing but .prom files in the textfile directory" '[ "$(ls -A "$work/textfile" | grep -vc "\.prom$")" = 0 ]'
+expect "ds-load's exit code" $? 1
+check "the outage's file parses" parse_to "$prom" "$work/s4.tsv"
+check "status failed, no run id" eval '[ "$(value "$work/s4.tsv" "dopplersky_run_status{shard=\"\",status=\"failed\"}")" = 1 ] && [ "$(value "$work/s4.tsv" "dopplersky_run_id{shard=\"\"}")" = 0 ]'
+check "last success carried over" eval '[ "$(value "$work/s4.tsv" "dopplersky_last_success_timestamp_seconds{shard=\"\"}")" = "$last_success" ]'
+check "nothing but .prom files in the textfile directory" eval '[ "$(ls -A "$work/textfile" | grep -vc "\.prom$")" = 0 ]'
 
-echo "metrics: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

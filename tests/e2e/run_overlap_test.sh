@@ -2,38 +2,19 @@
 # Runs that cannot collide: while one pipelines/snapshot.sh run is loading, a second one with the same
 # lock file (cron overlap) and a third with another lock file (another host) both exit 4 and write nothing; the first then finishes as if alone.
 set -euo pipefail
-bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
-src=${DS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/../scripts/e2e-lib.sh"
+e2e_start run_overlap
 seed=${E2E_SEED:-11} users=${OVERLAP_USERS:-24}
-work=$(mktemp -d /tmp/ds-overlap.XXXXXX)
-chmod 755 "$work"  # the server runs as postgres under root and must reach its data directory
-fake_pid="" first_pid="" held_pid=""
-cleanup() {
-  [ -n "$held_pid" ] && kill -CONT "$held_pid" 2>/dev/null || true
-  [ -n "$first_pid" ] && kill "$first_pid" 2>/dev/null || true
-  [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null || true
-  "$src/tests/scripts/pg-cluster.sh" stop "$work/pg" >/dev/null 2>&1 || true
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-test_name=run_overlap
-. "$src/tests/scripts/e2e-lib.sh"
-
-url=$("$src/tests/scripts/pg-cluster.sh" start "$work/pg")
-. "$work/pg/env"
-export DATABASE_URL="$url"
-q() { psql_q -d "$url" -c "$1"; }
+held_pid=""
+# A ds-load left stopped (SIGSTOP) would never see the SIGTERM that ends the run it belongs to.
+on_exit() { [ -z "$held_pid" ] || kill -CONT "$held_pid" 2>/dev/null; }
 
 step "cluster, schema, fake AppView with 50 ms latency, $users accounts"
-"$bin/ds-migrate" >/dev/null 2>"$work/migrate.log" || { cat "$work/migrate.log" >&2; die "ds-migrate"; }
-"$bin/ds-fake-appview" --port 0 --port-file "$work/port" --day 1 --seed "$seed" --users "$users" \
-  --latency-ms 50 2>"$work/fake.log" &
-fake_pid=$!
-for _ in $(seq 1 300); do [ -s "$work/port" ] && break; sleep 0.1; done
-[ -s "$work/port" ] || { cat "$work/fake.log" >&2; die "fake AppView did not start"; }
-"$bin/ds-fake-appview" --day 1 --seed "$seed" --users "$users" seed-sql | psql_q -d "$url"
-psql_q -d "$url" -c "CREATE TABLE e2e_seed_users AS SELECT * FROM users"  # what ds-e2e-check starts from
-export BLUESKY_BASE_URL="http://127.0.0.1:$(cat "$work/port")" DATABASE_URL="$url" RATE_LIMIT_RPS=0
+start_cluster
+migrate
+start_fake fake --day 1 --seed "$seed" --users "$users" --latency-ms 50
+seed_users
+export BLUESKY_BASE_URL="http://127.0.0.1:$port_fake" RATE_LIMIT_RPS=0
 export LOG_LEVEL=${LOG_LEVEL:-warning} DS_NOW=2026-11-02T06:00:00Z DS_BIN_DIR="$bin"
 
 step "run 1 starts; once its ds-load holds the database lock it is paused (SIGSTOP) so the overlap is certain"
@@ -81,20 +62,13 @@ step "run 1 resumes and finishes as if it had been alone"
 kill -CONT "$held_pid"
 held_pid=""
 rc=0; wait "$first_pid" || rc=$?
-first_pid=""
 expect "run 1 exits 0" "$rc" 0
 expect "run 1 is recorded completed, the only row" "$(q "SELECT string_agg(status, ',') FROM snapshot_logs")" completed
-if "$bin/ds-e2e-check" --db "$url" --seed "$seed" --users "$users" --days 1 --runs 1 >"$work/check.out" 2>&1; then
-  ok "the database holds exactly one day-1 run's rows (ds-e2e-check)"
-else
-  grep -v '^ok' "$work/check.out" | head -20 >&2
-  bad "ds-e2e-check after the overlapping runs"
-fi
+check "the database holds exactly one day-1 run's rows (ds-e2e-check)" e2e_check --db "$url" --days 1 --runs 1
 
 step "with the lock free again, the same lock file works"
 rc=0; DS_LOCK_FILE="$work/snapshot.lock" "$src/pipelines/snapshot.sh" >/dev/null 2>"$work/run5.err" || rc=$?
 expect "a later run exits 0" "$rc" 0
 expect "and adds its own row" "$(q "SELECT count(*) FROM snapshot_logs WHERE status = 'completed'")" 2
 
-echo "run_overlap: $passed passed, $failed failed" >&2
-[ "$failed" = 0 ]
+finish

@@ -1,4 +1,4 @@
-// Tests for ds::parse_timestamp / format_timestamp: every timestamp shape DESIGN §3 lists.
+// Tests for ds::parse_timestamp / format_timestamp: every timestamp shape the API sends (ds/clock.hpp).
 // Expected values are derived from independent arithmetic on calendar facts, not from the parser.
 #include <catch2/catch.hpp>
 

@@ -27,6 +27,12 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// Wall-clock epoch seconds, the unit of Bluesky's RateLimit-Reset header.
+std::int64_t epoch_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // A loopback HTTP server on an ephemeral port, serving whatever handlers the test installs.
 class TestServer {
  public:
@@ -59,6 +65,19 @@ class TestServer {
     double at;
     int port;
   };
+  // PATH (a regex, as httplib takes it) answers 200 "{}" and notes each request.
+  void serve_ok(const std::string& path) {
+    server.Get(path, [this](const httplib::Request& req, httplib::Response& res) {
+      note(req);
+      res.set_content("{}", "application/json");
+    });
+  }
+  // Seconds from the first arrival at PATH to the second; PATH must have seen exactly two.
+  double gap_between_two(const std::string& path) {
+    const auto a = arrivals_of(path);
+    REQUIRE(a.size() == 2);
+    return a[1].at - a[0].at;
+  }
   std::vector<Arrival> arrivals_of(const std::string& path) {
     std::lock_guard<std::mutex> lock(mu);
     std::vector<Arrival> out;
@@ -75,9 +94,9 @@ class TestServer {
   std::set<int> ports;
 };
 
-ds::HttpOptions fast_options() {
+ds::HttpOptions fast_options(int concurrency = 4) {
   ds::HttpOptions o;
-  o.concurrency = 4;
+  o.concurrency = concurrency;
   o.rate_limit_rps = 0;
   o.backoff_initial_s = 0.01;
   o.backoff_max_s = 0.05;
@@ -100,6 +119,17 @@ int closed_port() {
   REQUIRE(::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
   ::close(s);
   return ntohs(addr.sin_port);
+}
+
+// One request through `http`, run to its end: the final answer, after any retries.
+ds::HttpResult fetch(ds::HttpClient& http, const std::string& url) {
+  ds::HttpResult seen;
+  http.get(url, [&](ds::HttpResult& r) {
+    seen = r;
+    return ds::HttpVerdict::done;
+  });
+  http.run();
+  return seen;
 }
 
 // PATH answers 429 with Retry-After: SECONDS the first time, then 200 "{}".
@@ -152,9 +182,7 @@ TEST_CASE("requests overlap up to the concurrency limit", "[http]") {
   });
   srv.start();
 
-  auto opt = fast_options();
-  opt.concurrency = 4;
-  ds::HttpClient http(opt);
+  ds::HttpClient http(fast_options(4));
   int ok = 0;
   for (int i = 0; i < 8; ++i)
     http.get(srv.url("/slow"), [&](ds::HttpResult& r) {
@@ -183,9 +211,7 @@ TEST_CASE("connections are kept alive and reused", "[http]") {
   });
   srv.start();
 
-  auto opt = fast_options();
-  opt.concurrency = 2;
-  ds::HttpClient http(opt);
+  ds::HttpClient http(fast_options(2));
   int ok = 0;
   for (int i = 0; i < 40; ++i)
     http.get(srv.url("/x"), [&](ds::HttpResult& r) {
@@ -251,12 +277,7 @@ TEST_CASE("400 is not retried", "[http]") {
   srv.start();
 
   ds::HttpClient http(fast_options());
-  ds::HttpResult seen;
-  http.get(srv.url("/bad"), [&](ds::HttpResult& r) {
-    seen = r;
-    return ds::HttpVerdict::done;
-  });
-  http.run();
+  const ds::HttpResult seen = fetch(http, srv.url("/bad"));
   CHECK(seen.status == 400);
   CHECK(seen.attempt == 1);
   CHECK(seen.body.find("Profile not found") != std::string::npos);
@@ -316,12 +337,7 @@ TEST_CASE("connection failures are retried and reported", "[http]") {
   auto opt = fast_options();
   opt.max_attempts = 2;
   ds::HttpClient http(opt);
-  ds::HttpResult seen;
-  http.get("http://127.0.0.1:" + std::to_string(port) + "/x", [&](ds::HttpResult& r) {
-    seen = r;
-    return ds::HttpVerdict::done;
-  });
-  http.run();
+  const ds::HttpResult seen = fetch(http, "http://127.0.0.1:" + std::to_string(port) + "/x");
   CHECK(seen.status == 0);
   CHECK_FALSE(seen.error.empty());
   CHECK_FALSE(seen.ok());
@@ -341,12 +357,7 @@ TEST_CASE("a timed-out transfer is retried", "[http]") {
   auto opt = fast_options();
   opt.timeout_s = 0.3;
   ds::HttpClient http(opt);
-  ds::HttpResult seen;
-  http.get(srv.url("/stall"), [&](ds::HttpResult& r) {
-    seen = r;
-    return ds::HttpVerdict::done;
-  });
-  http.run();
+  const ds::HttpResult seen = fetch(http, srv.url("/stall"));
   CHECK(seen.status == 200);
   CHECK(seen.attempt == 2);
   CHECK(http.counters().transport_errors == 1);
@@ -355,15 +366,10 @@ TEST_CASE("a timed-out transfer is retried", "[http]") {
 TEST_CASE("429 with Retry-After holds every request until the time has passed", "[http]") {
   TestServer srv;
   serve_429_once(srv, "/limited", 1);
-  srv.server.Get("/other", [&](const httplib::Request& req, httplib::Response& res) {
-    srv.note(req);
-    res.set_content("{}", "application/json");
-  });
+  srv.serve_ok("/other");
   srv.start();
 
-  auto opt = fast_options();
-  opt.concurrency = 1;  // /other queues behind /limited, so it meets the hold
-  ds::HttpClient http(opt);
+  ds::HttpClient http(fast_options(1));  // /other queues behind /limited, so it meets the hold
   int observed_requests = 0, observed_waits = 0;
   http.set_observer({[&] { ++observed_requests; }, [&] { ++observed_waits; }, nullptr});
   int ok = 0;
@@ -393,13 +399,10 @@ TEST_CASE("429 with RateLimit-Reset waits until that epoch second", "[http]") {
     srv.note(req);
     if (++hits == 1) {
       // Absolute epoch seconds, as Bluesky sends it: 1 to 2 s from now.
-      const auto epoch = std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
       res.status = 429;
       res.set_header("RateLimit-Limit", "3000");
       res.set_header("RateLimit-Remaining", "0");
-      res.set_header("RateLimit-Reset", std::to_string(epoch + 2));
+      res.set_header("RateLimit-Reset", std::to_string(epoch_s() + 2));
     } else {
       res.set_content("{}", "application/json");
     }
@@ -407,17 +410,10 @@ TEST_CASE("429 with RateLimit-Reset waits until that epoch second", "[http]") {
   srv.start();
 
   ds::HttpClient http(fast_options());  // max_server_wait_s 5: a misread delay would show as ~5 s
-  long status = 0;
-  http.get(srv.url("/limited"), [&](ds::HttpResult& r) {
-    status = r.status;
-    return ds::HttpVerdict::done;
-  });
-  http.run();
-  CHECK(status == 200);
-  const auto a = srv.arrivals_of("/limited");
-  REQUIRE(a.size() == 2);
-  CHECK(a[1].at - a[0].at >= 0.9);
-  CHECK(a[1].at - a[0].at < 4.0);
+  CHECK(fetch(http, srv.url("/limited")).status == 200);
+  const double gap = srv.gap_between_two("/limited");
+  CHECK(gap >= 0.9);
+  CHECK(gap < 4.0);
   CHECK(http.counters().waited_s > 0.5);
 }
 
@@ -427,19 +423,14 @@ TEST_CASE("RateLimit-Remaining 0 on a success holds the next request", "[http]")
   srv.server.Get("/r", [&](const httplib::Request& req, httplib::Response& res) {
     srv.note(req);
     if (++hits == 1) {
-      const auto epoch = std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
       res.set_header("RateLimit-Remaining", "0");
-      res.set_header("RateLimit-Reset", std::to_string(epoch + 2));
+      res.set_header("RateLimit-Reset", std::to_string(epoch_s() + 2));
     }
     res.set_content("{}", "application/json");
   });
   srv.start();
 
-  auto opt = fast_options();
-  opt.concurrency = 1;
-  ds::HttpClient http(opt);
+  ds::HttpClient http(fast_options(1));
   int observed_waits = 0;
   http.set_observer({nullptr, [&] { ++observed_waits; }, nullptr});
   int ok = 0;
@@ -450,9 +441,7 @@ TEST_CASE("RateLimit-Remaining 0 on a success holds the next request", "[http]")
     });
   http.run();
   CHECK(ok == 2);
-  const auto a = srv.arrivals_of("/r");
-  REQUIRE(a.size() == 2);
-  CHECK(a[1].at - a[0].at >= 0.9);
+  CHECK(srv.gap_between_two("/r") >= 0.9);
   CHECK(observed_waits == 1);
 }
 
@@ -460,38 +449,28 @@ TEST_CASE("a low RateLimit-Remaining spreads requests over the time left", "[htt
   TestServer srv;
   srv.server.Get("/low", [&](const httplib::Request& req, httplib::Response& res) {
     srv.note(req);
-    const auto epoch = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
     // One request left for the next 2-3 s: the next one should wait most of that.
     res.set_header("RateLimit-Limit", "3000");
     res.set_header("RateLimit-Remaining", "1");
-    res.set_header("RateLimit-Reset", std::to_string(epoch + 3));
+    res.set_header("RateLimit-Reset", std::to_string(epoch_s() + 3));
     res.set_content("{}", "application/json");
   });
   srv.start();
 
-  auto opt = fast_options();
-  opt.concurrency = 1;
-  ds::HttpClient http(opt);
+  ds::HttpClient http(fast_options(1));
   for (int i = 0; i < 2; ++i) http.get(srv.url("/low"), [](ds::HttpResult&) { return ds::HttpVerdict::done; });
   http.run();
-  const auto a = srv.arrivals_of("/low");
-  REQUIRE(a.size() == 2);
-  CHECK(a[1].at - a[0].at >= 1.5);
-  CHECK(a[1].at - a[0].at < 4.5);
+  const double gap = srv.gap_between_two("/low");
+  CHECK(gap >= 1.5);
+  CHECK(gap < 4.5);
 }
 
 TEST_CASE("the client-side rate cap bounds the request rate", "[http]") {
   TestServer srv;
-  srv.server.Get("/q", [&](const httplib::Request& req, httplib::Response& res) {
-    srv.note(req);
-    res.set_content("{}", "application/json");
-  });
+  srv.serve_ok("/q");
   srv.start();
 
-  auto opt = fast_options();
-  opt.concurrency = 4;
+  auto opt = fast_options(4);
   opt.rate_limit_rps = 20;
   ds::HttpClient http(opt);
   const int n = 21;
@@ -510,15 +489,10 @@ TEST_CASE("the client-side rate cap bounds the request rate", "[http]") {
 
 TEST_CASE("lower priority values start first", "[http]") {
   TestServer srv;
-  srv.server.Get(R"(/p/(\d+))", [&](const httplib::Request& req, httplib::Response& res) {
-    srv.note(req);
-    res.set_content("{}", "application/json");
-  });
+  srv.serve_ok(R"(/p/(\d+))");
   srv.start();
 
-  auto opt = fast_options();
-  opt.concurrency = 1;
-  ds::HttpClient http(opt);
+  ds::HttpClient http(fast_options(1));
   std::vector<std::string> order;
   for (int p : {5, 1, 3})
     http.get(
@@ -572,13 +546,7 @@ TEST_CASE("an observer with on_wake is woken every second through a long hold", 
   ds::HttpClient http(fast_options());
   std::vector<double> wakes;
   http.set_observer({nullptr, nullptr, [&] { wakes.push_back(now_s()); }});
-  int status = 0;
-  http.get(srv.url("/limited"), [&](ds::HttpResult& r) {
-    status = static_cast<int>(r.status);
-    return ds::HttpVerdict::done;
-  });
-  http.run();
-  CHECK(status == 200);
+  CHECK(fetch(http, srv.url("/limited")).status == 200);
   REQUIRE(wakes.size() >= 3);
   double longest_gap = 0;
   for (std::size_t i = 1; i < wakes.size(); ++i) longest_gap = std::max(longest_gap, wakes[i] - wakes[i - 1]);

@@ -160,7 +160,7 @@ struct Post {
   std::string uri;  // at://<did>/app.bsky.feed.post/<rkey>, unique in the dataset
   std::string cid;
   std::optional<std::string> created_at_raw;  // record.createdAt exactly as sent; nullopt: absent
-  std::optional<Micros> created_at;  // created_at_raw parsed per DESIGN §3; nullopt: absent/invalid
+  std::optional<Micros> created_at;  // created_at_raw as ds::parse_timestamp reads it; nullopt: absent/invalid
   CreatedAtKind kind = CreatedAtKind::Normal;
   Micros indexed_at = 0;
   std::string indexed_at_text;

@@ -84,14 +84,19 @@ void write_text(JsonWriter& w, std::string_view s) {
   w.raw(json);
 }
 
-void write_author(JsonWriter& w, std::string& out, const Profile& p) {
-  w.begin_object();
+// The fields a post's author view and a full profile view open with.
+void write_identity(JsonWriter& w, const Profile& p) {
   w.field("did", p.did).field("handle", p.handle);
   if (p.display_name) {
     w.key("displayName");
     write_text(w, *p.display_name);
   }
   if (p.avatar) w.field("avatar", *p.avatar);
+}
+
+void write_author(JsonWriter& w, std::string& out, const Profile& p) {
+  w.begin_object();
+  write_identity(w, p);
   w.key("associated").raw(R"({"chat":{"allowIncoming":"following"}})");
   w.key("viewer").raw(R"({"muted":false,"blockedBy":false})");
   w.key("labels");
@@ -102,12 +107,7 @@ void write_author(JsonWriter& w, std::string& out, const Profile& p) {
 
 void write_profile_detailed(JsonWriter& w, const Profile& p) {
   w.begin_object();
-  w.field("did", p.did).field("handle", p.handle);
-  if (p.display_name) {
-    w.key("displayName");
-    write_text(w, *p.display_name);
-  }
-  if (p.avatar) w.field("avatar", *p.avatar);
+  write_identity(w, p);
   w.key("associated").raw(
       R"({"lists":0,"feedgens":0,"starterPacks":0,"labeler":false,"chat":{"allowIncoming":"following"}})");
   w.key("viewer").raw(R"({"muted":false,"blockedBy":false})");

@@ -1,13 +1,11 @@
-// Migration logic shared by ds-migrate, the stages' --health checks and the tests: listing the
-// migrations, reading what a database has applied, and applying the rest safely under a lock.
+// ds-migrate's logic (also used by the tests to migrate their scratch databases): reading a
+// migration directory, and applying what is pending safely under a lock.
 #include "migrate/migrate.hpp"
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <sstream>
 #include <stdexcept>
 
@@ -15,31 +13,6 @@
 
 namespace ds::migrate {
 namespace {
-
-void sort_and_check(std::vector<Migration>& list, const std::string& where) {
-  std::sort(list.begin(), list.end(),
-            [](const Migration& a, const Migration& b) { return a.version < b.version; });
-  for (std::size_t i = 1; i < list.size(); ++i)
-    if (list[i].version == list[i - 1].version)
-      throw std::runtime_error(where + ": two migrations with version " +
-                               std::to_string(list[i].version) + ": " + list[i - 1].label() +
-                               ".sql and " + list[i].label() + ".sql");
-}
-
-bool table_exists(PgConnection& c) {
-  auto r = c.exec("SELECT to_regclass($1) IS NOT NULL", {std::string(migrations_table)});
-  return r.text(0, 0) == "t";
-}
-
-std::vector<Applied> recorded(PgConnection& c) {
-  std::vector<Applied> out;
-  if (!table_exists(c)) return out;
-  auto r = c.exec("SELECT version, name, applied_at FROM ds_schema_migrations ORDER BY version");
-  for (int i = 0; i < r.rows(); ++i)
-    out.push_back({static_cast<int>(r.int64(i, 0)), r.optional_text(i, 1).value_or(""),
-                   std::string(r.text(i, 2))});
-  return out;
-}
 
 // Releases the session lock on every way out of apply(); closing the connection would too, but
 // the caller may keep using it.
@@ -67,38 +40,6 @@ class SessionLock {
 
 }  // namespace
 
-std::string Migration::label() const {
-  char num[16];
-  std::snprintf(num, sizeof num, "%03d", version);
-  return std::string(num) + "_" + name;
-}
-
-std::optional<std::pair<int, std::string>> parse_file_name(std::string_view f) {
-  constexpr std::string_view ext = ".sql";
-  if (f.size() <= 4 + ext.size() || f.substr(f.size() - ext.size()) != ext) return std::nullopt;
-  for (int i = 0; i < 3; ++i)
-    if (f[i] < '0' || f[i] > '9') return std::nullopt;
-  if (f[3] != '_') return std::nullopt;
-  const std::string name(f.substr(4, f.size() - 4 - ext.size()));
-  for (const char ch : name)
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-          ch == '_' || ch == '-'))
-      return std::nullopt;
-  return std::make_pair((f[0] - '0') * 100 + (f[1] - '0') * 10 + (f[2] - '0'), name);
-}
-
-std::vector<Migration> embedded_migrations() {
-  std::vector<Migration> out;
-  for (std::size_t i = 0; i < detail::embedded_file_count; ++i) {
-    const auto& f = detail::embedded_files[i];
-    auto parsed = parse_file_name(f.name);
-    if (!parsed) continue;  // the build globbed NNN_*.sql; a stranger name is not a migration
-    out.push_back({parsed->first, parsed->second, std::string(f.data, f.size)});
-  }
-  sort_and_check(out, "embedded migrations");
-  return out;
-}
-
 std::vector<Migration> load_directory(const std::string& dir) {
   namespace fs = std::filesystem;
   std::vector<Migration> out;
@@ -120,32 +61,15 @@ std::vector<Migration> load_directory(const std::string& dir) {
     text << in.rdbuf();
     out.push_back({parsed->first, parsed->second, text.str()});
   }
-  sort_and_check(out, dir);
+  sort_by_version(out, dir);
   return out;
-}
-
-Status read_status(PgConnection& c, const std::vector<Migration>& migrations) {
-  Status s;
-  std::map<int, Applied> done;
-  for (auto& a : recorded(c)) done.emplace(a.version, std::move(a));
-  for (const auto& m : migrations) {
-    auto it = done.find(m.version);
-    if (it == done.end()) {
-      s.pending.push_back(m);
-      continue;
-    }
-    s.applied.push_back(it->second);
-    done.erase(it);
-  }
-  for (auto& [v, a] : done) s.unknown.push_back(std::move(a));
-  return s;
 }
 
 std::vector<Migration> apply(PgConnection& c, const std::vector<Migration>& migrations) {
   SessionLock lock(c);
   // Under the lock, so two first runs cannot race on creating it. Checked first rather than
   // IF NOT EXISTS, whose "already exists, skipping" NOTICE would land on stderr every run.
-  if (!table_exists(c))
+  if (!migrations_table_exists(c))
     c.exec(
         "CREATE TABLE ds_schema_migrations ("
         " version integer PRIMARY KEY,"

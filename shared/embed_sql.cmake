@@ -21,11 +21,11 @@ foreach(f IN LISTS files)
   math(EXPR count "${count} + 1")
 endforeach()
 
-set(text "// Generated at build time by tools/migrate/embed_sql.cmake from sql/NNN_*.sql; do not edit.
-// The migrations ds-migrate applies when no --sql-dir is given.
+set(text "// Generated at build time by shared/embed_sql.cmake from sql/NNN_*.sql; do not edit.
+// The migrations this build knows: what ds-migrate applies (without --sql-dir) and --health checks.
 #include <cstddef>
 
-#include \"migrate/migrate.hpp\"
+#include \"ds/migrations.hpp\"
 
 namespace ds::migrate::detail {
 namespace {
