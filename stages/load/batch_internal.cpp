@@ -77,6 +77,15 @@ std::uint64_t tid_at(const char* p) {
   return (std::uint64_t{static_cast<std::uint32_t>(be32_at(p))} << 16) | be16toh(line);
 }
 
+bool count_merge(const PgResult& merged, std::int64_t& inserted, std::int64_t& updated, std::int64_t& unchanged) {
+  const std::int64_t lines = merged.int64(0, 0), known = merged.int64(0, 1), added = merged.int64(0, 2),
+                     changed = merged.int64(0, 3);
+  inserted += added;
+  updated += changed;
+  unchanged += known - added - changed;
+  return known == lines;
+}
+
 void skip_orphans(const PgResult& orphans, std::int64_t& skipped, const char* what) {
   for (int i = 0; i < orphans.rows(); ++i) {
     const std::int64_t n = orphans.int64(i, 1);

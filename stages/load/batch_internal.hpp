@@ -1,5 +1,5 @@
 // What BatchLoader's files share: COPY rows and array literals as text, binary result values,
-// failed statements in PgConnection's wording, and the orphan counts of the staging tables.
+// failed statements in PgConnection's wording, and the shape of the merges' and orphan queries' answers.
 #pragma once
 #include <climits>
 #include <cstdint>
@@ -80,6 +80,23 @@ std::int32_t be32_at(const char* p);
 // A row version (ctid) as one number, block << 16 | line, from its binary form: a 4-byte block
 // number, then a 2-byte line number. Sorts as the tids do.
 std::uint64_t tid_at(const char* p);
+
+// The end of a merge of staged lines into a table aliased ALIAS, and its answer. The merge names
+// its parts src (the batch's lines, one per key), known (those of accounts in users) and up (the
+// upsert, writing only rows that differ); xmax = 0 tells an inserted row from an updated one.
+// Answers the lines, the known lines, the rows inserted and the rows updated (count_merge).
+#define DS_MERGE_ANSWER(ALIAS)                     \
+  "  RETURNING (" ALIAS ".xmax = 0) AS inserted\n" \
+  ")\n"                                            \
+  "SELECT (SELECT count(*) FROM src),\n"           \
+  "       (SELECT count(*) FROM known),\n"         \
+  "       count(*) FILTER (WHERE inserted),\n"     \
+  "       count(*) FILTER (WHERE NOT inserted)\n"  \
+  "  FROM up\n"
+
+// Adds a merge's answer (DS_MERGE_ANSWER) to the counts of rows inserted, updated and left
+// unchanged. False when some lines were of accounts not in users (skipped).
+bool count_merge(const PgResult& merged, std::int64_t& inserted, std::int64_t& updated, std::int64_t& unchanged);
 
 // A staging table's lines of accounts not in users, per account. Usually no rows. The snapshots'
 // query is sent with their merge: the staging table is emptied by the COMMIT that follows them.

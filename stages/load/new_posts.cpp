@@ -49,14 +49,7 @@ WITH src AS (
          IS DISTINCT FROM
          (EXCLUDED.likes, EXCLUDED.replies, EXCLUDED.quotes, EXCLUDED.reposts, EXCLUDED."createdAt",
           EXCLUDED.sort_at, false, EXCLUDED.load_fp, EXCLUDED.load_uri_fp)
-  RETURNING (p.xmax = 0) AS inserted
-)
-SELECT (SELECT count(*) FROM src),
-       (SELECT count(*) FROM known),
-       count(*) FILTER (WHERE inserted),
-       count(*) FILTER (WHERE NOT inserted)
-  FROM up
-)SQL";
+)SQL" DS_MERGE_ANSWER("p");
 
 constexpr const char* analyze_posts_sql = "ANALYZE ds_load_posts";
 
@@ -93,12 +86,8 @@ void BatchLoader::insert_new_posts(const std::vector<std::uint32_t>& rows) {
   });
   if (needs_analyze(analyzed_fallback_, static_cast<std::int64_t>(rows.size()))) db_.exec(analyze_posts_sql);
   const PgResult r = db_.exec(merge_posts_sql);
-  const std::int64_t candidates = r.int64(0, 0), known = r.int64(0, 1), inserted = r.int64(0, 2),
-                     updated = r.int64(0, 3);
-  stats_.posts_inserted += inserted;
-  stats_.posts_updated += updated;
-  stats_.posts_unchanged += known - inserted - updated;
-  if (known != candidates) skip_orphans(db_.exec(orphan_posts_sql), stats_.posts_skipped, "post");
+  if (!count_merge(r, stats_.posts_inserted, stats_.posts_updated, stats_.posts_unchanged))
+    skip_orphans(db_.exec(orphan_posts_sql), stats_.posts_skipped, "post");
   db_.exec("TRUNCATE ds_load_posts");
   db_.exec("RELEASE SAVEPOINT ds_load_new_posts");
 }

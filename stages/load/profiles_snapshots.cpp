@@ -66,14 +66,7 @@ WITH src AS (
          IS DISTINCT FROM
          (EXCLUDED.followers, EXCLUDED.following, EXCLUDED.posts, EXCLUDED.likes, EXCLUDED.replies,
           EXCLUDED.quotes, EXCLUDED.reposts)
-  RETURNING (s.xmax = 0) AS inserted
-)
-SELECT (SELECT count(*) FROM src),
-       (SELECT count(*) FROM known),
-       count(*) FILTER (WHERE inserted),
-       count(*) FILTER (WHERE NOT inserted)
-  FROM up
-)SQL";
+)SQL" DS_MERGE_ANSWER("s");
 
 void append_optional(std::string& row, const std::optional<std::string>& v) {
   if (v) PgConnection::append_copy_field(row, *v);
@@ -175,10 +168,7 @@ void BatchLoader::stage_snapshots(std::string& sql) {
 }
 
 void BatchLoader::count_snapshots(const PgResult& merged, const PgResult& orphans) {
-  const std::int64_t known = merged.int64(0, 1), inserted = merged.int64(0, 2), updated = merged.int64(0, 3);
-  stats_.snapshots_inserted += inserted;
-  stats_.snapshots_updated += updated;
-  stats_.snapshots_unchanged += known - inserted - updated;
+  count_merge(merged, stats_.snapshots_inserted, stats_.snapshots_updated, stats_.snapshots_unchanged);
   skip_orphans(orphans, stats_.snapshots_skipped, "snapshot");
 }
 
