@@ -470,22 +470,21 @@ TEST_CASE("load: a complete backfill sets the marker and covers all of the user'
 
 TEST_CASE("load: handles moving between tracked accounts never fail the batch", "[db]") {
   TestDb db("t_load_handles");
+  const auto handles = [&] { return db.rows("SELECT did, handle FROM users ORDER BY did"); };
   SECTION("A takes B's handle and B gets a new one in the same run") {
     Stream s;
     s.user(alice, "bob.test").user(bob, "bobby.test").ends();
     const auto r = load(db, s.text);
     CHECK(r.exit_code == 0);
-    CHECK(db.rows("SELECT did, handle FROM users ORDER BY did") ==
-          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|bobby.test",
-                                   "did:plc:cccc|carol.test"});
+    CHECK(handles() ==
+          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|bobby.test", "did:plc:cccc|carol.test"});
   }
   SECTION("A and B swap handles") {
     Stream s;
     s.user(alice, "bob.test").user(bob, "alice.test").ends();
     CHECK(load(db, s.text).exit_code == 0);
-    CHECK(db.rows("SELECT did, handle FROM users ORDER BY did") ==
-          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|alice.test",
-                                   "did:plc:cccc|carol.test"});
+    CHECK(handles() ==
+          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|alice.test", "did:plc:cccc|carol.test"});
   }
   SECTION("B is not in the run: it keeps its DID as handle") {
     Stream s;
@@ -493,9 +492,8 @@ TEST_CASE("load: handles moving between tracked accounts never fail the batch", 
     const auto r = load(db, s.text);
     CHECK(r.exit_code == 0);
     CHECK(r.stats.handles_moved == 1);
-    CHECK(db.rows("SELECT did, handle FROM users ORDER BY did") ==
-          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|did:plc:bbbb",
-                                   "did:plc:cccc|carol.test"});
+    CHECK(handles() ==
+          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|did:plc:bbbb", "did:plc:cccc|carol.test"});
   }
   SECTION("handle.invalid never replaces a stored handle") {
     Stream s;
