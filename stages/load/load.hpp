@@ -54,7 +54,8 @@ struct LoadOptions {
   std::int64_t batch_records = 50'000;
   double batch_seconds = 5;           // ... or this long, whichever first, at a user boundary
   // The run's shard (stored in snapshot_logs.shard, its own run lock). Without it the stream says
-  // which, in its selection record; with it, a selection record must agree (else exit 2).
+  // which, in its selection record; with it, a selection record that names a shard must agree (else
+  // exit 2), and one that names none (unsharded), or none at all (contract 1), takes it as its label.
   std::optional<std::string> shard;
   bool strict = false;                // stop at the first bad input line
   // After losing the database, how long to keep trying to reconnect to record the run as failed.

@@ -32,8 +32,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 86'400.0));
   app.add_option("--shard", shard,
                  "The run's shard. Not needed: the stream's first line, ds-select-users' selection record, says "
-                 "it, and then --shard must agree (exit 2). For a stream without one (contract 1): the label "
-                 "stored in snapshot_logs.shard; the run lock is per label");
+                 "it, and then --shard must agree (exit 2). For a stream that names no shard (unsharded, or "
+                 "contract 1): the label stored in snapshot_logs.shard; the run lock is per label");
   app.add_option("--reconnect-seconds", reconnect_seconds,
                  "After losing the database, keep trying this long to record the run as failed (default 30)")
       ->check(CLI::Range(0.0, 3'600.0));

@@ -160,9 +160,14 @@ class Run {
   void check_selection(const InputRecord& rec, BatchLoader& loader) {
     const auto& theirs = rec.selection.shard;
     const std::string at = " (line " + std::to_string(rec.line_number) + ")";
-    if (o_.shard && theirs != o_.shard)
-      throw RunStop(exit_code::usage, "--shard " + *o_.shard + " disagrees with the stream's selection record" + at +
-                                          ": " + shard_name(theirs));
+    // Given --shard, the run is that shard's. A selection that names no shard claims nothing:
+    // --shard labels it, as it labels a version-1 stream (a saved stream replayed under a label).
+    if (o_.shard) {
+      if (theirs && theirs != o_.shard)
+        throw RunStop(exit_code::usage, "--shard " + *o_.shard + " disagrees with the stream's selection record" + at +
+                                            ": " + shard_name(theirs));
+      return;
+    }
     if (!res_.shard || theirs == res_.shard) return;  // an unsharded run covers every shard
     // Streams of several selections, one after the other: only an unsharded run covers them all.
     // Taken between two batches, with no statement in flight on the connection that holds the lock.

@@ -690,16 +690,15 @@ TEST_CASE("load: --shard that disagrees with the stream's selection record is a 
         "failed|" + r.error + "|1/4");
   CHECK(db.count("SELECT count(*) FROM posts") == 0);
 
-  Stream unsharded;
-  unsharded.selection(std::nullopt).user(alice, "alice.test").ends();
-  r = load(db, unsharded.text, options([](auto& o) { o.shard = "1/4"; }));
-  CHECK(r.exit_code == ds::exit_code::usage);
-  CHECK(r.error == "--shard 1/4 disagrees with the stream's selection record (line 1): unsharded");
-
-  // Agreeing, it is what the stream says anyway.
+  // Agreeing, it is what the stream says anyway; a stream that names no shard takes it as its label.
   r = load(db, s.text, options([](auto& o) { o.shard = "0/4"; }));
   CHECK(r.exit_code == ds::exit_code::ok);
   CHECK(db.value("SELECT shard FROM snapshot_logs WHERE id = $1", {param(r.run_id)}) == "0/4");
+  Stream unsharded;
+  unsharded.selection(std::nullopt).user(alice, "alice.test").ends();
+  r = load(db, unsharded.text, options([](auto& o) { o.shard = "east"; }));
+  CHECK(r.exit_code == ds::exit_code::ok);
+  CHECK(db.value("SELECT shard FROM snapshot_logs WHERE id = $1", {param(r.run_id)}) == "east");
 }
 
 TEST_CASE("load: shards' streams concatenated load as one unsharded run, when no other run is loading", "[db]") {
