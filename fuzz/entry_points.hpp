@@ -74,6 +74,7 @@ inline void require_round_trip(const Record& r, unsigned mask, const char* what)
   const std::string err = decoder.decode(std::string_view(padded.data(), padded.size()),
                                          padded.size() + simdjson::SIMDJSON_PADDING, mask, back, &end);
   if (!err.empty()) throw Violation(std::string(what) + ": " + err + ": " + line);
+  if constexpr (std::is_same_v<Record, SelectionRecord>) require(back.selection == r, what);
   if constexpr (std::is_same_v<Record, UserRecord>) require(back.user == r, what);
   if constexpr (std::is_same_v<Record, PostRecord>) require(back.post == r, what);
   if constexpr (std::is_same_v<Record, SnapshotRecord>) require(back.snapshot == r, what);
@@ -109,7 +110,7 @@ class MemFile {
 // decode to the same record; every forwarded line must be whole JSON.
 inline void record_input(const std::uint8_t* data, std::size_t size) {
   quiet_logs();
-  for (const unsigned mask : {want_user | want_post, unsigned{want_snapshot}}) {
+  for (const unsigned mask : {want_user | want_post, want_snapshot | want_selection}) {
     MemFile in, out;
     in.put(data, size);
     {
@@ -122,6 +123,7 @@ inline void record_input(const std::uint8_t* data, std::size_t size) {
         require(rec.line_number > last_line, "line numbers increase");
         last_line = rec.line_number;
         switch (rec.type) {
+          case RecordType::selection: require_round_trip(rec.selection, mask, "selection round trip"); break;
           case RecordType::user: require_round_trip(rec.user, mask, "user round trip"); break;
           case RecordType::post: require_round_trip(rec.post, mask, "post round trip"); break;
           case RecordType::snapshot: require_round_trip(rec.snapshot, mask, "snapshot round trip"); break;

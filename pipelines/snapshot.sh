@@ -72,7 +72,8 @@ lock=${DS_LOCK_FILE:-/tmp/dopplersky-snapshot.lock}
 # Shards of one run share a host under snapshot-sharded.sh: each needs a lock file of its own.
 [ -n "$shard" ] && lock="${lock%.lock}.shard-${shard%/*}-of-${shard#*/}.lock"
 load_args=()
-if [ -n "$shard" ]; then select_args+=(--shard "$shard"); load_args+=(--shard "$shard"); fi
+# ds-load learns the shard from the stream (ds-select-users' selection record, its first line).
+[ -n "$shard" ] && select_args+=(--shard "$shard")
 [ -n "$metrics_file" ] && load_args+=(--metrics-file "$metrics_file")
 exec 9>"$lock" || { echo "snapshot.sh: cannot open lock file $lock" >&2; exit 1; }
 if ! flock -n 9; then

@@ -57,7 +57,7 @@ std::optional<double> read_sample(const std::string& path, std::string_view name
 
 // What ds-load knows when a run ends (filled by ds-load's main from its LoadResult).
 struct RunReport {
-  std::optional<std::string> shard;  // ds-load --shard label; the `shard` label ("" when none)
+  std::optional<std::string> shard;  // the run's shard (the stream's, or --shard); the `shard` label ("" when none)
   std::string status;                // completed, partial, failed, locked
   int exit_code = 0;
   std::int64_t run_id = 0;           // 0 when no run row was created

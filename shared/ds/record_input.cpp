@@ -1,11 +1,15 @@
-// Decoding contract-v1 records with simdjson On Demand, in place over the reader's buffer, and the
+// Decoding the contract's records with simdjson On Demand, in place over the reader's buffer, and the
 // per-stage input loop: forward what the stage does not consume, report and count bad lines.
 #include "ds/record_input.hpp"
+
+#include <algorithm>
+#include <climits>
 
 #include <spdlog/spdlog.h>
 
 #include "ds/json_writer.hpp"
 #include "ds/log.hpp"
+#include "ds/shard.hpp"
 
 namespace ds {
 namespace {
@@ -99,6 +103,24 @@ FeedStatus parse_feed_status(std::string_view s) {
   if (s == "failed") return FeedStatus::failed;
   if (s == "skipped") return FeedStatus::skipped;
   fail("unknown feed status \"" + std::string(s) + "\"");
+}
+
+void decode_selection(object o, SelectionRecord& r) {
+  r = SelectionRecord{};
+  bool have_shard = false;
+  for (auto f : o) {
+    const std::string_view k = f.unescaped_key();
+    if (k != "shard") continue;
+    have_shard = true;
+    value v = f.value();
+    bool is_null = false;
+    if (!v.is_null().get(is_null) && is_null) continue;
+    // ds-load locks by it: a shard it cannot parse must not pass for another one.
+    const std::string_view s = get_string(v, k);
+    if (!parse_shard(s)) fail("field \"shard\" is not K/N (0 <= K < N)");
+    r.shard = std::string(s);
+  }
+  if (!have_shard) fail("missing field \"shard\" (null when unsharded)");
 }
 
 void decode_user(object o, UserRecord& r) {
@@ -243,7 +265,7 @@ void decode_end(object o, EndRecord& r) {
     else if (k == "contract") {
       std::int64_t c;
       if (v.get_int64().get(c)) fail("field \"contract\" must be an integer");
-      r.contract = static_cast<int>(c);
+      r.contract = static_cast<int>(std::clamp<std::int64_t>(c, INT_MIN, INT_MAX));
     } else if (k == "elapsed_s") {
       double d;
       if (v.get_double().get(d)) fail("field \"elapsed_s\" must be a number");
@@ -260,9 +282,9 @@ void decode_end(object o, EndRecord& r) {
     }
   }
   if (r.stage.empty()) fail("missing field \"stage\"");
-  if (r.contract != record_contract_version)
-    fail("end record of contract " + std::to_string(r.contract) + ", this program speaks contract " +
-         std::to_string(record_contract_version));
+  if (r.contract < oldest_record_contract_version || r.contract > record_contract_version)
+    fail("end record of contract " + std::to_string(r.contract) + ", this program reads contracts " +
+         std::to_string(oldest_record_contract_version) + " to " + std::to_string(record_contract_version));
 }
 
 }  // namespace
@@ -281,19 +303,22 @@ std::string RecordDecoder::decode(std::string_view line, std::size_t capacity, u
     auto tf = o.find_field_unordered("type");
     if (tf.error() == simdjson::NO_SUCH_FIELD) return "record has no \"type\"";
     if (tf.get_string().get(type)) return "field \"type\" must be a string";
-    if (type == "user") out.type = RecordType::user;
+    if (type == "selection") out.type = RecordType::selection;
+    else if (type == "user") out.type = RecordType::user;
     else if (type == "post") out.type = RecordType::post;
     else if (type == "snapshot") out.type = RecordType::snapshot;
     else if (type == "end") out.type = RecordType::end;
     else out.type = RecordType::other;
 
-    const bool wanted = (out.type == RecordType::user && (mask & want_user)) ||
+    const bool wanted = (out.type == RecordType::selection && (mask & want_selection)) ||
+                        (out.type == RecordType::user && (mask & want_user)) ||
                         (out.type == RecordType::post && (mask & want_post)) ||
                         (out.type == RecordType::snapshot && (mask & want_snapshot)) ||
                         (out.type == RecordType::end && end);
     if (wanted) {
       o.reset();
       switch (out.type) {
+        case RecordType::selection: decode_selection(o, out.selection); break;
         case RecordType::user: decode_user(o, out.user); break;
         case RecordType::post: decode_post(o, out.post); break;
         case RecordType::snapshot: decode_snapshot(o, out.snapshot); break;
@@ -363,6 +388,9 @@ bool RecordInput::next(InputRecord& rec) {
       spdlog::warn("{}:{}: last line has no newline (truncated stream?); it parsed and was kept",
                    reader_.name(), line.number);
     switch (rec.type) {
+      case RecordType::selection:
+        if (mask_ & want_selection) return true;
+        break;
       case RecordType::end:
         upstream_end_lines_.emplace_back(line.text);
         upstream_ends_.push_back(std::move(end));

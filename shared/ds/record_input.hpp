@@ -24,12 +24,14 @@ enum RecordMask : unsigned {
   want_user = 1u << 0,
   want_post = 1u << 1,
   want_snapshot = 1u << 2,
+  want_selection = 1u << 3,
 };
 
 struct InputRecord {
   RecordType type = RecordType::other;
   std::uint64_t line_number = 0;
   std::string_view raw;  // the line as read, valid until the next call
+  SelectionRecord selection;
   UserRecord user;
   PostRecord post;
   SnapshotRecord snapshot;

@@ -1,4 +1,4 @@
-// Encoding of the contract-v1 records (docs/records.md): one line per record, fields in a fixed
+// Encoding of the contract's records (docs/records.md): one line per record, fields in a fixed
 // order with "type" first, so saved files diff cleanly and decoders find the type at once.
 #include "ds/records.hpp"
 
@@ -56,6 +56,12 @@ void write_totals(JsonWriter& w, const Totals& t) {
       .end_object();
 }
 }  // namespace
+
+void encode(std::string& out, const SelectionRecord& r) {
+  JsonWriter w(out);
+  w.begin_object().field("type", "selection").field("shard", r.shard).end_object();
+  out += '\n';
+}
 
 void encode(std::string& out, const UserRecord& r) {
   JsonWriter w(out);

@@ -1,4 +1,4 @@
-// The record contract between stages (docs/records.md, contract version 1): one JSON object per
+// The record contract between stages (docs/records.md, contract version 2): one JSON object per
 // line with a "type"; decode from a line, encode back to a line. Unknown types pass through as text.
 #pragma once
 #include <cstdint>
@@ -13,9 +13,19 @@
 
 namespace ds {
 
-constexpr int record_contract_version = 1;
+// The version this program writes, and the oldest it reads: a version-1 stream (saved before
+// `selection` records existed) still replays.
+constexpr int record_contract_version = 2;
+constexpr int oldest_record_contract_version = 1;
 
-enum class RecordType { user, post, snapshot, end, other };
+enum class RecordType { selection, user, post, snapshot, end, other };
+
+// What ds-select-users selected, written first so that ds-load knows it before the first post:
+// the shard (K/N), nullopt for an unsharded selection.
+struct SelectionRecord {
+  std::optional<std::string> shard;
+  bool operator==(const SelectionRecord&) const = default;
+};
 
 // Engagement totals: a baseline, a window's sum, a snapshot's figures.
 struct Totals {
@@ -118,6 +128,7 @@ const char* to_string(ProfileStatus s);
 const char* to_string(FeedStatus s);
 
 // Encoders append one line, newline included.
+void encode(std::string& out, const SelectionRecord& r);
 void encode(std::string& out, const UserRecord& r);
 void encode(std::string& out, const PostRecord& r);
 void encode(std::string& out, const SnapshotRecord& r);

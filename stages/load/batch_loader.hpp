@@ -84,6 +84,8 @@ class BatchLoader {
   // the transaction stays open. Empties the buffers. With `defer_updates`, changed posts are left
   // staged for the commit's deferred statements (changed_sql) instead of being updated here.
   void flush_posts(bool defer_updates = false);
+  // Appends the changed-post UPDATEs a flush_posts(true) left staged to the commit's `sql`, if any.
+  void defer_changed_updates(std::string& sql);
   // Counts what the two changed-post UPDATEs (update_changed_by_tid_sql, update_changed_sql) did.
   void count_changed(std::int64_t staged, const PgResult& by_tid, const PgResult& by_uri);
   void insert_new_posts(const std::vector<std::uint32_t>& rows);
@@ -102,9 +104,11 @@ class BatchLoader {
   void commit_done();  // the deferred commit's answers are all in
   void clear_windows();
   void clear_flush();  // the buffers a flush works from (posts, feeds, accounts, windows)
-  // Profiles and snapshots: staged by COPY, then written by statements of the deferred commit.
-  void stage_users();
-  void stage_snapshots();
+  // Profiles and snapshots: staged by COPY, then written by statements of the deferred commit,
+  // which stage_users and stage_snapshots append to the commit's `sql`.
+  void stage_profile(const UserRecord& u, std::uint64_t seq);  // a user record's profile, if fetched
+  void stage_users(std::string& sql);
+  void stage_snapshots(std::string& sql);
   void count_users(const PgResult& displaced, const PgResult& applied);
   void count_snapshots(const PgResult& merged, const PgResult& orphans);
   void clear_batch();
@@ -156,6 +160,8 @@ class BatchLoader {
                       std::int64_t WindowRow::*value);
   };
   static WindowRead parse_window(const PgResult& r);
+  // Reads the windows of `accounts`, all starting at `since`, on the writing connection, waiting.
+  WindowRead read_window(const std::vector<std::uint32_t>& accounts, std::optional<Micros> since);
   std::vector<WindowAsked> window_asked_;
   std::vector<std::optional<Micros>> window_want_;
   std::vector<WindowRead> window_reads_;

@@ -53,7 +53,10 @@ struct LoadOptions {
   // max_buffered_posts, not by this.
   std::int64_t batch_records = 50'000;
   double batch_seconds = 5;           // ... or this long, whichever first, at a user boundary
-  std::optional<std::string> shard;   // stored in snapshot_logs.shard
+  // The run's shard (stored in snapshot_logs.shard, its own run lock). Without it the stream says
+  // which, in its selection record; with it, a selection record that names a shard must agree (else
+  // exit 2), and one that names none (unsharded), or none at all (contract 1), takes it as its label.
+  std::optional<std::string> shard;
   bool strict = false;                // stop at the first bad input line
   // After losing the database, how long to keep trying to reconnect to record the run as failed.
   double reconnect_seconds = 30;
@@ -94,6 +97,7 @@ struct LoadResult {
   std::string status;  // as recorded in snapshot_logs ("completed", "partial", "failed"), or
                        // "locked" when another run held the lock and nothing was recorded
   std::int64_t run_id = 0;  // 0 when no run row was created
+  std::optional<std::string> shard;  // the run's (or refused run's) shard: --shard or the stream's
   std::string error;
   LoadStats stats;
   double wall_s = 0;

@@ -30,7 +30,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100'000'000}));
   app.add_option("--batch-seconds", batch_seconds, "Commit after this many seconds (default 5)")
       ->check(CLI::Range(0.0, 86'400.0));
-  app.add_option("--shard", shard, "Label stored in snapshot_logs.shard; the run lock is per label");
+  app.add_option("--shard", shard,
+                 "The run's shard. Not needed: the stream's first line, ds-select-users' selection record, says "
+                 "it, and then --shard must agree (exit 2). For a stream that names no shard (unsharded, or "
+                 "contract 1): the label stored in snapshot_logs.shard; the run lock is per label");
   app.add_option("--reconnect-seconds", reconnect_seconds,
                  "After losing the database, keep trying this long to record the run as failed (default 30)")
       ->check(CLI::Range(0.0, 3'600.0));
@@ -68,7 +71,7 @@ int main(int argc, char** argv) {
   if (const std::string path = ds::setting(metrics_file, "METRICS_FILE", ""); !path.empty()) {
     const ds::load::StreamVerdict v = ds::load::judge_stream(r.upstream_ends, 0);
     ds::metrics::RunReport m;
-    m.shard = o.shard;
+    m.shard = r.shard;
     m.status = r.status;
     m.exit_code = r.exit_code;
     m.run_id = r.run_id;

@@ -55,6 +55,16 @@ constexpr const char* finish_run_sql =
     "users_failed = $8::integer, posts_loaded = $9::bigint, api_requests = $10::bigint, "
     "api_retries = $11::bigint, bad_lines = $12::integer, error = $13 WHERE id = $1";
 
+// The stream's shard as an operator would name it.
+std::string shard_name(const std::optional<std::string>& shard) { return shard ? "shard " + *shard : "unsharded"; }
+
+// Ends a run over what a selection record says (a --shard it disagrees with, a shard another run
+// holds): an exit code and its one-line message.
+struct RunStop : std::runtime_error {
+  RunStop(int code, const std::string& why) : std::runtime_error(why), code(code) {}
+  int code;
+};
+
 // Adds a hint when the tables or columns ds-load needs are missing.
 std::string explain(const PgError& e) {
   std::string what = e.what();
@@ -65,7 +75,7 @@ std::string explain(const PgError& e) {
 
 class Run {
  public:
-  Run(const LoadOptions& o, LineReader& in, OutputWriter& out) : o_(o), in_(in), out_(out) {}
+  Run(const LoadOptions& o, LineReader& in, OutputWriter& out) : o_(o), in_(in), out_(out) { res_.shard = o_.shard; }
   Run(const Run&) = delete;
   Run& operator=(const Run&) = delete;
   // The run lock is released before the connection closes. Closing alone frees it only once the
@@ -89,54 +99,100 @@ class Run {
       return fail_early(e.what());
     }
     try {
-      if (!take_lock()) {
-        res_.status = "locked";
-        res_.exit_code = exit_code::locked;
-        res_.error = "another ds-load run is in progress (lock key " +
-                     std::to_string(shard_lock_key(run_lock_key, o_.shard)) + "); not loading";
-        spdlog::error("{}", res_.error);
-        return finish_result();
-      }
+      // The base key, shared, at once: an unsharded run holding it refuses this one before any
+      // record is read, whatever the stream's shard turns out to be.
       locked_ = true;
-      open_run_row();
+      if (!advisory("pg_try_advisory_lock_shared", run_lock_key)) return refuse(std::nullopt);
+      // Told its shard, the run starts now; otherwise at the stream's first record, which says it.
+      if (o_.shard && !start(o_.shard)) return refuse(o_.shard);
     } catch (const PgError& e) {
       return fail_early(explain(e));
     }
-    spdlog::info("run {} started ({}{})", res_.run_id, o_.db.describe(),
-                 o_.shard ? ", shard " + *o_.shard : std::string());
     load_stream();
     return finish_result();
   }
 
  private:
-  // Per shard (docs/operations.md): a shard holds its own key exclusively and the base key shared,
-  // so shards run side by side while an unsharded run (base key exclusive) excludes them all.
-  bool take_lock() {
-    if (!o_.shard) {
-      const PgResult r = db_->exec("SELECT pg_try_advisory_lock($1::bigint)", {param(run_lock_key)});
-      return r.text(0, 0) == "t";
-    }
-    const PgResult r = db_->exec("SELECT pg_try_advisory_lock_shared($1::bigint) AND pg_try_advisory_lock($2::bigint)",
-                                 {param(run_lock_key), param(shard_lock_key(run_lock_key, o_.shard))});
-    return r.text(0, 0) == "t";
+  // Per shard (docs/operations.md): every run holds the base key shared; a shard adds its own key,
+  // exclusively, so shards run side by side, while an unsharded run takes the base key exclusively
+  // too and so excludes them all. Calls one of PostgreSQL's advisory lock functions: true when it
+  // answers true (granted, or released).
+  bool advisory(const char* function, std::int64_t key) {
+    return db_->exec(std::string("SELECT ") + function + "($1::bigint)", {param(key)}).text(0, 0) == "t";
+  }
+
+  // Takes the lock of `shard`'s runs (nullopt: an unsharded run's) and opens the run's row. False,
+  // with nothing written, when another run holds it.
+  bool start(const std::optional<std::string>& shard) {
+    res_.shard = shard;
+    if (!take_run_lock(shard)) return false;
+    open_run_row();
+    spdlog::info("run {} started ({}{})", res_.run_id, o_.db.describe(), shard ? ", shard " + *shard : std::string());
+    return true;
+  }
+
+  bool take_run_lock(const std::optional<std::string>& shard) {
+    if (!advisory("pg_try_advisory_lock", shard_lock_key(run_lock_key, shard))) return false;
+    // The exclusive hold covers the shared one; dropping it leaves one lock per run in pg_locks.
+    if (!shard) advisory("pg_advisory_unlock_shared", run_lock_key);
+    return true;
+  }
+
+  LoadResult refuse(const std::optional<std::string>& shard) {
+    res_.status = "locked";
+    res_.exit_code = exit_code::locked;
+    res_.error = "another ds-load run is in progress (lock key " +
+                 std::to_string(shard_lock_key(run_lock_key, shard)) + "); not loading";
+    spdlog::error("{}", res_.error);
+    return finish_result();
   }
 
   void open_run_row() {
-    const PgResult stale = db_->exec(close_stale_runs_sql, {o_.shard});
+    const PgResult stale = db_->exec(close_stale_runs_sql, {res_.shard});
     for (int i = 0; i < stale.rows(); ++i)
       spdlog::warn("run {} never finished; marked failed", stale.text(i, 0));
-    const PgResult r = db_->exec(start_run_sql, {format_timestamp(started_), o_.shard});
+    const PgResult r = db_->exec(start_run_sql, {format_timestamp(started_), res_.shard});
     res_.run_id = r.int64(0, 0);
   }
 
+  // A selection record once the run has started: the stream's first when --shard was given, or one
+  // of another selection's stream concatenated after the first. This run's lock must cover it.
+  void check_selection(const InputRecord& rec, BatchLoader& loader) {
+    const auto& theirs = rec.selection.shard;
+    const std::string at = " (line " + std::to_string(rec.line_number) + ")";
+    // Given --shard, the run is that shard's. A selection that names no shard claims nothing:
+    // --shard labels it, as it labels a version-1 stream (a saved stream replayed under a label).
+    if (o_.shard) {
+      if (theirs && theirs != o_.shard)
+        throw RunStop(exit_code::usage, "--shard " + *o_.shard + " disagrees with the stream's selection record" + at +
+                                            ": " + shard_name(theirs));
+      return;
+    }
+    if (!res_.shard || theirs == res_.shard) return;  // an unsharded run covers every shard
+    // Streams of several selections, one after the other: only an unsharded run covers them all.
+    // Taken between two batches, with no statement in flight on the connection that holds the lock.
+    loader.commit();
+    loader.sync();
+    if (!advisory("pg_try_advisory_lock", run_lock_key))
+      throw RunStop(exit_code::locked, "another ds-load run is in progress (lock key " + std::to_string(run_lock_key) +
+                                           "): the stream goes on with " + shard_name(theirs) + at + " after " +
+                                           shard_name(res_.shard) + ", which only an unsharded run may load");
+    advisory("pg_advisory_unlock_shared", run_lock_key);
+    db_->exec("UPDATE snapshot_logs SET shard = NULL WHERE id = $1", {param(res_.run_id)});
+    spdlog::info("the stream goes on with {}{} after {}: run {} goes on as an unsharded run", shard_name(theirs), at,
+                 shard_name(res_.shard), res_.run_id);
+    res_.shard.reset();
+  }
+
   bool stop_requested() const { return o_.stop && *o_.stop; }
+  bool run_id_known() const { return res_.run_id != 0; }
 
   void load_stream() {
     BatchLoader loader(*db_, o_.db, res_.stats, o_.max_buffered_posts);
-    RecordInput input("ds-load", in_, out_, want_post | want_user | want_snapshot, o_.strict);
+    RecordInput input("ds-load", in_, out_, want_selection | want_post | want_user | want_snapshot, o_.strict);
     std::uint64_t line = 0;
     try {
-      loader.prepare();
+      if (run_id_known()) loader.prepare();
       InputRecord rec;
       // A batch ends after a user record (its posts come before it, so they and the feed outcome
       // share a transaction) and after that user's snapshot, which comes right after it when there
@@ -147,6 +203,19 @@ class Run {
         // A record boundary: the place a stop request takes effect.
         if (stop_requested()) break;
         line = rec.line_number;
+        if (!run_id_known()) {
+          // The first record: a selection record says the stream's shard; any other (a version-1
+          // stream, or one put together by hand) makes this an unsharded run.
+          const auto shard = rec.type == RecordType::selection ? rec.selection.shard : std::nullopt;
+          if (!start(shard)) {
+            refuse(shard);
+            return;
+          }
+          loader.prepare();
+        } else if (rec.type == RecordType::selection) {
+          check_selection(rec, loader);
+        }
+        if (rec.type == RecordType::selection) continue;
         ++res_.stats.records;
         if (!closing_did.empty() && !(rec.type == RecordType::snapshot && rec.snapshot.did == closing_did)) {
           loader.commit();
@@ -179,6 +248,11 @@ class Run {
         return record_failure("interrupted by signal", exit_code::interrupted, input.bad_lines(),
                               input.upstream_ends());
       }
+      // No record at all (an empty stream, or end records only): an unsharded run, judged below.
+      if (!run_id_known() && !start(std::nullopt)) {
+        refuse(std::nullopt);
+        return;
+      }
       loader.commit();
       loader.sync();  // the last commit has completed (or thrown) before the run is judged
       out_.flush();
@@ -193,6 +267,10 @@ class Run {
       if (v.status == "failed") spdlog::error("{}", v.error);
       else if (v.status == "partial") spdlog::warn("{}", v.error);
       write_run_row(v);
+    } catch (const RunStop& e) {
+      loader.rollback();
+      spdlog::error("{}", e.what());
+      record_failure(e.what(), e.code, input.bad_lines(), input.upstream_ends());
     } catch (const PgError& e) {
       loader.rollback();
       const std::string msg = explain(e) + " while loading line " + std::to_string(line);
@@ -220,6 +298,19 @@ class Run {
     StreamVerdict v = judge_stream(ends, bad_lines);
     v.status = "failed";
     v.error = why;
+    // Stopped before the stream's first record (a signal, a bad first line): recorded as the run
+    // the stream would have been without one, if no other run holds that.
+    if (!run_id_known()) {
+      try {
+        if (!start(res_.shard)) {
+          spdlog::error("the run is not recorded: another ds-load run holds the lock");
+          return;
+        }
+      } catch (const std::exception& e) {
+        spdlog::error("cannot record the run: {}", e.what());
+        return;
+      }
+    }
     // The connection may have died with the error (a restart, a failover), even while libpq still
     // calls it good (a restart's 57P01 comes before the socket closes). Record on it when it works,
     // else on a new one, retrying for a while since a restarting server refuses connections for a
@@ -299,7 +390,7 @@ class Run {
     return res_;
   }
   bool wall_recorded_ = false;
-  bool locked_ = false;  // this session holds the run lock (take_lock)
+  bool locked_ = false;  // this session may hold run locks (go)
 
   const LoadOptions& o_;
   LineReader& in_;

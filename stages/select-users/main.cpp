@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
       "ds-select-users: writes one `user` record per account of today's run (NDJSON on stdout),\n"
       "with its stored profile, refresh window and baseline, then an `end` record. Default: users\n"
       "with a views row in the last ACTIVE_DAYS days; skip_user accounts are never selected.\n"
-      "--shard K/N selects a stable, disjoint part of them (docs/operations.md, sharded runs).\n"
+      "--shard K/N selects a stable, disjoint part of them (docs/operations.md, sharded runs); the\n"
+      "stream says which in its first line, a `selection` record, and ds-load locks and labels by it.\n"
       "Exit codes: 0 ok, 1 failure, 2 usage, 5 (--health) database unreachable or not migrated.",
       "ds-select-users"};
   ds::CommonOptions common;
@@ -97,6 +98,9 @@ int main(int argc, char** argv) {
       return ds::exit_code::runtime;
     }
     ds::OutputWriter out(1);
+    // First and at once: ds-load takes its run lock by it before any user record arrives.
+    ds::encode(out.buffer(), ds::select_users::selection_record(opts));
+    out.flush();
     // The total is not known before the cursor is read; done-so-far is what a watcher can get.
     ds::Progress progress("ds-select-users", common.quiet);
     const auto k = ds::select_users::select(c, opts, [&out, &progress](const ds::UserRecord& u) {

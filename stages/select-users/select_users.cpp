@@ -188,6 +188,12 @@ Counters select(PgConnection& c, const Options& o, const Sink& sink) {
   return k;
 }
 
+SelectionRecord selection_record(const Options& o) {
+  SelectionRecord s;
+  if (o.shard) s.shard = o.shard->label();
+  return s;
+}
+
 EndRecord end_record(const Counters& k, double elapsed_s) {
   EndRecord e;
   e.stage = "ds-select-users";

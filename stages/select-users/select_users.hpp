@@ -54,6 +54,9 @@ using Sink = std::function<void(const UserRecord&)>;
 // transaction (one consistent snapshot). Throws PgError (and whatever `sink` throws).
 Counters select(PgConnection& c, const Options& o, const Sink& sink);
 
+// The stream's first line: which shard was selected (docs/records.md, `selection`).
+SelectionRecord selection_record(const Options& o);
+
 // The stage's end record from its counters.
 EndRecord end_record(const Counters& k, double elapsed_s);
 

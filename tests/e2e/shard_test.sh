@@ -73,11 +73,11 @@ for _ in $(seq 1 300); do [ -s "$work/port" ] && break; sleep 0.1; done
 [ -s "$work/port" ] || die "fake AppView did not start: $(cat "$work/fake.log")"
 port=$(cat "$work/port")
 export BLUESKY_BASE_URL="http://127.0.0.1:$port" RATE_LIMIT_RPS=0 LOG_LEVEL=warning DS_LOCK_FILE=$work/snapshot.lock
-for db in single sharded locks; do
+for db in single sharded locks byhand byhand_ref; do
   psql_q -d "$server/postgres" -c "CREATE DATABASE $db" || die "create $db"
   "$bin/ds-migrate" --db "$server/$db" >/dev/null 2>"$work/migrate.log" || die "ds-migrate $db: $(cat "$work/migrate.log")"
 done
-for db in single sharded; do
+for db in single sharded byhand byhand_ref; do
   "$bin/ds-fake-appview" --day 1 --seed $seed --users $users seed-sql | psql_q -d "$server/$db" || die "seeding $db"
 done
 # ds-e2e-check compares against the users as seeded.
@@ -159,6 +159,47 @@ check "shard 1/4's next run marks its own dead run failed, and only that one ($s
 "$bin/ds-load" --db "$locks" </dev/null >/dev/null 2>&1
 state=$(in_progress)
 check "the unsharded run closes the unsharded dead run ($state)" '[ "$state" = "1/4:failed,-:failed" ]'
+
+step "shards started by hand, --shard on ds-select-users only: each ds-load locks by its stream's shard"
+byhand=$server/byhand
+export DS_NOW=$(day_now 2)
+upstream() {  # upstream K: shard K/2's selection and fetches, as an operator would type them
+  "$bin/ds-select-users" --db "$byhand" --shard "$1/2" | "$bin/ds-fetch-profiles" | "$bin/ds-fetch-feeds" | "$bin/ds-aggregate"
+}
+runs_of() { psql_q -d "$byhand" -c "SELECT string_agg(shard || ':' || status, ',' ORDER BY shard) FROM snapshot_logs"; }
+upstream 0 >"$work/byhand-0.ndjson" || die "shard 0/2's upstream stages"
+first=$(head -1 "$work/byhand-0.ndjson")
+check "the stream names its shard in its first line ($first)" '[ "$first" = "{\"type\":\"selection\",\"shard\":\"0/2\"}" ]'
+# Shard 0/2's ds-load reads its whole stream, then waits on its open input, holding its locks.
+rm -f "$work/fifo" && mkfifo "$work/fifo"
+"$bin/ds-load" --db "$byhand" <"$work/fifo" >/dev/null 2>"$work/byhand-0.log" &
+holder=$!
+pids+=($holder)
+exec 7>"$work/fifo"
+cat "$work/byhand-0.ndjson" >&7
+for _ in $(seq 1 100); do [ "$(runs_of)" = "0/2:in_progress" ] && break; sleep 0.1; done
+state=$(runs_of)
+check "shard 0/2's ds-load runs under its stream's shard ($state)" '[ "$state" = "0/2:in_progress" ]'
+upstream 1 | "$bin/ds-load" --db "$byhand" >/dev/null 2>"$work/byhand-1.log"
+check "shard 1/2's pipeline runs beside it and exits 0" '[ $last = 0 ]' || cat "$work/byhand-1.log" >&2
+"$bin/ds-load" --db "$byhand" <"$work/byhand-0.ndjson" >/dev/null 2>"$work/byhand-again.log"
+check "shard 0/2's stream loaded again meanwhile exits 4" \
+  '[ $last = 4 ] && grep -q "another ds-load run is in progress" "$work/byhand-again.log"'
+"$bin/ds-load" --db "$byhand" </dev/null >/dev/null 2>"$work/byhand-unsharded.log"
+check "an unsharded run exits 4 meanwhile" '[ $last = 4 ]'
+exec 7>&-
+wait $holder
+check "shard 0/2's run exits 0 once its input ends" '[ $last = 0 ]' || cat "$work/byhand-0.log" >&2
+state=$(runs_of)
+check "one completed run per shard, labelled by its stream ($state)" '[ "$state" = "0/2:completed,1/2:completed" ]'
+DATABASE_URL=$server/byhand_ref "$src/pipelines/snapshot.sh" 2>"$work/byhand-ref.log" \
+  || die "the unsharded reference run: $(cat "$work/byhand-ref.log")"
+dump_state "$byhand" >"$work/state-byhand"
+dump_state "$server/byhand_ref" >"$work/state-byhand-ref"
+check "the two shards stored what one unsharded run stores" \
+  'diff -q "$work/state-byhand" "$work/state-byhand-ref" >/dev/null && [ "$(grep -c "^s|" "$work/state-byhand")" -gt 10 ]' \
+  || diff "$work/state-byhand" "$work/state-byhand-ref" | head -10 >&2
+unset DS_NOW
 
 step "the flock file is per shard"
 # Held by this shell (fd 6) rather than a helper process, so nothing outlives the test.

@@ -16,6 +16,7 @@
 #include "ds/exit_codes.hpp"
 #include "ds/pg.hpp"
 #include "ds/progress.hpp"
+#include "ds/shard.hpp"
 #include "load.hpp"
 #include "post_fingerprint.hpp"
 
@@ -249,6 +250,11 @@ class TestDb {
 struct Stream {
   std::string text;
 
+  // The first line of a stream from ds-select-users: its shard, or none.
+  Stream& selection(std::optional<std::string> shard) {
+    ds::encode(text, ds::SelectionRecord{std::move(shard)});
+    return *this;
+  }
   Stream& post(const std::string& did, const std::string& rkey, const char* at, std::int64_t likes,
                std::int64_t replies = 0, std::int64_t quotes = 0, std::int64_t reposts = 0) {
     ds::encode(text, ds::PostRecord{uri(did, rkey), did, ts(at), ts(at), likes, replies, quotes, reposts});
@@ -464,22 +470,21 @@ TEST_CASE("load: a complete backfill sets the marker and covers all of the user'
 
 TEST_CASE("load: handles moving between tracked accounts never fail the batch", "[db]") {
   TestDb db("t_load_handles");
+  const auto handles = [&] { return db.rows("SELECT did, handle FROM users ORDER BY did"); };
   SECTION("A takes B's handle and B gets a new one in the same run") {
     Stream s;
     s.user(alice, "bob.test").user(bob, "bobby.test").ends();
     const auto r = load(db, s.text);
     CHECK(r.exit_code == 0);
-    CHECK(db.rows("SELECT did, handle FROM users ORDER BY did") ==
-          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|bobby.test",
-                                   "did:plc:cccc|carol.test"});
+    CHECK(handles() ==
+          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|bobby.test", "did:plc:cccc|carol.test"});
   }
   SECTION("A and B swap handles") {
     Stream s;
     s.user(alice, "bob.test").user(bob, "alice.test").ends();
     CHECK(load(db, s.text).exit_code == 0);
-    CHECK(db.rows("SELECT did, handle FROM users ORDER BY did") ==
-          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|alice.test",
-                                   "did:plc:cccc|carol.test"});
+    CHECK(handles() ==
+          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|alice.test", "did:plc:cccc|carol.test"});
   }
   SECTION("B is not in the run: it keeps its DID as handle") {
     Stream s;
@@ -487,9 +492,8 @@ TEST_CASE("load: handles moving between tracked accounts never fail the batch", 
     const auto r = load(db, s.text);
     CHECK(r.exit_code == 0);
     CHECK(r.stats.handles_moved == 1);
-    CHECK(db.rows("SELECT did, handle FROM users ORDER BY did") ==
-          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|did:plc:bbbb",
-                                   "did:plc:cccc|carol.test"});
+    CHECK(handles() ==
+          std::vector<std::string>{"did:plc:aaaa|bob.test", "did:plc:bbbb|did:plc:bbbb", "did:plc:cccc|carol.test"});
   }
   SECTION("handle.invalid never replaces a stored handle") {
     Stream s;
@@ -601,11 +605,36 @@ TEST_CASE("load: the run log records status, counters and why a run failed", "[d
   CHECK(db.count("SELECT count(*) FROM snapshot_logs WHERE status = 'in_progress'") == 0);
 }
 
+namespace {
+
+std::string param(std::int64_t v) { return std::to_string(v); }
+std::int64_t shard_key(const std::string& shard) { return ds::shard_lock_key(ds::load::run_lock_key, shard); }
+
+// Takes a run lock on `c` as a ds-load of `shard` (nullopt: unsharded) would, and keeps it.
+void hold_run_lock(ds::PgConnection& c, const std::optional<std::string>& shard) {
+  const std::string base = param(ds::load::run_lock_key);
+  const auto r = shard ? c.exec("SELECT pg_try_advisory_lock_shared($1::bigint) AND pg_try_advisory_lock($2::bigint)",
+                                {base, param(shard_key(*shard))})
+                       : c.exec("SELECT pg_try_advisory_lock($1::bigint)", {base});
+  REQUIRE(r.text(0, 0) == "t");
+}
+
+// Advisory locks held in `db`'s database, by any session.
+constexpr const char* advisory_locks_sql =
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+// Waits for the locks of closed sessions to go: that happens once their server process has exited.
+void wait_for_advisory_locks_released(TestDb& db) {
+  for (int i = 0; i < 500 && db.count(advisory_locks_sql) > 0; ++i) usleep(10'000);
+}
+
+}  // namespace
+
 TEST_CASE("load: a run exits 4 while another holds the run lock", "[db]") {
   TestDb db("t_load_lock");
   auto other = db.connect();
-  REQUIRE(other->exec("SELECT pg_try_advisory_lock($1::bigint)", {std::to_string(ds::load::run_lock_key)})
-              .text(0, 0) == "t");
+  hold_run_lock(*other, std::nullopt);
   Stream s;
   s.post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test").ends();
   auto r = load(db, s.text);
@@ -615,10 +644,7 @@ TEST_CASE("load: a run exits 4 while another holds the run lock", "[db]") {
   CHECK(db.count("SELECT count(*) FROM posts") == 0);
 
   other.reset();  // the lock goes with the session, once its server process has exited
-  const std::string advisory_locks =
-      "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-      "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
-  for (int i = 0; i < 500 && db.count(advisory_locks) > 0; ++i) usleep(10'000);
+  wait_for_advisory_locks_released(db);
   r = load(db, s.text);
   CHECK(r.exit_code == ds::exit_code::ok);
   CHECK(db.count("SELECT count(*) FROM posts") == 1);
@@ -627,8 +653,77 @@ TEST_CASE("load: a run exits 4 while another holds the run lock", "[db]") {
   for (int i = 0; i < 20; ++i) {
     r = load(db, s.text);
     REQUIRE(r.exit_code == ds::exit_code::ok);
-    REQUIRE(db.count(advisory_locks) == 0);
+    REQUIRE(db.count(advisory_locks_sql) == 0);
   }
+}
+
+TEST_CASE("load: a sharded selection's stream loads under that shard's lock, with no --shard", "[db]") {
+  TestDb db("t_load_stream_shard");
+  Stream s;
+  s.selection("1/4").post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test").ends();
+  // Shard 2/4's run is loading meanwhile: shard 1/4 runs beside it.
+  auto other = db.connect();
+  hold_run_lock(*other, "2/4");
+  auto r = load(db, s.text);
+  CHECK(r.exit_code == ds::exit_code::ok);
+  CHECK(r.shard == "1/4");
+  CHECK(db.value("SELECT status, shard FROM snapshot_logs WHERE id = $1", {param(r.run_id)}) == "completed|1/4");
+  CHECK(db.count("SELECT count(*) FROM posts") == 1);
+
+  // Another run of shard 1/4 holds its key: refused, naming that key, nothing written.
+  auto same = db.connect();
+  hold_run_lock(*same, "1/4");
+  r = load(db, s.text);
+  CHECK(r.exit_code == ds::exit_code::locked);
+  CHECK(r.error == "another ds-load run is in progress (lock key " + param(shard_key("1/4")) + "); not loading");
+  CHECK(db.count("SELECT count(*) FROM snapshot_logs") == 1);
+}
+
+TEST_CASE("load: --shard that disagrees with the stream's selection record is a usage error", "[db]") {
+  TestDb db("t_load_shard_disagrees");
+  Stream s;
+  s.selection("0/4").post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test").ends();
+  auto r = load(db, s.text, options([](auto& o) { o.shard = "1/4"; }));
+  CHECK(r.exit_code == ds::exit_code::usage);
+  CHECK(r.error == "--shard 1/4 disagrees with the stream's selection record (line 1): shard 0/4");
+  CHECK(db.value("SELECT status, error, shard FROM snapshot_logs WHERE id = $1", {param(r.run_id)}) ==
+        "failed|" + r.error + "|1/4");
+  CHECK(db.count("SELECT count(*) FROM posts") == 0);
+
+  // Agreeing, it is what the stream says anyway; a stream that names no shard takes it as its label.
+  r = load(db, s.text, options([](auto& o) { o.shard = "0/4"; }));
+  CHECK(r.exit_code == ds::exit_code::ok);
+  CHECK(db.value("SELECT shard FROM snapshot_logs WHERE id = $1", {param(r.run_id)}) == "0/4");
+  Stream unsharded;
+  unsharded.selection(std::nullopt).user(alice, "alice.test").ends();
+  r = load(db, unsharded.text, options([](auto& o) { o.shard = "east"; }));
+  CHECK(r.exit_code == ds::exit_code::ok);
+  CHECK(db.value("SELECT shard FROM snapshot_logs WHERE id = $1", {param(r.run_id)}) == "east");
+}
+
+TEST_CASE("load: shards' streams concatenated load as one unsharded run, when no other run is loading", "[db]") {
+  TestDb db("t_load_shards_concatenated");
+  Stream s;  // what `cat shard-0-of-2/4-aggregate.ndjson shard-1-of-2/4-aggregate.ndjson` gives
+  s.selection("0/2").post(alice, "p1", "2026-11-25T10:00:00Z", 1).user(alice, "alice.test").ends();
+  s.selection("1/2").post(bob, "q1", "2026-11-25T10:00:00Z", 1).user(bob, "bob.test").ends();
+  // Shard 1/2's run is loading: the stream's shard 0/2 part loads, then the run stops at shard 1/2.
+  {
+    auto other = db.connect();
+    hold_run_lock(*other, "1/2");
+    const auto r = load(db, s.text);
+    CHECK(r.exit_code == ds::exit_code::locked);
+    CHECK(r.error.find("the stream goes on with shard 1/2 (line 8) after shard 0/2") != std::string::npos);
+    CHECK(db.value("SELECT status, shard FROM snapshot_logs WHERE id = $1", {param(r.run_id)}) == "failed|0/2");
+    CHECK(db.rows("SELECT uri FROM posts") == std::vector<std::string>{Stream::uri(alice, "p1")});
+  }
+  // Alone, the run takes the whole database, as an unsharded run, for the second selection.
+  wait_for_advisory_locks_released(db);
+  const auto r = load(db, s.text);
+  CHECK(r.exit_code == ds::exit_code::ok);
+  CHECK_FALSE(r.shard.has_value());
+  CHECK(db.value("SELECT status, shard, users_selected FROM snapshot_logs WHERE id = $1", {param(r.run_id)}) ==
+        "completed|~|4");  // each shard's ds-select-users end says 2
+  CHECK(db.count("SELECT count(*) FROM posts") == 2);
 }
 
 TEST_CASE("load: loading the same stream twice, in any batch size, gives identical rows", "[db]") {

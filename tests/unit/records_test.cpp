@@ -175,3 +175,44 @@ TEST_CASE("a truncated last line is still read when it is complete JSON; empty i
   CHECK(empty.records.empty());
   CHECK(empty.forwarded.empty());
 }
+
+TEST_CASE("a selection record round-trips for ds-load and passes other stages byte for byte") {
+  std::string text;
+  ds::encode(text, ds::SelectionRecord{std::string("2/4")});
+  ds::encode(text, ds::SelectionRecord{});
+  CHECK(text == "{\"type\":\"selection\",\"shard\":\"2/4\"}\n{\"type\":\"selection\",\"shard\":null}\n");
+  const Run consumed = read_all(text, ds::want_selection);
+  REQUIRE(consumed.records.size() == 2);
+  CHECK(consumed.records[0].type == ds::RecordType::selection);
+  CHECK(consumed.records[0].selection.shard == "2/4");
+  CHECK_FALSE(consumed.records[1].selection.shard.has_value());
+  CHECK(consumed.forwarded.empty());
+  const Run forwarded = read_all(text, ds::want_user | ds::want_post);
+  CHECK(forwarded.records.empty());
+  CHECK(forwarded.forwarded == text);
+  // ds-load takes its lock by the shard: one it could misread is a bad line, not another shard.
+  for (const char* bad : {R"({"type":"selection","shard":"4/4"})", R"({"type":"selection","shard":"1/x"})",
+                          R"({"type":"selection","shard":3})", R"({"type":"selection"})"}) {
+    INFO(bad);
+    const Run run = read_all(std::string(bad) + "\n", ds::want_selection);
+    CHECK(run.bad_lines == 1);
+    CHECK(run.records.empty());
+  }
+}
+
+TEST_CASE("end records of contract 1 (saved before selection records) and 2 are read, others refused") {
+  for (const int contract : {0, 1, 2, 3}) {
+    INFO("contract " << contract);
+    const std::string line = "{\"type\":\"end\",\"stage\":\"x\",\"contract\":" + std::to_string(contract) +
+                             ",\"counters\":{}}\n";
+    const Run run = read_all(line, ds::want_post);
+    const bool readable = contract == 1 || contract == 2;
+    CHECK(run.ends.size() == (readable ? 1u : 0u));
+    CHECK(run.bad_lines == (readable ? 0 : 1));
+  }
+  ds::EndRecord e;
+  e.stage = "x";
+  std::string written;
+  ds::encode(written, e);
+  CHECK(written.find("\"contract\":2,") != std::string::npos);
+}

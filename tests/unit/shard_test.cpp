@@ -126,6 +126,13 @@ TEST_CASE("shard: each shard's run lock key is its own, an unsharded run keeps t
   CHECK(keys.size() == 1 + 36);  // all different
 }
 
+TEST_CASE("ds-select-users names its shard in the stream's selection record, null when unsharded", "[shard]") {
+  ds::select_users::Options o;
+  CHECK_FALSE(ds::select_users::selection_record(o).shard.has_value());
+  o.shard = ds::Shard{2, 4};
+  CHECK(ds::select_users::selection_record(o).shard == "2/4");
+}
+
 TEST_CASE("ds-select-users --shard: the shards' selections partition the unsharded one", "[db][shard]") {
   const auto url = ds::testing::test_database_url();
   if (!url) FAIL("DS_TEST_DATABASE_URL is not set: run [db] tests under tests/scripts/with-pg.sh");
