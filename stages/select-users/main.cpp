@@ -16,7 +16,7 @@
 #include "ds/progress.hpp"
 #include "ds/shard.hpp"
 #include "ds/stage.hpp"
-#include "select-users/select_users.hpp"
+#include "select_users.hpp"
 
 namespace {
 

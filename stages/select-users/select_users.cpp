@@ -1,6 +1,6 @@
 // The selection query and record building of ds-select-users: set-based (one statement for all
 // users, baselines included), streamed through a cursor, every value passed as a parameter.
-#include "select-users/select_users.hpp"
+#include "select_users.hpp"
 
 #include <algorithm>
 #include <string_view>

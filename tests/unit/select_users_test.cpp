@@ -13,7 +13,7 @@
 #include "ds/records.hpp"
 #include "migrate/migrate.hpp"
 #include "migrate/scratch_db.hpp"
-#include "select-users/select_users.hpp"
+#include "select_users.hpp"
 
 // Readable failures for baseline comparisons.
 namespace Catch {

@@ -13,7 +13,7 @@
 #include "ds/shard.hpp"
 #include "migrate/migrate.hpp"
 #include "migrate/scratch_db.hpp"
-#include "select-users/select_users.hpp"
+#include "select_users.hpp"
 
 namespace {
 
