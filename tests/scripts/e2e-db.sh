@@ -7,7 +7,8 @@
 #
 # E2E_SEED, E2E_USERS: the dataset (default 7, 60). E2E_FAULT_DAYS: days served with failures
 # (a fifth of the requests answer 5xx, no retries), so those runs end `partial`. Days left out of
-# the list have no run: the report shows them as gaps.
+# the list have no run: the report shows them as gaps. E2E_RPS: the stages' rate cap (default 0,
+# none), for runs whose requests compare with a cap.
 set -euo pipefail
 bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
 src=${DS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -42,7 +43,7 @@ for d in "${days[@]}"; do
   if [[ $fault_days == *" $d "* ]]; then faults=(--p-5xx 0.2 --fault-seed "$d"); attempts=1; fi
   start_fake "$d" "${faults[@]}"
   rc=0
-  BLUESKY_BASE_URL="http://127.0.0.1:$(cat "$dir/port")" DATABASE_URL="$url" RATE_LIMIT_RPS=0 \
+  BLUESKY_BASE_URL="http://127.0.0.1:$(cat "$dir/port")" DATABASE_URL="$url" RATE_LIMIT_RPS=${E2E_RPS:-0} \
     HTTP_MAX_ATTEMPTS=$attempts LOG_LEVEL=${LOG_LEVEL:-warning} DS_BIN_DIR="$bin" \
     DS_LOCK_FILE="$dir/snapshot.lock" DS_NOW=$(date -u -d "2026-11-01 06:00:00 UTC + $d day" +%Y-%m-%dT%H:%M:%SZ) \
     "$src/pipelines/snapshot.sh" >/dev/null 2>>"$dir/runs.log" || rc=$?
