@@ -51,11 +51,11 @@ svg .gap-label{font-size:11px;fill:var(--faint);font-style:italic}
 .note b{color:var(--fg);font-weight:600}
 .table-wrap{overflow-x:auto;background:var(--card);border:1px solid var(--border);border-radius:8px;margin-top:16px}
 table{width:100%;border-collapse:collapse;font-size:13px}
-th,td{padding:7px 12px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
+th,td{padding:7px 9px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
 tr:last-child td{border-bottom:0}
 th{color:var(--muted);font-weight:600;font-size:12px;background:var(--bg)}
 th.num,td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.wrap{white-space:normal;min-width:220px;color:var(--muted)}
+td.wrap{white-space:normal;min-width:200px;color:var(--muted)}
 td .did,td .sub{color:var(--faint);font-size:12px}
 td .sub{margin-left:6px}
 tbody tr:hover td{background:#f6f8fa}

@@ -252,8 +252,10 @@ std::string render_runs_section(const ReportInput& in) {
 
   std::vector<std::vector<std::string>> rows;
   for (const auto& r : in.runs) rows.push_back(run_row(r, in.rate_limit_rps));
-  out += table({"Run", "Started (UTC)", "Status", "#Duration, of 22 h", "#Selected", "#Snapshots", "#Failed", "#Gone",
-                "#Posts", "#Requests, of cap", "#Retries", "#Bad lines", "~Error"},
+  out += note("Duration: wall time and its share of the 22 h deadline. Requests: both fetching stages together, and "
+              "their share of the rate cap's capacity.");
+  out += table({"Run", "Started", "Status", "#Duration", "#Selected", "#Snapshots", "#Failed", "#Gone", "#Posts",
+                "#Requests", "#Retries", "#Bad lines", "~Error"},
                rows);
   return out;
 }

@@ -43,10 +43,11 @@ Day day(const PgResult& r, int row, int col) { return static_cast<Day>(r.int64(r
 // row was created before this moment and is still in_progress in the snapshot taken after it must
 // have held its lock here if it was alive (ds-load locks before it inserts its row and unlocks
 // after its last update). A bigint key shows as classid (high 32 bits) and objid (low), objsubid 1.
+// Exclusive only: a sharded ds-load holds the base key shared, which an unsharded run cannot then hold.
 constexpr const char* held_locks_sql = R"SQL(
 SELECT ((l.classid::bigint << 32) | l.objid::bigint)::text
   FROM pg_locks l
- WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+ WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.mode = 'ExclusiveLock'
    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 )SQL";
 
