@@ -61,7 +61,7 @@ expect "an unknown --account exits 2" "$rc" 2
 
 step "headless Chromium renders it"
 started=$(date +%s)
-chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run --disable-extensions \
+timeout 90 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run --disable-extensions \
   --screenshot="$work/report.png" --window-size=1100,1500 "file://$work/report.html" >"$work/chromium.log" 2>&1 \
   || { tail -5 "$work/chromium.log" >&2; bad "chromium failed"; }
 echo "   chromium took $(( $(date +%s) - started )) s" >&2
