@@ -9,7 +9,7 @@ RUN_DIR ?= .run
 ARGS ?=
 
 .PHONY: all build deps test test-unit test-sanitize demo demo-stop snapshot migrate health clean \
-        bench bench-fetch bench-load build-release install fuzz
+        bench bench-fetch bench-load build-release install fuzz verify report
 
 all: build
 
@@ -56,10 +56,18 @@ migrate: build
 health: build
 	DS_BIN_DIR=$${DS_BIN_DIR:-$(abspath $(BIN))} pipelines/snapshot.sh --health-check $(ARGS)
 
+# The operator's view (docs/operations.md): audit the database read-only; write the HTML report.
+verify: build
+	$(BIN)/ds-verify $(ARGS)
+
+REPORT ?= report.html
+report: build
+	$(BIN)/ds-report -o $(REPORT) $(ARGS)
+
 # The five stages, ds-migrate and the pipeline scripts into $(PREFIX)/bin (the scripts find the
 # programs beside themselves), the migrations and docs into $(PREFIX)/share (docs/operations.md).
 PREFIX ?= /usr/local
-DS_PROGRAMS := ds-select-users ds-fetch-profiles ds-fetch-feeds ds-aggregate ds-load ds-migrate
+DS_PROGRAMS := ds-select-users ds-fetch-profiles ds-fetch-feeds ds-aggregate ds-load ds-migrate ds-verify ds-report
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/dopplersky/sql $(DESTDIR)$(PREFIX)/share/doc/dopplersky
 	install -m 755 $(addprefix $(BIN)/,$(DS_PROGRAMS)) $(DESTDIR)$(PREFIX)/bin/

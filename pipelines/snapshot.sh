@@ -7,7 +7,7 @@ set -uo pipefail
 usage() {
   cat <<'TXT'
 Usage: pipelines/snapshot.sh [--all|--simple-query] [--did DID]... [--config FILE] [--save-dir DIR]
-                             [--shard K/N] [--metrics-file PATH] [--verbose|--quiet] [--health-check]
+                             [--shard K/N] [--metrics-file PATH] [--verify] [--verbose|--quiet] [--health-check]
 Runs the daily snapshot for the active users (a views row in the last 7 days), or --all users.
   --all, --simple-query  every user in the users table (the original's --simple-query)
   --did DID              only this account (repeatable)
@@ -17,6 +17,8 @@ Runs the daily snapshot for the active users (a views row in the last 7 days), o
   --shard K/N            only shard K of N (0 <= K < N) of the users; the run log row, the run lock
                          and the lock file are this shard's (see pipelines/snapshot-sharded.sh)
   --metrics-file PATH    ds-load writes the run's Prometheus metrics there at the end (or METRICS_FILE)
+  --verify               after a run that finished (0 or 3), audit the database with ds-verify; its
+                         problems make the exit 3, a check that cannot run makes it 1
   --health-check         check the database and the API, run nothing (exit 0, 5 db, 6 api)
   --verbose, --quiet     log level for every stage
 Environment: DATABASE_URL or DB_HOST/DB_PORT/DB_NAME/DB_USER/DB_PASSWORD or PG*, BLUESKY_BASE_URL,
@@ -24,7 +26,8 @@ MAX_WORKERS, TIME_RANGE_DAYS, LOG_LEVEL, DS_BIN_DIR (where the ds-* programs are
 DS_LOCK_FILE (the local run lock, default /tmp/dopplersky-snapshot.lock; with --shard K/N,
 .shard-K-of-N is added before .lock), METRICS_FILE, HEALTH_ACTOR (the account --health-check asks
 the API about, default bsky.app).
-Exit codes: 0 completed, 1 failed, 2 usage, 3 partial (some users failed), 4 another run holds the lock.
+Exit codes: 0 completed, 1 failed, 2 usage, 3 partial (some users failed, or --verify found
+problems), 4 another run holds the lock.
 TXT
 }
 
@@ -36,7 +39,7 @@ if [ -z "$bin" ]; then
   elif [ -x "$here/../build/bin/ds-load" ]; then bin="$here/../build/bin"; else bin=$(dirname "$(command -v ds-load || echo /usr/local/bin/ds-load)"); fi
 fi
 
-select_args=() common=() save_dir="" health=0 shard="" metrics_file=${METRICS_FILE:-}
+select_args=() common=() save_dir="" health=0 shard="" metrics_file=${METRICS_FILE:-} verify=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --all|--simple-query) select_args+=(--all) ;;
@@ -49,13 +52,16 @@ while [ $# -gt 0 ]; do
                || { echo "snapshot.sh: --shard needs K/N (0 <= K < N)" >&2; exit 2; }; shard=$2; shift ;;
     --metrics-file) [ $# -ge 2 ] || { echo "snapshot.sh: --metrics-file needs a path" >&2; exit 2; }; metrics_file=$2; shift ;;
     --health-check|--health) health=1 ;;
+    --verify) verify=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "snapshot.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
-for p in ds-select-users ds-fetch-profiles ds-fetch-feeds ds-aggregate ds-load; do
+programs=(ds-select-users ds-fetch-profiles ds-fetch-feeds ds-aggregate ds-load)
+[ $verify = 1 ] && programs+=(ds-verify)
+for p in "${programs[@]}"; do
   [ -x "$bin/$p" ] || { echo "snapshot.sh: $bin/$p not found: run 'make' first (or set DS_BIN_DIR)" >&2; exit 1; }
 done
 
@@ -110,5 +116,20 @@ for i in "${!codes[@]}"; do
     [ "$rc" = 0 ] || [ "$rc" = 3 ] && rc=1
   fi
 done
+# --verify: the database after a run that finished, audited read-only; its lines go to stderr with
+# the stages' logs (and so to the journal or the cron log). Problems it finds make a clean run 3.
+if [ $verify = 1 ]; then
+  if [ "$rc" = 0 ] || [ "$rc" = 3 ]; then
+    vrc=0
+    "$bin/ds-verify" "${common[@]}" >&2 || vrc=$?
+    case "$vrc" in
+      0) ;;
+      3) echo "snapshot.sh: ds-verify found problems in the database (exit 3)" >&2; rc=3 ;;
+      *) echo "snapshot.sh: ds-verify could not check the database (exit $vrc)" >&2; rc=1 ;;
+    esac
+  else
+    echo "snapshot.sh: the run did not finish (exit $rc); ds-verify not run" >&2
+  fi
+fi
 echo "snapshot.sh: finished in $(( $(date +%s) - started ))s with exit code $rc" >&2
 exit "$rc"

@@ -3,6 +3,7 @@
 # Quick when everything is present (one dpkg query); needs root (or sudo) only to install.
 #   scripts/deps.sh          # build, test, demo, bench
 #   scripts/deps.sh fuzz     # also clang and its libFuzzer runtime (make fuzz)
+#   scripts/deps.sh report-test  # also Debian's chromium, for the test that renders ds-report's page
 set -euo pipefail
 
 packages=(
@@ -14,6 +15,9 @@ packages=(
 )
 # libFuzzer is clang's; Debian ships its runtime apart from the compiler.
 [ "${1:-}" = fuzz ] && packages+=(clang libclang-rt-dev)
+# Headless Chromium renders ds-report's page to a PNG in tests/e2e/report_e2e_test.sh; python3
+# (Debian's) checks the HTML and the picture; a font so that the text has glyphs.
+[ "${1:-}" = report-test ] && packages+=(chromium python3 fonts-dejavu-core)
 
 missing=()
 for p in "${packages[@]}"; do

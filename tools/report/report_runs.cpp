@@ -1,0 +1,263 @@
+// ds-report's "nights" section: the last runs' status, duration against the 22-hour deadline,
+// users, posts and API requests against the rate cap's capacity, as charts and one table.
+#include <algorithm>
+#include <cmath>
+
+#include "ds/shard.hpp"
+#include "html.hpp"
+#include "report.hpp"
+
+namespace ds::report {
+namespace {
+
+std::string count_or_dash(const std::optional<std::int64_t>& v) { return v ? format_count(static_cast<double>(*v)) : "–"; }
+
+Day day_of(Micros t) { return static_cast<Day>(t / micros_per_day - (t % micros_per_day < 0 ? 1 : 0)); }
+
+std::string time_utc(Micros t) {
+  const std::string ts = format_timestamp(t);  // 2026-11-03T06:00:00.000Z
+  return ts.substr(0, 10) + " " + ts.substr(11, 5);
+}
+
+std::string run_name(const RunRow& r) {
+  std::string s = "Run #" + std::to_string(r.id);
+  if (r.shard) s += " (shard " + *r.shard + ")";
+  if (r.started) s += " · " + time_utc(*r.started) + " UTC";
+  return s;
+}
+
+// The runs oldest first, with a gap slot wherever whole days passed without a run.
+template <typename MakeBar>
+std::vector<Bar> bars_with_gaps(const std::vector<const RunRow*>& runs, MakeBar&& make) {
+  std::vector<Bar> bars;
+  std::optional<Day> prev;
+  for (const RunRow* r : runs) {
+    if (r->started) {
+      const Day d = day_of(*r->started);
+      if (prev && d > *prev + 1) {
+        Bar gap;
+        gap.gap = true;
+        gap.label = "no run";
+        gap.tooltip = d == *prev + 2 ? "No run on " + day_iso(*prev + 1)
+                                     : "No run from " + day_iso(*prev + 1) + " to " + day_iso(d - 1);
+        bars.push_back(gap);
+      }
+      prev = std::max(prev.value_or(d), d);
+    }
+    Bar b = make(*r);
+    b.label = r->started ? day_short(day_of(*r->started)) : "#" + std::to_string(r->id);
+    bars.push_back(std::move(b));
+  }
+  return bars;
+}
+
+struct DurationScale {
+  double divisor;
+  std::string unit;
+};
+DurationScale duration_scale(double max_s) {
+  if (max_s >= 2 * 3600) return {3600, "hours"};
+  if (max_s >= 120) return {60, "minutes"};
+  return {1, "seconds"};
+}
+
+std::string duration_chart(const std::vector<const RunRow*>& runs) {
+  double max_s = 0;
+  for (const RunRow* r : runs) max_s = std::max(max_s, r->duration_s.value_or(0));
+  const DurationScale sc = duration_scale(max_s);
+  BarChart c;
+  c.aria_label = "Run duration against the 22-hour deadline";
+  c.y_unit = sc.unit;
+  c.series = {{"duration", "#2da44e"}};
+  c.bars = bars_with_gaps(runs, [&](const RunRow& r) {
+    Bar b;
+    b.stack = {r.duration_s.value_or(0) / sc.divisor};
+    b.color = status_color(r.status);
+    b.tooltip = run_name(r) + "\n" + r.status + ", " +
+                (r.duration_s ? format_duration(*r.duration_s) + " (" + format_percent(*r.duration_s / deadline_seconds) +
+                                    " of the 22 h deadline)"
+                              : std::string("no duration recorded"));
+    return b;
+  });
+  std::string after;
+  // The deadline is drawn when the runs come near enough to it to be compared on one scale;
+  // otherwise the bars would be flat lines under it, and a sentence says how far they are.
+  if (max_s >= deadline_seconds / 4) {
+    c.reference = deadline_seconds / sc.divisor;
+    c.reference_label = "22 h deadline";
+  } else {
+    after = note("The 22 h deadline is off this scale: the longest run took " + format_duration(max_s) + ", " +
+                 format_percent(max_s / deadline_seconds) + " of it.");
+  }
+  return render_bar_chart(c) +
+         render_legend({{"completed", status_color("completed")}, {"partial", status_color("partial")},
+                        {"failed", status_color("failed")}, {"in progress", status_color("in_progress")}}) +
+         after;
+}
+
+std::string users_chart(const std::vector<const RunRow*>& runs) {
+  BarChart c;
+  c.aria_label = "Users per run: snapshotted, failed, gone";
+  c.y_unit = "users";
+  c.series = {{"snapshotted", "#2da44e"}, {"failed", "#cf222e"}, {"gone", "#8c959f"}};
+  c.bars = bars_with_gaps(runs, [](const RunRow& r) {
+    Bar b;
+    b.stack = {static_cast<double>(r.snapshotted.value_or(0)), static_cast<double>(r.failed.value_or(0)),
+               static_cast<double>(r.gone.value_or(0))};
+    b.tooltip = run_name(r) + "\nselected " + count_or_dash(r.selected) + ": snapshotted " +
+                count_or_dash(r.snapshotted) + ", failed " + count_or_dash(r.failed) + ", gone " + count_or_dash(r.gone);
+    return b;
+  });
+  return render_bar_chart(c) + render_legend({{"snapshotted", "#2da44e"}, {"failed", "#cf222e"}, {"gone", "#8c959f"}});
+}
+
+std::string posts_chart(const std::vector<const RunRow*>& runs) {
+  BarChart c;
+  c.aria_label = "Posts loaded per run";
+  c.y_unit = "posts";
+  c.series = {{"posts", "#0969da"}};
+  c.bars = bars_with_gaps(runs, [](const RunRow& r) {
+    Bar b;
+    b.stack = {static_cast<double>(r.posts_loaded.value_or(0))};
+    b.tooltip = run_name(r) + "\n" + count_or_dash(r.posts_loaded) + " posts inserted, updated or found unchanged";
+    return b;
+  });
+  return render_bar_chart(c);
+}
+
+std::string api_chart(const std::vector<const RunRow*>& runs, double rps) {
+  BarChart c;
+  c.series = {{"requests", "#0969da"}};
+  if (rps <= 0) {
+    c.aria_label = "API requests per run";
+    c.y_unit = "requests";
+    c.bars = bars_with_gaps(runs, [](const RunRow& r) {
+      Bar b;
+      b.stack = {static_cast<double>(r.requests.value_or(0))};
+      b.tooltip = run_name(r) + "\n" + count_or_dash(r.requests) + " requests, " + count_or_dash(r.retries) + " retries";
+      return b;
+    });
+    return render_bar_chart(c) + note("RATE_LIMIT_RPS is 0 (no cap), so there is no capacity to compare with.");
+  }
+  c.aria_label = "API requests as a share of the rate cap's capacity for the run's duration";
+  c.y_unit = "% of cap";
+  c.tick_format = [](double v) { return format_compact(v) + "%"; };
+  c.reference = 100;
+  c.reference_label = "rate cap";
+  c.bars = bars_with_gaps(runs, [rps](const RunRow& r) {
+    Bar b;
+    const auto cap = cap_capacity(r, rps);
+    b.stack = {cap && r.requests ? 100.0 * static_cast<double>(*r.requests) / *cap : 0};
+    b.tooltip = run_name(r) + "\n" + count_or_dash(r.requests) + " requests (" + count_or_dash(r.retries) +
+                " retries)" + (cap ? "; capacity " + format_count(*cap) + " = the cap × " +
+                                         format_duration(r.duration_s.value_or(0)) + "; " +
+                                         (r.requests ? format_percent(static_cast<double>(*r.requests) / *cap) : "–") +
+                                         " of it"
+                                   : std::string("; no duration, no capacity"));
+    return b;
+  });
+  return render_bar_chart(c);
+}
+
+std::vector<std::string> run_row(const RunRow& r, double rps) {
+  const auto cap = cap_capacity(r, rps);
+  std::string run = "#" + std::to_string(r.id);
+  if (r.shard) run += " <span class=\"did\">shard " + escape(*r.shard) + "</span>";
+  const auto with_share = [](const std::string& value, const std::optional<double>& share) {
+    return escape(value) + (share ? "<span class=\"sub\">" + escape(format_percent(*share)) + "</span>" : "");
+  };
+  return {run,
+          r.started ? escape(time_utc(*r.started)) : "–",
+          status_pill(r.status),
+          r.duration_s ? with_share(format_duration(*r.duration_s), *r.duration_s / deadline_seconds) : "–",
+          count_or_dash(r.selected),
+          count_or_dash(r.snapshotted),
+          count_or_dash(r.failed),
+          count_or_dash(r.gone),
+          count_or_dash(r.posts_loaded),
+          with_share(count_or_dash(r.requests), cap && r.requests
+                                                    ? std::optional<double>(static_cast<double>(*r.requests) / *cap)
+                                                    : std::nullopt),
+          count_or_dash(r.retries),
+          count_or_dash(r.bad_lines),
+          r.error ? escape(*r.error) : ""};
+}
+
+}  // namespace
+
+std::optional<double> cap_capacity(const RunRow& r, double rate_limit_rps) {
+  if (!(rate_limit_rps > 0) || !r.duration_s || !(*r.duration_s > 0)) return std::nullopt;
+  double rate = rate_limit_rps;
+  if (r.shard)
+    if (const auto s = parse_shard(*r.shard)) rate /= s->count;
+  return rate * *r.duration_s;
+}
+
+std::string render_runs_section(const ReportInput& in) {
+  std::string out = "<h2>The nights<span class=\"h2note\">the last " + std::to_string(in.runs.size()) +
+                    " runs from snapshot_logs</span></h2>\n";
+  if (in.runs.empty()) {
+    return out + "<div class=\"placeholder\"><b>No runs recorded yet.</b> snapshot_logs is empty: the pipeline has "
+                 "not run against this database.</div>\n";
+  }
+  const RunRow& last = in.runs.front();
+  std::int64_t completed = 0, partial = 0, failed = 0, other = 0;
+  for (const auto& r : in.runs) {
+    if (r.status == "completed") ++completed;
+    else if (r.status == "partial") ++partial;
+    else if (r.status == "failed") ++failed;
+    else ++other;
+  }
+  const double share = last.duration_s ? *last.duration_s / deadline_seconds : 0;
+  const auto cap = cap_capacity(last, in.rate_limit_rps);
+  const std::string rate = in.rate_limit_rps > 0 ? format_compact(in.rate_limit_rps) + "/s per stage" : "no cap";
+  out += stat_row({
+      stat_tile("Last run", status_pill(last.status), run_name(last).substr(4)),
+      stat_tile("Last duration", escape(last.duration_s ? format_duration(*last.duration_s) : "–"),
+                format_percent(share) + " of the 22 h deadline", share > 0.9 ? "bad" : share > 0.5 ? "warn" : ""),
+      stat_tile("Runs completed", format_count(static_cast<double>(completed)) + " <span class=\"note\">of " +
+                                      std::to_string(in.runs.size()) + "</span>",
+                std::to_string(partial) + " partial · " + std::to_string(failed) + " failed · " +
+                    std::to_string(other) + " other",
+                failed > 0 ? "bad" : partial > 0 ? "warn" : "good"),
+      stat_tile("Last run's users", count_or_dash(last.snapshotted),
+                "snapshotted of " + count_or_dash(last.selected) + " selected · " + count_or_dash(last.failed) +
+                    " failed · " + count_or_dash(last.gone) + " gone",
+                last.failed.value_or(0) > 0 ? "warn" : ""),
+      stat_tile("Last run's API use",
+                escape(cap && last.requests ? format_percent(static_cast<double>(*last.requests) / *cap)
+                                            : count_or_dash(last.requests)),
+                count_or_dash(last.requests) + " requests · cap " + rate),
+  });
+
+  std::vector<const RunRow*> chrono;
+  for (auto it = in.runs.rbegin(); it != in.runs.rend(); ++it) chrono.push_back(&*it);
+  out += "<div class=\"cards\">\n";
+  out += card("Duration", "Wall time of each run, coloured by its status, against the 22-hour deadline.",
+              duration_chart(chrono));
+  out += card("Users", "Selected users that got a snapshot, failed (profile or feed failed, feed capped) or are gone.",
+              users_chart(chrono));
+  out += card("API requests against the rate cap",
+              in.rate_limit_rps > 0
+                  ? "Requests as a share of RATE_LIMIT_RPS (" + format_compact(in.rate_limit_rps) +
+                        "/s) × the run's duration; a shard K/N has 1/N of the cap."
+                  : "Requests per run.",
+              api_chart(chrono, in.rate_limit_rps) +
+                  note("Requests by endpoint: the run log keeps one total per run (api_requests, getProfiles and "
+                       "getAuthorFeed together), so only the total is shown. The last run's requests per stage are in "
+                       "its metrics file (dopplersky_stage_requests). Each fetching stage has a cap of its own, so a "
+                       "run can use up to twice this capacity."));
+  out += card("Posts loaded", "Posts each run inserted, updated or found unchanged.", posts_chart(chrono));
+  out += "</div>\n";
+
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : in.runs) rows.push_back(run_row(r, in.rate_limit_rps));
+  out += note("Duration: wall time and its share of the 22 h deadline. Requests: both fetching stages together, and "
+              "their share of the rate cap's capacity.");
+  out += table({"Run", "Started", "Status", "#Duration", "#Selected", "#Snapshots", "#Failed", "#Gone", "#Posts",
+                "#Requests", "#Retries", "#Bad lines", "~Error"},
+               rows);
+  return out;
+}
+
+}  // namespace ds::report
