@@ -55,6 +55,15 @@ WITH src AS (
    ORDER BY t.did, t.date, t.seq DESC
 ), known AS (
   SELECT k.* FROM src k WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = k.did)
+), state AS (
+  -- What ds-select-users carries as lastSnapshot for the request economy: the newest snapshot's
+  -- date and postsCount. Snapshots come only from complete fetches (ds-aggregate), and a replay
+  -- of an older day never moves it back.
+  INSERT INTO ds_user_state AS st (did, last_snapshot_date, last_snapshot_posts)
+  SELECT DISTINCT ON (k.did) k.did, k.date, k.posts FROM known k ORDER BY k.did, k.date DESC
+  ON CONFLICT (did) DO UPDATE
+     SET last_snapshot_date = EXCLUDED.last_snapshot_date, last_snapshot_posts = EXCLUDED.last_snapshot_posts
+   WHERE st.last_snapshot_date IS NULL OR st.last_snapshot_date <= EXCLUDED.last_snapshot_date
 ), up AS (
   INSERT INTO snapshots AS s (did, date, followers, following, posts, likes, replies, quotes, reposts)
   SELECT did, date, followers, following, posts, likes, replies, quotes, reposts FROM known

@@ -53,7 +53,8 @@ constexpr const char* finish_run_sql =
     "UPDATE snapshot_logs SET status = $2, time_completed = $3::timestamptz, duration = $4::real, "
     "total_users = $5::integer, users_selected = $6::integer, users_gone = $7::integer, "
     "users_failed = $8::integer, posts_loaded = $9::bigint, api_requests = $10::bigint, "
-    "api_retries = $11::bigint, bad_lines = $12::integer, error = $13 WHERE id = $1";
+    "api_retries = $11::bigint, bad_lines = $12::integer, error = $13, requests_get_profiles = $14::bigint, "
+    "requests_get_author_feed = $15::bigint, requests_get_posts = $16::bigint WHERE id = $1";
 
 // The stream's shard as an operator would name it.
 std::string shard_name(const std::optional<std::string>& shard) { return shard ? "shard " + *shard : "unsharded"; }
@@ -372,7 +373,8 @@ class Run {
                int_param(res_.stats.snapshots_loaded()), int_param(c.users_selected),
                int_param(c.users_gone), int_param(c.users_failed), param(res_.stats.posts_loaded()),
                param(c.api_requests), param(c.api_retries), int_param(c.bad_lines),
-               v.error.empty() ? PgParam() : PgParam(v.error)});
+               v.error.empty() ? PgParam() : PgParam(v.error), param(c.requests_get_profiles),
+               param(c.requests_get_author_feed), param(c.requests_get_posts)});
   }
 
   LoadResult fail_early(const std::string& why) {
@@ -431,6 +433,15 @@ std::string summary_line(const LoadResult& r) {
   line += "), ";
   // Skipped lines make the run partial; the count says how far from complete it was.
   if (r.bad_lines) line += std::to_string(r.bad_lines) + " bad input lines skipped, ";
+  // The API budget is the binding limit of a real run: what it cost, by endpoint and per account,
+  // and which way the feeds were refreshed (docs/request-economy.md).
+  const auto c = judge_stream(r.upstream_ends, 0).counters;
+  if (c.api_requests > 0 || c.users_selected > 0)
+    line += fmt::format("{} requests ({} getProfiles, {} getAuthorFeed, {} getPosts; {:.2f} per account), "
+                        "feeds by path: {} feed, {} getPosts, {} no request, ",
+                        c.api_requests, c.requests_get_profiles, c.requests_get_author_feed, c.requests_get_posts,
+                        c.users_selected ? double(c.api_requests) / double(c.users_selected) : 0.0, c.path_feed,
+                        c.path_posts, c.path_none);
   line += std::to_string(s.batches) + " batches, " + fmt::format("{:.2f}", r.wall_s) + " s";
   return line;
 }

@@ -41,6 +41,12 @@ StreamVerdict judge_stream(const std::vector<EndRecord>& ends, std::int64_t own_
   c.api_requests = all_counter(ends, "requests");
   c.api_retries = all_counter(ends, "retries");
   c.bad_lines = all_counter(ends, "bad_lines") + own_bad_lines;
+  c.requests_get_profiles = all_counter(ends, "requests_get_profiles");
+  c.requests_get_author_feed = all_counter(ends, "requests_get_author_feed");
+  c.requests_get_posts = all_counter(ends, "requests_get_posts");
+  c.path_feed = stage_counter(ends, "ds-fetch-feeds", "path_feed");
+  c.path_posts = stage_counter(ends, "ds-fetch-feeds", "path_posts");
+  c.path_none = stage_counter(ends, "ds-fetch-feeds", "path_none");
 
   std::vector<std::string> missing;
   for (const char* stage : upstream_stages)

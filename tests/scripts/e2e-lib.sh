@@ -96,7 +96,7 @@ dump_state() {  # dump_state URL: users, posts, snapshots and backfill markers, 
 SELECT 'u', did, handle, "displayName", avatar, skip_user FROM users ORDER BY did;
 SELECT 'p', uri, did, likes, replies, quotes, reposts, "createdAt", sort_at, deleted_at IS NOT NULL FROM posts ORDER BY uri;
 SELECT 's', did, date, followers, following, posts, likes, replies, quotes, reposts FROM snapshots ORDER BY did, date;
-SELECT 'b', did, backfilled_at IS NOT NULL, backfill_posts FROM ds_user_state ORDER BY did;
+SELECT 'b', did, backfilled_at IS NOT NULL, backfill_posts, last_snapshot_date, last_snapshot_posts FROM ds_user_state ORDER BY did;
 SQL
 }
 # end_counter FILE STAGE NAME: counter NAME of STAGE's last end record in a saved stream.

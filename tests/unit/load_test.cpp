@@ -35,9 +35,12 @@ ds::EndRecord end_record(const std::string& stage, std::vector<std::pair<std::st
 std::vector<ds::EndRecord> clean_ends(std::int64_t users) {
   return {end_record("ds-select-users", {{"users", users}, {"bad_lines", 0}}),
           end_record("ds-fetch-profiles", {{"users", users}, {"ok", users}, {"gone", 0}, {"failed", 0},
-                                           {"requests", 1}, {"retries", 0}, {"bad_lines", 0}}),
+                                           {"requests", 1}, {"requests_get_profiles", 1}, {"retries", 0},
+                                           {"bad_lines", 0}}),
           end_record("ds-fetch-feeds", {{"users", users}, {"complete", users}, {"gone", 0}, {"failed", 0},
-                                        {"posts", 5}, {"requests", 3}, {"retries", 1}, {"bad_lines", 0}}),
+                                        {"posts", 5}, {"requests", 3}, {"requests_get_author_feed", 2},
+                                        {"requests_get_posts", 1}, {"path_feed", users - 1}, {"path_posts", 1},
+                                        {"path_none", 0}, {"retries", 1}, {"bad_lines", 0}}),
           end_record("ds-aggregate", {{"users", users}, {"snapshots", users}, {"bad_lines", 0}})};
 }
 
@@ -95,6 +98,11 @@ TEST_CASE("load: a run is completed only with all four end records and nothing f
   CHECK(v.counters.users_selected == 3);
   CHECK(v.counters.api_requests == 4);
   CHECK(v.counters.api_retries == 1);
+  CHECK(v.counters.requests_get_profiles == 1);
+  CHECK(v.counters.requests_get_author_feed == 2);
+  CHECK(v.counters.requests_get_posts == 1);
+  CHECK(v.counters.path_feed == 2);
+  CHECK(v.counters.path_posts == 1);
 
   set_counter(ends, "ds-fetch-feeds", "capped", 1);
   set_counter(ends, "ds-fetch-profiles", "gone", 2);
@@ -448,6 +456,30 @@ TEST_CASE("load: an incomplete feed marks nothing deleted and sets no backfill m
         "partial 1");
 }
 
+TEST_CASE("load: the newest snapshot's date and postsCount are kept for the request economy", "[db]") {
+  TestDb db("t_load_last_snapshot");
+  const auto last = [&] {
+    return db.value("SELECT last_snapshot_date, last_snapshot_posts FROM ds_user_state WHERE did = $1", {alice});
+  };
+  const auto day = [&](const char* date, std::int64_t posts) {
+    Stream s;
+    s.user(alice, "alice.test");
+    ds::encode(s.text, ds::SnapshotRecord{alice, date, 10, 20, posts, 1, 1, 2, 3});
+    s.ends();
+    REQUIRE(load(db, s.text).exit_code == 0);
+  };
+  day("2026-11-28", 7);
+  CHECK(last() == "2026-11-28|7");
+  day("2026-11-29", 8);
+  CHECK(last() == "2026-11-29|8");
+  day("2026-11-29", 9);  // a rerun of the same day takes its value
+  CHECK(last() == "2026-11-29|9");
+  day("2026-11-27", 3);  // a replay of an older day does not move it back
+  CHECK(last() == "2026-11-29|9");
+  // Writing it creates no backfill marker: the account still counts as not backfilled.
+  CHECK(db.value("SELECT backfilled_at IS NULL FROM ds_user_state WHERE did = $1", {alice}) == "t");
+}
+
 TEST_CASE("load: a complete backfill sets the marker and covers all of the user's posts", "[db]") {
   TestDb db("t_load_backfill");
   // A database migrated from the original: a post the new feed no longer returns, from years ago.
@@ -576,6 +608,12 @@ TEST_CASE("load: the run log records status, counters and why a run failed", "[d
                  "bad_lines, error, shard FROM snapshot_logs WHERE id = $1",
                  {std::to_string(r.run_id)}) ==
         "completed|2026-11-29 06:30:00+00|t|t|1|2|0|0|1|4|1|0|~|east");
+  CHECK(db.value("SELECT requests_get_profiles, requests_get_author_feed, requests_get_posts FROM snapshot_logs "
+                 "WHERE id = $1",
+                 {std::to_string(r.run_id)}) == "1|2|1");
+  const std::string line = ds::load::summary_line(r);
+  CHECK(line.find("4 requests (1 getProfiles, 2 getAuthorFeed, 1 getPosts; 2.00 per account)") != std::string::npos);
+  CHECK(line.find("feeds by path: 1 feed, 1 getPosts, 0 no request") != std::string::npos);
 
   Stream missing;
   missing.user(alice, "alice.test").ends(0, "ds-fetch-feeds");
