@@ -1,4 +1,4 @@
-// The record contract between stages (docs/records.md, contract version 2): one JSON object per
+// The record contract between stages (docs/records.md, contract version 3): one JSON object per
 // line with a "type"; decode from a line, encode back to a line. Unknown types pass through as text.
 #pragma once
 #include <cstdint>
@@ -15,7 +15,7 @@ namespace ds {
 
 // The version this program writes, and the oldest it reads: a version-1 stream (saved before
 // `selection` records existed) still replays.
-constexpr int record_contract_version = 2;
+constexpr int record_contract_version = 3;
 constexpr int oldest_record_contract_version = 1;
 
 enum class RecordType { selection, user, post, snapshot, end, other };
