@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The daily snapshot as N shards side by side, with GNU parallel, on this machine or across hosts:
-# each shard is `snapshot.sh --shard K/N` with its share of the API rate cap (docs/operations.md).
+# each shard is `snapshot.sh --shard K/N` with its host's share of the API rate cap (docs/operations.md).
 set -uo pipefail
 
 usage() {
@@ -20,8 +20,9 @@ part of the users (FNV-1a 64 of the DID mod N), with its own run-log row, run lo
 Every other argument goes to each shard's snapshot.sh (--all, --config FILE, --verbose ...).
 --save-dir DIR becomes DIR/shard-K-of-N and --metrics-file PATH (or METRICS_FILE) becomes
 PATH-shard-K-of-N.prom (PATH without .prom), so shards on one host never share a file.
-RATE_LIMIT_RPS (default 10) is divided among the shards: each gets RATE_LIMIT_RPS / N requests/s
-(decimals; 0 stays 0 = no cap). Settings sent along to remote hosts when set: BLUESKY_BASE_URL,
+RATE_LIMIT_RPS (default 10) is divided among the hosts: with H hosts each gets RATE_LIMIT_RPS / H
+requests/s (decimals; 0 stays 0 = no cap), and the shards of one host share it through the host's
+rate file (RATE_LIMIT_FILE), so one host's shards together stay within it. Settings sent along to remote hosts when set: BLUESKY_BASE_URL,
 RATE_LIMIT_RPS, MAX_WORKERS, TIME_RANGE_DAYS, ACTIVE_DAYS, LOG_LEVEL, LOG_FORMAT,
 PROGRESS_INTERVAL_S, DS_NOW; database settings are never sent (passwords stay on the hosts).
 Exit code: the worst shard's (1 failed > 2 usage > 130 interrupted > 4 locked > 3 partial > 0).
@@ -38,11 +39,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # In the source tree the pipeline is snapshot.sh beside us; installed, dopplersky-snapshot.
 if [ -x "$here/snapshot.sh" ]; then local_cmd=$here/snapshot.sh; else local_cmd=$here/dopplersky-snapshot; fi
 
-ssh_args=() pass=() jobs=$n remote_cmd=dopplersky-snapshot dry=0 save_dir="" metrics=${METRICS_FILE:-}
+ssh_args=() logins=() pass=() jobs=$n remote_cmd=dopplersky-snapshot dry=0 save_dir="" metrics=${METRICS_FILE:-}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --sshlogin|-S) [ $# -ge 2 ] || { echo "snapshot-sharded.sh: $1 needs a value" >&2; exit 2; }; ssh_args+=(--sshlogin "$2"); shift ;;
-    --sshloginfile) [ $# -ge 2 ] || { echo "snapshot-sharded.sh: $1 needs a file" >&2; exit 2; }; ssh_args+=(--sshloginfile "$2"); shift ;;
+    --sshlogin|-S) [ $# -ge 2 ] || { echo "snapshot-sharded.sh: $1 needs a value" >&2; exit 2; }; ssh_args+=(--sshlogin "$2"); logins+=("$2"); shift ;;
+    --sshloginfile) [ $# -ge 2 ] || { echo "snapshot-sharded.sh: $1 needs a file" >&2; exit 2; }; ssh_args+=(--sshloginfile "$2")
+                    [ -r "$2" ] || { echo "snapshot-sharded.sh: cannot read --sshloginfile $2" >&2; exit 2; }
+                    while read -r l; do [[ -z $l || $l == '#'* ]] || logins+=("$l"); done <"$2"; shift ;;
     --jobs|-j) [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "snapshot-sharded.sh: --jobs needs a number" >&2; exit 2; }; jobs=$2; shift ;;
     --remote-command) [ $# -ge 2 ] || { echo "snapshot-sharded.sh: $1 needs a command" >&2; exit 2; }; remote_cmd=$2; shift ;;
     --dry-run) dry=1 ;;
@@ -55,12 +58,17 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-# Each shard's share of the API rate cap: RATE_LIMIT_RPS / N exactly (the stages take decimals), so
-# the shards together never exceed the cap and never leave part of it unused.
+# Each host's share of the API rate cap: RATE_LIMIT_RPS / H exactly (the stages take decimals), so
+# the hosts together never exceed the cap. The shards of one host need no further split: every
+# fetching process there takes its request starts from one cadence (RATE_LIMIT_FILE, shared by
+# user and base URL), so dividing by N as well would leave (N-1)/N of the host's budget unused.
+# H counts distinct logins ("2/user@host" and "user@host" are one host; none given: this machine).
 rps=${RATE_LIMIT_RPS:-10}
 [[ $rps =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "snapshot-sharded.sh: RATE_LIMIT_RPS must be a number of requests/s, not '$rps'" >&2; exit 2; }
+hosts=$(for l in "${logins[@]}"; do echo "${l#*/}"; done | sort -u | grep -c . || true)
+[ "$hosts" -ge 1 ] || hosts=1
 # Rounded down to a millionth (never up: the sum stays within the cap), and never to 0 = no cap.
-share=$(awk -v r="$rps" -v n="$n" 'BEGIN {
+share=$(awk -v r="$rps" -v n="$hosts" 'BEGIN {
   q = int(r * 1000000 / n) / 1000000; if (r > 0 && q == 0) q = 0.000001
   s = sprintf("%.6f", q); sub(/0+$/, "", s); sub(/[.]$/, "", s); print s }')
 export RATE_LIMIT_RPS=$share
@@ -82,7 +90,7 @@ joblog=$(mktemp /tmp/dopplersky-sharded.XXXXXX)
 trap 'rm -f "$joblog"' EXIT
 dry_args=()
 [ $dry = 1 ] && dry_args=(--dry-run)
-echo "snapshot-sharded.sh: $n shards, $share requests/s each${ssh_args:+, on ${ssh_args[*]}}" >&2
+echo "snapshot-sharded.sh: $n shards on $hosts host(s), $share requests/s per host${ssh_args:+, on ${ssh_args[*]}}" >&2
 started=$(date +%s)
 # -q quotes every argument for the shell parallel runs the command in (local or over ssh);
 # --line-buffer keeps lines whole, --tagstring names the shard on each of them.

@@ -43,16 +43,21 @@ stub() { rm -f "$STUB_OUT"/*; "$work/stub/snapshot-sharded.sh" "$@" >/dev/null 2
 RATE_LIMIT_RPS=10 STUB_CODES="0 3 0 0" METRICS_FILE=/m/dopplersky.prom stub 4 --all --save-dir "/s d"
 rc=$?
 check "all 4 shards ran; exit codes 0 3 0 0 give 3" '[ "$(ls "$STUB_OUT" | wc -l)" = 4 ] && [ $rc = 3 ]'
-check "each shard gets 10/4 = 2.5 requests/s" '[ "$(cat "$STUB_OUT"/* | grep -c "^rps=2.5 ")" = 4 ]'
+check "on one host every shard gets the host's 10 requests/s (its rate file keeps them within it together)" \
+  '[ "$(cat "$STUB_OUT"/* | grep -c "^rps=10 ")" = 4 ]'
 check "each shard gets --shard K/4, its own save dir and metrics file, the other arguments" \
-  'grep -qx "rps=2.5 metrics_env=none args=--shard 2/4 --save-dir /s d/shard-2-of-4 --metrics-file /m/dopplersky-shard-2-of-4.prom --all" "$STUB_OUT/shard-2"'
+  'grep -qx "rps=10 metrics_env=none args=--shard 2/4 --save-dir /s d/shard-2-of-4 --metrics-file /m/dopplersky-shard-2-of-4.prom --all" "$STUB_OUT/shard-2"'
 RATE_LIMIT_RPS=0 STUB_CODES="3 130 4 0" stub 4
 rc=$?
 check "RATE_LIMIT_RPS=0 (no cap) stays 0; exit codes 3 130 4 0 give 130" '[ "$(cat "$STUB_OUT"/* | grep -c "^rps=0 ")" = 4 ] && [ $rc = 130 ]'
 RATE_LIMIT_RPS=3 STUB_CODES="0 2 3 4" stub 4
 rc=$?
-check "fewer requests/s than shards: 3/4 = 0.75 each; exit codes 0 2 3 4 give 2" \
-  '[ "$(cat "$STUB_OUT"/* | grep -c "^rps=0.75 ")" = 4 ] && [ $rc = 2 ]'
+check "fewer requests/s than shards, one host: 3 each; exit codes 0 2 3 4 give 2" \
+  '[ "$(cat "$STUB_OUT"/* | grep -c "^rps=3 ")" = 4 ] && [ $rc = 2 ]'
+printf '# hosts\nx@h1\n\n2/x@h2\n' >"$work/hosts"
+RATE_LIMIT_RPS=10 stub 4 --dry-run --sshlogin 2/x@h1 --sshloginfile "$work/hosts" --sshlogin y@h3
+check "three hosts (h1 named twice) share the cap: 10/3 = 3.333333 requests/s each" \
+  'grep -q "4 shards on 3 host(s), 3.333333 requests/s per host" "$work/stub.err"'
 for case in "1 4 3 0:1" "0 4 3 7:1"; do
   STUB_CODES=${case%:*} stub 4
   rc=$?
