@@ -168,12 +168,14 @@ TEST_CASE("ds-report's day chart marks gaps and never draws a line across them",
   CHECK(occurrences(bars, "<g class=\"bar\">") == 4);
 }
 
-TEST_CASE("ds-report's capacity is the rate cap times the duration, a shard's share of it", "[report]") {
+TEST_CASE("ds-report's capacity is the rate cap times the duration, for a shard too (shards share it)", "[report]") {
   dr::RunRow r;
   r.duration_s = 100;
   CHECK(dr::cap_capacity(r, 10) == Approx(1000));
   r.shard = "1/4";
-  CHECK(dr::cap_capacity(r, 10) == Approx(250));
+  CHECK(dr::cap_capacity(r, 10) == Approx(1000));
+  r.duration_s = 50;
+  CHECK(dr::cap_capacity(r, 10) == Approx(500));
   CHECK_FALSE(dr::cap_capacity(r, 0).has_value());
   r.duration_s.reset();
   CHECK_FALSE(dr::cap_capacity(r, 10).has_value());

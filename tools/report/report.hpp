@@ -23,6 +23,8 @@ struct RunRow {
   std::optional<double> duration_s;
   std::optional<std::int64_t> selected, snapshotted, failed, gone, posts_loaded, requests, retries, bad_lines;
   std::optional<std::string> error, shard;
+  // By endpoint (getProfiles, getAuthorFeed, getPosts): null for runs logged before migration 006.
+  std::optional<std::int64_t> requests_profiles, requests_feed, requests_posts;
 };
 
 // An account without a recent snapshot, and the likeliest reason the database can tell.

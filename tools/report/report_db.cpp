@@ -11,7 +11,7 @@ constexpr const char* runs_sql = R"SQL(
 SELECT id, COALESCE(status, ''),
        (extract(epoch FROM time_started) * 1000000)::bigint, (extract(epoch FROM time_completed) * 1000000)::bigint,
        duration, users_selected, total_users, users_failed, users_gone, posts_loaded, api_requests, api_retries,
-       bad_lines, error, shard
+       bad_lines, error, shard, requests_get_profiles, requests_get_author_feed, requests_get_posts
   FROM snapshot_logs ORDER BY time_started DESC NULLS LAST, id DESC LIMIT $1::integer
 )SQL";
 
@@ -146,6 +146,9 @@ ReportInput load(PgConnection& c, const LoadOptions& o) {
     r.bad_lines = opt_int(runs, i, 12);
     r.error = runs.optional_text(i, 13);
     r.shard = runs.optional_text(i, 14);
+    r.requests_profiles = opt_int(runs, i, 15);
+    r.requests_feed = opt_int(runs, i, 16);
+    r.requests_posts = opt_int(runs, i, 17);
     in.runs.push_back(std::move(r));
   }
 

@@ -125,35 +125,57 @@ std::string posts_chart(const std::vector<const RunRow*>& runs) {
   return render_bar_chart(c);
 }
 
+// A run's requests by endpoint, then what the log holds beyond their sum (a run logged before the
+// split, or requests of a stage this version does not know): the stacks of the API chart.
+std::vector<double> requests_by_endpoint(const RunRow& r) {
+  const double profiles = static_cast<double>(r.requests_profiles.value_or(0));
+  const double feed = static_cast<double>(r.requests_feed.value_or(0));
+  const double posts = static_cast<double>(r.requests_posts.value_or(0));
+  const double total = static_cast<double>(r.requests.value_or(0));
+  return {profiles, feed, posts, std::max(0.0, total - profiles - feed - posts)};
+}
+
 std::string api_chart(const std::vector<const RunRow*>& runs, double rps) {
   BarChart c;
-  c.series = {{"requests", "#0969da"}};
+  c.series = {{"getProfiles", "#0969da"}, {"getAuthorFeed", "#8250df"}, {"getPosts", "#1a7f37"},
+              {"not split by endpoint", "#8c959f"}};
+  const auto tooltip = [](const RunRow& r) {
+    std::string t = run_name(r) + "\n" + count_or_dash(r.requests) + " requests (" + count_or_dash(r.retries) +
+                    " retries)";
+    if (r.requests_profiles || r.requests_feed || r.requests_posts)
+      t += "\ngetProfiles " + count_or_dash(r.requests_profiles) + " · getAuthorFeed " +
+           count_or_dash(r.requests_feed) + " · getPosts " + count_or_dash(r.requests_posts);
+    if (r.selected && *r.selected > 0 && r.requests)
+      t += "\n" + format_compact(static_cast<double>(*r.requests) / static_cast<double>(*r.selected)) +
+           " per selected account";
+    return t;
+  };
   if (rps <= 0) {
-    c.aria_label = "API requests per run";
+    c.aria_label = "API requests per run, by endpoint";
     c.y_unit = "requests";
-    c.bars = bars_with_gaps(runs, [](const RunRow& r) {
+    c.bars = bars_with_gaps(runs, [&](const RunRow& r) {
       Bar b;
-      b.stack = {static_cast<double>(r.requests.value_or(0))};
-      b.tooltip = run_name(r) + "\n" + count_or_dash(r.requests) + " requests, " + count_or_dash(r.retries) + " retries";
+      b.stack = requests_by_endpoint(r);
+      b.tooltip = tooltip(r);
       return b;
     });
     return render_bar_chart(c) + note("RATE_LIMIT_RPS is 0 (no cap), so there is no capacity to compare with.");
   }
-  c.aria_label = "API requests as a share of the rate cap's capacity for the run's duration";
+  c.aria_label = "API requests by endpoint as a share of the rate cap's capacity for the run's duration";
   c.y_unit = "% of cap";
   c.tick_format = [](double v) { return format_compact(v) + "%"; };
   c.reference = 100;
   c.reference_label = "rate cap";
-  c.bars = bars_with_gaps(runs, [rps](const RunRow& r) {
+  c.bars = bars_with_gaps(runs, [&](const RunRow& r) {
     Bar b;
     const auto cap = cap_capacity(r, rps);
-    b.stack = {cap && r.requests ? 100.0 * static_cast<double>(*r.requests) / *cap : 0};
-    b.tooltip = run_name(r) + "\n" + count_or_dash(r.requests) + " requests (" + count_or_dash(r.retries) +
-                " retries)" + (cap ? "; capacity " + format_count(*cap) + " = the cap × " +
-                                         format_duration(r.duration_s.value_or(0)) + "; " +
-                                         (r.requests ? format_percent(static_cast<double>(*r.requests) / *cap) : "–") +
-                                         " of it"
-                                   : std::string("; no duration, no capacity"));
+    b.stack = requests_by_endpoint(r);
+    for (double& v : b.stack) v = cap ? 100.0 * v / *cap : 0;
+    b.tooltip = tooltip(r) + (cap ? "\ncapacity " + format_count(*cap) + " = the cap × " +
+                                        format_duration(r.duration_s.value_or(0)) + "; " +
+                                        (r.requests ? format_percent(static_cast<double>(*r.requests) / *cap) : "–") +
+                                        " of it"
+                                  : std::string("\nno duration, no capacity"));
     return b;
   });
   return render_bar_chart(c);
@@ -187,10 +209,9 @@ std::vector<std::string> run_row(const RunRow& r, double rps) {
 
 std::optional<double> cap_capacity(const RunRow& r, double rate_limit_rps) {
   if (!(rate_limit_rps > 0) || !r.duration_s || !(*r.duration_s > 0)) return std::nullopt;
-  double rate = rate_limit_rps;
-  if (r.shard)
-    if (const auto s = parse_shard(*r.shard)) rate /= s->count;
-  return rate * *r.duration_s;
+  // A shard is not given 1/N of it: the shards of one host share the host's cap through its rate
+  // file (docs/operations.md, "The API budget"), so each may use all of it while the others wait.
+  return rate_limit_rps * *r.duration_s;
 }
 
 std::string render_runs_section(const ReportInput& in) {
@@ -210,7 +231,7 @@ std::string render_runs_section(const ReportInput& in) {
   }
   const double share = last.duration_s ? *last.duration_s / deadline_seconds : 0;
   const auto cap = cap_capacity(last, in.rate_limit_rps);
-  const std::string rate = in.rate_limit_rps > 0 ? format_compact(in.rate_limit_rps) + "/s per stage" : "no cap";
+  const std::string rate = in.rate_limit_rps > 0 ? format_compact(in.rate_limit_rps) + "/s per host" : "no cap";
   out += stat_row({
       stat_tile("Last run", status_pill(last.status), run_name(last).substr(4)),
       stat_tile("Last duration", escape(last.duration_s ? format_duration(*last.duration_s) : "–"),
@@ -240,13 +261,12 @@ std::string render_runs_section(const ReportInput& in) {
   out += card("API requests against the rate cap",
               in.rate_limit_rps > 0
                   ? "Requests as a share of RATE_LIMIT_RPS (" + format_compact(in.rate_limit_rps) +
-                        "/s) × the run's duration; a shard K/N has 1/N of the cap."
+                        "/s) × the run's duration; the shards of one host share that cap, so their shares add up."
                   : "Requests per run.",
               api_chart(chrono, in.rate_limit_rps) +
-                  note("Requests by endpoint: the run log keeps one total per run (api_requests, getProfiles and "
-                       "getAuthorFeed together), so only the total is shown. The last run's requests per stage are in "
-                       "its metrics file (dopplersky_stage_requests). Each fetching stage has a cap of its own, so a "
-                       "run can use up to twice this capacity."));
+                  note("Requests by endpoint from the run log (getProfiles, getAuthorFeed, getPosts); runs logged "
+                       "before migration 006 have only their total, in grey. Every fetching stage and shard of a "
+                       "host shares one cap (RATE_LIMIT_RPS through RATE_LIMIT_FILE), so 100% is the host's budget."));
   out += card("Posts loaded", "Posts each run inserted, updated or found unchanged.", posts_chart(chrono));
   out += "</div>\n";
 
