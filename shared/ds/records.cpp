@@ -46,14 +46,14 @@ void EndRecord::set(std::string_view name, std::int64_t value) {
 void EndRecord::add(std::string_view name, std::int64_t delta) { set(name, counter(name) + delta); }
 
 namespace {
+// The four engagement counts in the contract's order: totals, posts and snapshots all end with them.
+JsonWriter& engagement(JsonWriter& w, std::int64_t likes, std::int64_t replies, std::int64_t quotes,
+                       std::int64_t reposts) {
+  return w.field("likes", likes).field("replies", replies).field("quotes", quotes).field("reposts", reposts);
+}
+
 void write_totals(JsonWriter& w, const Totals& t) {
-  w.begin_object()
-      .field("posts", t.posts)
-      .field("likes", t.likes)
-      .field("replies", t.replies)
-      .field("quotes", t.quotes)
-      .field("reposts", t.reposts)
-      .end_object();
+  engagement(w.begin_object().field("posts", t.posts), t.likes, t.replies, t.quotes, t.reposts).end_object();
 }
 }  // namespace
 
@@ -127,12 +127,8 @@ void encode(std::string& out, const PostRecord& r) {
       .field("uri", r.uri)
       .field("did", r.did)
       .field("createdAt", format_timestamp(r.created_at))
-      .field("sortAt", format_timestamp(r.sort_at))
-      .field("likes", r.likes)
-      .field("replies", r.replies)
-      .field("quotes", r.quotes)
-      .field("reposts", r.reposts)
-      .end_object();
+      .field("sortAt", format_timestamp(r.sort_at));
+  engagement(w, r.likes, r.replies, r.quotes, r.reposts).end_object();
   out += '\n';
 }
 
@@ -144,12 +140,8 @@ void encode(std::string& out, const SnapshotRecord& r) {
       .field("date", r.date)
       .field("followers", r.followers)
       .field("following", r.following)
-      .field("posts", r.posts)
-      .field("likes", r.likes)
-      .field("replies", r.replies)
-      .field("quotes", r.quotes)
-      .field("reposts", r.reposts)
-      .end_object();
+      .field("posts", r.posts);
+  engagement(w, r.likes, r.replies, r.quotes, r.reposts).end_object();
   out += '\n';
 }
 

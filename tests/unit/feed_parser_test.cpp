@@ -14,6 +14,8 @@
 #include "ds/appview/lexicon.hpp"
 #include "ds/clock.hpp"
 
+#include "fetch_stage_fixture.hpp"
+
 using ds::appview::FeedPage;
 using ds::appview::parse_author_feed;
 
@@ -21,13 +23,7 @@ namespace {
 
 const std::string me = "did:plc:wpe35pganb6d4pg4ekmfy6u5";  // the capture's actor
 
-std::string read_fixture(const std::string& name) {
-  std::ifstream in(std::string(DS_SOURCE_DIR) + "/tests/fixtures/bsky/" + name, std::ios::binary);
-  REQUIRE(in.good());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using fetch_fixture::read_fixture;
 
 // The capture's timestamps are all "YYYY-MM-DDTHH:MM:SS.fffZ" or ".ffffffZ": padded to six
 // fractional digits they order correctly as strings, which gives least() without ds::clock.

@@ -175,10 +175,8 @@ Rec parse(const std::string& line) {
   simdjson::dom::element e = p.parse(line);
   Rec r;
   using fetch_fixture::text_of;
-  r.type = std::string(e["type"].get_string().value());
-  r.did = text_of(e, "did");
+  fetch_fixture::read_head(e, r);
   r.uri = text_of(e, "uri");
-  r.stage = text_of(e, "stage");
   if (const std::string t = text_of(e, "sortAt"); !t.empty()) r.sort_at = *ds::parse_timestamp(t);
   simdjson::dom::element feed;
   if (!e["feed"].get(feed)) {

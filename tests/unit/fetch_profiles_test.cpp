@@ -115,9 +115,7 @@ Rec parse(const std::string& line) {
   simdjson::dom::element e = p.parse(line);
   Rec r;
   using fetch_fixture::text_of;
-  r.type = std::string(e["type"].get_string().value());
-  r.did = text_of(e, "did");
-  r.stage = text_of(e, "stage");
+  fetch_fixture::read_head(e, r);
   r.status = text_of(e, "profileStatus");
   r.error = text_of(e, "profileError");
   simdjson::dom::element prof;

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -23,6 +25,15 @@
 #include "ds/records.hpp"
 
 namespace fetch_fixture {
+
+// A captured Bluesky answer from tests/fixtures/bsky/ (see its README), whole.
+inline std::string read_fixture(const std::string& name) {
+  std::ifstream in(std::string(DS_SOURCE_DIR) + "/tests/fixtures/bsky/" + name, std::ios::binary);
+  REQUIRE(in.good());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 // One XRPC endpoint answered by `handler` on a loopback port, on a thread pool big enough that
 // a slow answer never holds up the others.
@@ -143,6 +154,14 @@ StageRun<Stage> run_fetch_stage(const std::string& stage_name, const std::string
   ::close(in_fd);
   run.lines = read_lines(out_fd);
   return run;
+}
+
+// What every record a fetch test reads starts with: its type, account and (for `end`) stage.
+template <class Rec>
+void read_head(simdjson::dom::element e, Rec& r) {
+  r.type = std::string(e["type"].get_string().value());
+  r.did = text_of(e, "did");
+  r.stage = text_of(e, "stage");
 }
 
 }  // namespace fetch_fixture

@@ -12,18 +12,14 @@
 #include "ds/appview/lexicon.hpp"
 #include "ds/appview/requests.hpp"
 
+#include "fetch_stage_fixture.hpp"
+
 using ds::appview::parse_get_profiles;
 using ds::appview::ProfilesPage;
 
 namespace {
 
-std::string read_fixture(const std::string& name) {
-  std::ifstream in(std::string(DS_SOURCE_DIR) + "/tests/fixtures/bsky/" + name, std::ios::binary);
-  REQUIRE(in.good());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using fetch_fixture::read_fixture;
 
 // Wraps one profile object in a getProfiles body.
 std::string body_with(const std::string& item) { return "{\"profiles\":[" + item + "]}"; }
