@@ -35,12 +35,8 @@ struct UpstreamCounters {
   std::int64_t api_requests = 0;    // sum of `requests`
   // By endpoint (the fetching stages' `requests_get_*`), and the accounts by feed path
   // (ds-fetch-feeds `path_feed`, `path_posts`, `path_none`): docs/request-economy.md.
-  std::int64_t requests_get_profiles = 0;
-  std::int64_t requests_get_author_feed = 0;
-  std::int64_t requests_get_posts = 0;
-  std::int64_t path_feed = 0;
-  std::int64_t path_posts = 0;
-  std::int64_t path_none = 0;
+  std::int64_t requests_get_profiles = 0, requests_get_author_feed = 0, requests_get_posts = 0;
+  std::int64_t path_feed = 0, path_posts = 0, path_none = 0;
   std::int64_t api_retries = 0;     // sum of `retries`
   std::int64_t bad_lines = 0;       // sum of `bad_lines`, plus the lines ds-load itself skipped
 };

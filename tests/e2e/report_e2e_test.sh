@@ -3,16 +3,8 @@
 # a run): the page parses as HTML, names the runs and accounts, references nothing outside itself,
 # and headless Chromium (installed here by scripts/deps.sh report-test) renders it to a real picture.
 set -euo pipefail
-bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
-src=${DS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-work=$(mktemp -d /tmp/ds-report-e2e.XXXXXX)
-cleanup() {
-  "$src/tests/scripts/pg-cluster.sh" stop "$work/pg" >/dev/null 2>&1 || true
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-test_name=report_e2e
-. "$src/tests/scripts/e2e-lib.sh"
+. "$(dirname "$0")/../scripts/e2e-lib.sh"
+e2e_start report_e2e  # bin, src, a fresh $work; its cluster stopped and $work removed on exit
 
 step "chromium and python3, installed the way make deps installs what is missing"
 "$src/scripts/deps.sh" report-test || die "scripts/deps.sh report-test"

@@ -5,18 +5,8 @@
 # selected without a snapshot), each is named, the exit is 3, --json parses with jq, and
 # snapshot.sh --verify turns the findings into exit 3.
 set -euo pipefail
-bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
-src=${DS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-work=$(mktemp -d /tmp/ds-verify-e2e.XXXXXX)
-fake_pid=""
-cleanup() {
-  [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null || true
-  "$src/tests/scripts/pg-cluster.sh" stop "$work/pg" >/dev/null 2>&1 || true
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-test_name=verify_e2e
-. "$src/tests/scripts/e2e-lib.sh"
+. "$(dirname "$0")/../scripts/e2e-lib.sh"
+e2e_start verify_e2e  # bin, src, a fresh $work; its cluster stopped and $work removed on exit
 
 step "two days of the pipeline, each with snapshot.sh --verify (a finding would fail the day)"
 url=$(DS_BIN_DIR="$bin" DS_SOURCE_DIR="$src" E2E_SNAPSHOT_ARGS=--verify "$src/tests/scripts/e2e-db.sh" "$work" 1 2) \
