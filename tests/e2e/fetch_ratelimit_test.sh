@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fetch stages against rate limits, no database: a server enforcing R requests per window
 # sees at most the one 429 the client starts into and none after, and a client cap of C requests/s
-# holds as the server measures it; connections stay near the concurrency.
+# holds as the server measures it; connections stay near the concurrency; several processes on
+# one host share one cap through the rate file.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/e2e-lib.sh"
 e2e_start fetch_ratelimit
@@ -72,6 +73,35 @@ check "$conns connections for $(jq '.requests.getProfiles + .requests.getAuthorF
   [ "$conns" -le $((2 * conc + 1)) ]
 check "the stages report requests per 1000 users ($(end_counter "$work/loose.ndjson" ds-fetch-feeds requests_per_1000_users) for feeds)" \
   [ "$(end_counter "$work/loose.ndjson" ds-fetch-feeds requests_per_1000_users)" = $(( $(end_counter "$work/loose.ndjson" ds-fetch-feeds requests) * 1000 / n_users )) ]
+
+step "one budget per host: two feed stages and a profile stage at once, measured at the server"
+# Like a pipeline and a second shard on one host: every process is capped at $cap/s on its own, so
+# without the shared rate file they would send about twice that together. RATE_LIMIT_FILE=none is
+# the control that shows the measurement can fail.
+cap=40
+start_fake host --day 1 --users 200 --posts-scale 0.05 --enforce-rate-limit --rate-limit 1000000 --rate-window-s 60
+host_args=(--base-url "http://127.0.0.1:$port_host" --rate-limit 0 --concurrency 8 --max-attempts 4)
+"$bin/ds-fetch-profiles" "${host_args[@]}" <"$work/users-200.ndjson" >"$work/profiled.ndjson" 2>/dev/null \
+  || die "profiles for the shared-budget runs"
+# together RATE_FILE: the three processes at once; prints the server's rate over all endpoints.
+together() {
+  fake_reset "$port_host"
+  local args=(--base-url "http://127.0.0.1:$port_host" --rate-limit $cap --concurrency 8 --max-attempts 4
+              --rate-limit-file "$1") pids=() p
+  "$bin/ds-fetch-feeds" "${args[@]}" <"$work/profiled.ndjson" >/dev/null 2>>"$work/together.log" & pids+=($!)
+  "$bin/ds-fetch-feeds" "${args[@]}" <"$work/profiled.ndjson" >/dev/null 2>>"$work/together.log" & pids+=($!)
+  "$bin/ds-fetch-profiles" "${args[@]}" <"$work/users-200.ndjson" >/dev/null 2>>"$work/together.log" & pids+=($!)
+  for p in "${pids[@]}"; do wait "$p" || die "a stage of the shared-budget run failed: $(tail -3 "$work/together.log")"; done
+  fake_stats "$port_host" | jq -r '[([.requests[]] | add),
+      ([.arrivals[] | select(.last_ms > 0) | .first_ms] | min), ([.arrivals[] | .last_ms] | max)] | @tsv' \
+    | awk '{ printf "%d %.2f\n", $1, ($1 - 1) * 1000 / ($3 - $2) }'
+}
+read -r n shared < <(together "$work/rate-file")
+check "sharing one rate file, the server measured $shared requests/s over $n requests: within one cap $cap/s (+10%)" \
+  awk -v r="$shared" -v c=$cap -v n="$n" 'BEGIN { exit !(n >= 300 && r <= c * 1.10) }'
+read -r n apart < <(together none)
+check "control, each process on its own cap (RATE_LIMIT_FILE=none): $apart requests/s, more than 1.5 caps" \
+  awk -v r="$apart" -v c=$cap 'BEGIN { exit !(r > c * 1.5) }'
 
 step "done"
 finish
