@@ -57,6 +57,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1'000'000));
   app.add_option("--posts-scale", params.posts_scale, "Multiplies every account's post count")->capture_default_str()
       ->check(CLI::Range(0.001, 1000.0));
+  app.add_flag("--economy-cases", params.economy_cases,
+               "Accounts 23..27 play the request-economy scenarios (+1 -1 days, quiet accounts, a deletion; "
+               "see dataset.hpp)");
   app.add_option("--latency-ms", latency_ms, "Fixed delay added to every /xrpc/ request")->capture_default_str()
       ->check(CLI::Range(0, 600'000));
   app.add_option("--threads", server.threads, "Connections served at once (a thread each); more wait in the backlog")->capture_default_str()
@@ -160,8 +163,9 @@ int main(int argc, char** argv) {
     ds::fake::HttpServer http(appview, handler, server);
     const int port = http.bind();
     if (!port_file.empty()) write_port_file(port_file, port);
-    spdlog::info("listening on {}:{} day={} seed={} users={} posts_scale={} threads={} latency_ms={}{}{}", server.host,
-                 port, day, params.seed, params.users, params.posts_scale, server.threads, latency_ms,
+    spdlog::info("listening on {}:{} day={} seed={} users={} posts_scale={}{} threads={} latency_ms={}{}{}", server.host,
+                 port, day, params.seed, params.users, params.posts_scale, params.economy_cases ? " economy_cases" : "",
+                 server.threads, latency_ms,
                  rate.enforce ? fmt::format(" enforcing {} requests per {} s", rate.limit, rate.window_s) : "",
                  serve_dir.empty() ? "" : " serving files from " + serve_dir);
     if (faults.any())
