@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   int latency_ms = 0;
   std::string port_file, serve_dir;
 
-  CLI::App app{"Fake Bluesky AppView (getProfiles, getAuthorFeed) over a generated, deterministic dataset, or over\n"
+  CLI::App app{"Fake Bluesky AppView (getProfiles, getAuthorFeed, getPosts) over a generated, deterministic dataset, or over\n"
                "files (--serve-files), misbehaving on request (--p-*, --enforce-rate-limit).\n"
                "Listens on loopback only. See tools/fake-appview/README.md for endpoints, flags and /_fake/stats."};
   app.fallthrough();  // lets `seed-sql --day 2 --seed 7` use the options below
@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   app.add_flag("--enforce-rate-limit", rate.enforce,
                "Answer requests over the limit with 429 RateLimitExceeded, Remaining 0, Reset and Retry-After");
   app.add_option("--serve-files", serve_dir,
-                 "Serve getProfiles/getAuthorFeed from files in this directory instead of the dataset (see README)")
+                 "Serve getProfiles/getAuthorFeed/getPosts from files in this directory instead of the dataset (see README)")
       ->check(CLI::ExistingDirectory);
   // Faults: probabilities per /xrpc/ request, deterministic per --fault-seed (see README).
   const auto prob = CLI::Range(0.0, 1.0);

@@ -1,5 +1,6 @@
-// Request handling for the fake AppView: the dataset's endpoints, the served files mode, the
-// rate-limit window, control endpoints and counters. The JSON views themselves are views.cpp.
+// Request handling for the fake AppView: the dataset's endpoints (getPosts lives in get_posts.cpp),
+// the served files mode, the rate-limit window, control endpoints and counters. The JSON views
+// themselves are views.cpp.
 #include "server.hpp"
 
 #include <spdlog/spdlog.h>
@@ -39,6 +40,7 @@ namespace {
 
 constexpr const char* kGetProfiles = "/xrpc/app.bsky.actor.getProfiles";
 constexpr const char* kGetAuthorFeed = "/xrpc/app.bsky.feed.getAuthorFeed";
+constexpr const char* kGetPosts = "/xrpc/app.bsky.feed.getPosts";
 
 bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
@@ -78,10 +80,11 @@ std::int64_t epoch_s() { return epoch_ms() / 1000; }
 Endpoint endpoint_of(const std::string& path) {
   if (path == kGetProfiles) return Endpoint::get_profiles;
   if (path == kGetAuthorFeed) return Endpoint::get_author_feed;
+  if (path == kGetPosts) return Endpoint::get_posts;
   return Endpoint::other;
 }
 
-const char* const kEndpointNames[kEndpoints] = {"getProfiles", "getAuthorFeed", "other"};
+const char* const kEndpointNames[kEndpoints] = {"getProfiles", "getAuthorFeed", "getPosts", "other"};
 const char* const kFaultNames[kFaultKinds] = {"http_429", "http_5xx", "truncated", "cut", "dropped", "slow"};
 
 // A file name taken from a request must stay a plain name inside its directory.
@@ -160,9 +163,10 @@ void AppView::request_ended(int status) {
 
 Stats AppView::stats() const {
   Stats s;
-  s.get_profiles = n_requests_[0].load();
-  s.get_author_feed = n_requests_[1].load();
-  s.other = n_requests_[2].load();
+  s.get_profiles = n_requests_[static_cast<int>(Endpoint::get_profiles)].load();
+  s.get_author_feed = n_requests_[static_cast<int>(Endpoint::get_author_feed)].load();
+  s.get_posts = n_requests_[static_cast<int>(Endpoint::get_posts)].load();
+  s.other = n_requests_[static_cast<int>(Endpoint::other)].load();
   s.connections_opened = connections_.load();
   s.max_in_flight = max_in_flight_.load();
   s.in_flight = static_cast<std::uint64_t>(std::max<std::int64_t>(0, in_flight_.load()));
@@ -182,9 +186,8 @@ std::string AppView::stats_json() const {
   std::string body;
   JsonWriter w(body);
   w.begin_object().key("requests").begin_object();
-  w.field("getProfiles", static_cast<std::int64_t>(s.get_profiles));
-  w.field("getAuthorFeed", static_cast<std::int64_t>(s.get_author_feed));
-  w.field("other", static_cast<std::int64_t>(s.other));
+  const std::uint64_t counts[kEndpoints] = {s.get_profiles, s.get_author_feed, s.get_posts, s.other};
+  for (int i = 0; i < kEndpoints; ++i) w.field(kEndpointNames[i], static_cast<std::int64_t>(counts[i]));
   w.end_object();
   w.field("connections_opened", static_cast<std::int64_t>(s.connections_opened));
   w.field("max_in_flight", static_cast<std::int64_t>(s.max_in_flight));
@@ -255,6 +258,8 @@ Response AppView::handle(const Request& req) {
         res = files_dir_.empty() ? get_profiles(req, day) : file_get_profiles(req);
       } else if (req.path == kGetAuthorFeed) {
         res = files_dir_.empty() ? get_author_feed(req, day) : file_get_author_feed(req);
+      } else if (req.path == kGetPosts) {
+        res = files_dir_.empty() ? get_posts(req, day) : file_get_posts(req);
       } else {
         res = xrpc_error(501, "MethodNotImplemented", "Method Not Implemented");
       }
@@ -287,6 +292,19 @@ Response AppView::file_get_author_feed(const Request& req) {
   if (safe_name(actor) && safe_name(name))
     if (auto r = file_response(files_dir_ + "/getAuthorFeed/" + name)) return std::move(*r);
   return xrpc_error(400, "InvalidRequest", "Profile not found");
+}
+
+Response AppView::file_get_posts(const Request& req) {
+  const std::string dir = files_dir_ + "/getPosts/";
+  const std::vector<std::string> uris = req.all("uris");
+  if (!uris.empty()) {
+    const std::string& first = uris.front();
+    const std::string rkey = first.substr(first.rfind('/') + 1);  // the whole URI when it has no '/'
+    if (safe_name(rkey))
+      if (auto r = file_response(dir + rkey)) return std::move(*r);
+  }
+  if (auto r = file_response(dir + "default")) return std::move(*r);
+  return json_response(R"({"posts":[]})");
 }
 
 Response AppView::get_profiles(const Request& req, int day) {
