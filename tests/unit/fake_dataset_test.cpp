@@ -420,6 +420,18 @@ std::set<std::string> window_of(const Dataset& ds, const Day& d, int day) {
   return out;
 }
 
+// Day e of a "+1 -1" account: exactly one new post and one deletion, so postsCount is the day
+// before's. Returns the deleted post as it was on day e-1, and that day in `before`.
+ds::fake::Post plus_minus(const Dataset& ds, int user, int e, Day& before) {
+  before = day_of(ds, user, e - 1);
+  const Day on = day_of(ds, user, e);
+  CHECK(on.created.size() == 1);
+  REQUIRE(on.deleted.size() == 1);
+  CHECK(on.posts_count == before.posts_count);
+  CHECK(on.own.count(on.deleted[0]) == 0);
+  return before.own.at(on.deleted[0]);
+}
+
 }  // namespace
 
 TEST_CASE("economy cases are off by default; on, they recast accounts 23..27 only", "[fake][economy]") {
@@ -449,26 +461,19 @@ TEST_CASE("economy cases are off by default; on, they recast accounts 23..27 onl
 TEST_CASE("economy cases: +1 -1 inside the window on day 3, +1 -1 older than it on day 4", "[fake][economy]") {
   const Dataset& ds = economy_dataset();
   SECTION("+1 -1 inside") {
-    const int u = economy::kPlusMinusInside, e = economy::kPlusMinusInsideDay;
-    const Day before = day_of(ds, u, e - 1), on = day_of(ds, u, e);
-    CHECK(on.created.size() == 1);
-    REQUIRE(on.deleted.size() == 1);
-    CHECK(on.posts_count == before.posts_count);
-    const ds::fake::Post& gone = before.own.at(on.deleted[0]);
+    const int e = economy::kPlusMinusInsideDay;
+    Day before;
+    const ds::fake::Post gone = plus_minus(ds, economy::kPlusMinusInside, e, before);
     // Inside the window of day e and of day e-1: the stored window holds it, getPosts omits it.
     CHECK(gone.sort_at >= ds.now_of_day(e) - 7 * kDay);
     CHECK(window_of(ds, before, e - 1).count(gone.uri) == 1);
     CHECK(ds.find_post(gone.uri, e - 1));
     CHECK_FALSE(ds.find_post(gone.uri, e));
-    CHECK(on.own.count(gone.uri) == 0);
   }
   SECTION("+1 -1 older") {
-    const int u = economy::kPlusMinusOlder, e = economy::kPlusMinusOlderDay;
-    const Day before = day_of(ds, u, e - 1), on = day_of(ds, u, e);
-    CHECK(on.created.size() == 1);
-    REQUIRE(on.deleted.size() == 1);
-    CHECK(on.posts_count == before.posts_count);
-    const ds::fake::Post& gone = before.own.at(on.deleted[0]);
+    const int e = economy::kPlusMinusOlderDay;
+    Day before;
+    const ds::fake::Post gone = plus_minus(ds, economy::kPlusMinusOlder, e, before);
     // Older than both windows: getPosts of the stored window finds every post.
     CHECK(gone.sort_at < ds.now_of_day(e - 1) - 7 * kDay);
     const auto stored_window = window_of(ds, before, e - 1);
