@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
   app.add_option("--days", days_arg, "Comma-separated days that were run, in order (e.g. 1,2)")->required();
   app.add_option("--seed", params.seed, "Dataset seed (as given to ds-fake-appview)");
   app.add_option("--users", params.users, "Dataset users (as given to ds-fake-appview)");
+  app.add_flag("--economy-cases", params.economy_cases, "The dataset's request-economy scenarios were on");
   app.add_option("--runs", runs, "Expected number of completed snapshot_logs rows");
   app.add_flag("--all", all_users, "The runs used --all (every non-skip user, active or not)");
   CLI11_PARSE(app, argc, argv);

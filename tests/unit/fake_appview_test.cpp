@@ -23,40 +23,16 @@
 #include <vector>
 
 #include "ds/clock.hpp"
+#include "fake_appview_fixture.hpp"
 #include "server.hpp"
 
+using namespace fake_test;
 using ds::Micros;
 using ds::fake::AppView;
 using ds::fake::DatasetParams;
 using ds::fake::FeedItem;
 
 namespace {
-
-// An AppView served on a free loopback port for one test. Clients must go out of scope first:
-// the server waits for open keep-alive connections when it stops.
-struct Served {
-  explicit Served(int day = 1, std::chrono::milliseconds latency = std::chrono::milliseconds(0))
-      : app(DatasetParams{}, day) {
-    ds::fake::ServerOptions options;
-    options.keep_alive_s = 2;
-    options.threads = 8;
-    ds::fake::Handler handler = [this](const ds::fake::Request& r) { return app.handle(r); };
-    http = std::make_unique<ds::fake::HttpServer>(app, ds::fake::with_latency(handler, latency), options);
-    port = http->start();
-  }
-  ~Served() { http->stop(); }
-  const ds::fake::Dataset& data() const { return app.dataset(); }
-
-  AppView app;
-  std::unique_ptr<ds::fake::HttpServer> http;
-  int port = 0;
-};
-
-httplib::Result get(httplib::Client& cli, const std::string& path, const httplib::Params& params) {
-  auto res = cli.Get(path, params, httplib::Headers{});
-  REQUIRE(res);
-  return res;
-}
 
 Micros floor_ms(Micros t) { return (t / 1000 - (t % 1000 < 0 ? 1 : 0)) * 1000; }
 
@@ -135,14 +111,6 @@ void compare_with_dataset(const std::vector<Walked>& walked, const std::vector<F
   }
 }
 
-void expect_invalid(const httplib::Result& res, const std::string& message_part) {
-  REQUIRE(res->status == 400);
-  simdjson::dom::parser parser;
-  simdjson::dom::element doc = parser.parse(res->body);
-  CHECK(std::string_view(doc["error"]) == "InvalidRequest");
-  CHECK(std::string(std::string_view(doc["message"])).find(message_part) != std::string::npos);
-}
-
 using Types = std::set<simdjson::dom::element_type>;
 
 // The JSON types found at a path such as "feed/[]/post/uri" ("[]" steps into every element).
@@ -173,13 +141,6 @@ Types types_at(simdjson::dom::element doc, const std::string& path) {
   Types out;
   collect_types(doc, steps, 0, out);
   return out;
-}
-
-int first_user_where(const ds::fake::Dataset& ds, const std::function<bool(const ds::fake::User&)>& pred) {
-  for (const auto& u : ds.users())
-    if (pred(u)) return u.index;
-  FAIL("no account matches");
-  return -1;
 }
 
 }  // namespace
@@ -535,56 +496,6 @@ TEST_CASE("the handler answers without HTTP and the server refuses non-loopback 
   ds::fake::HttpServer http(app, [&](const ds::fake::Request& r) { return app.handle(r); }, options);
   CHECK_THROWS(http.bind());
 }
-
-namespace {
-
-// An AppView with a given rate limit, fault layer and optional served files, on a free port.
-struct Misbehaving {
-  Misbehaving(ds::fake::RateLimitOptions rate, ds::fake::FaultOptions faults, const std::string& files = "")
-      : app(DatasetParams{}, 1, rate) {
-    if (!files.empty()) app.serve_files(files);
-    ds::fake::ServerOptions options;
-    options.keep_alive_s = 2;
-    ds::fake::Handler handler = [this](const ds::fake::Request& r) { return app.handle(r); };
-    http = std::make_unique<ds::fake::HttpServer>(app, ds::fake::with_faults(handler, faults, app), options);
-    port = http->start();
-  }
-  ~Misbehaving() { http->stop(); }
-  AppView app;
-  std::unique_ptr<ds::fake::HttpServer> http;
-  int port = 0;
-};
-
-// What a client saw: the status, or -1 when no complete response arrived.
-struct Seen {
-  int status = -1;
-  bool json_ok = false;
-  bool operator==(const Seen&) const = default;
-};
-
-Seen fetch(httplib::Client& cli, const std::string& path, const httplib::Params& params) {
-  auto res = cli.Get(path, params, httplib::Headers{});
-  Seen s;
-  if (!res) return s;
-  s.status = res->status;
-  simdjson::dom::parser parser;
-  s.json_ok = !parser.parse(res->body).error();
-  return s;
-}
-
-std::string make_temp_dir() {
-  char tmpl[] = "/tmp/ds-fake-files-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  return tmpl;
-}
-
-void write_text(const std::string& path, const std::string& content) {
-  std::ofstream f(path, std::ios::binary);
-  f << content;
-  REQUIRE(f.good());
-}
-
-}  // namespace
 
 TEST_CASE("faults: each kind shows up as a client sees it, and the draws repeat per seed", "[fake][http][faults]") {
   ds::fake::FaultOptions faults;

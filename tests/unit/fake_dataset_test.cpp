@@ -380,3 +380,193 @@ TEST_CASE("a large account list is cheap until feeds are asked for", "[fake]") {
   REQUIRE(p);
   CHECK(ds.find_actor(p->handle, 1) == 1999);
 }
+
+namespace {
+
+namespace economy = ds::fake::economy;
+
+const Dataset& economy_dataset() {
+  static const Dataset ds{[] {
+    DatasetParams p;
+    p.economy_cases = true;
+    return p;
+  }()};
+  return ds;
+}
+
+// One account's own posts on one day, and what changed since the day before.
+struct Day {
+  std::map<std::string, ds::fake::Post> own;  // visible own posts by URI
+  std::int64_t posts_count = -1;              // profile postsCount
+  std::vector<std::string> created, deleted;  // own posts new that day / deleted that day
+};
+
+Day day_of(const Dataset& ds, int user, int day) {
+  Day d;
+  for (const FeedItem& i : ds.author_feed(user, day))
+    if (!i.is_repost_of_other()) d.own.emplace(i.post.uri, i.post);
+  d.posts_count = ds.profile(user, day)->posts.value();
+  for (const auto& [uri, p] : d.own)
+    if (p.created_day == day) d.created.push_back(uri);
+  for (const auto& p : ds.deleted_on(user, day)) d.deleted.push_back(p.uri);
+  return d;
+}
+
+// The own posts a 7-day refresh window holds on `day`.
+std::set<std::string> window_of(const Dataset& ds, const Day& d, int day) {
+  std::set<std::string> out;
+  for (const auto& [uri, p] : d.own)
+    if (p.sort_at >= ds.now_of_day(day) - 7 * kDay) out.insert(uri);
+  return out;
+}
+
+// Day e of a "+1 -1" account: exactly one new post and one deletion, so postsCount is the day
+// before's. Returns the deleted post as it was on day e-1, and that day in `before`.
+ds::fake::Post plus_minus(const Dataset& ds, int user, int e, Day& before) {
+  before = day_of(ds, user, e - 1);
+  const Day on = day_of(ds, user, e);
+  CHECK(on.created.size() == 1);
+  REQUIRE(on.deleted.size() == 1);
+  CHECK(on.posts_count == before.posts_count);
+  CHECK(on.own.count(on.deleted[0]) == 0);
+  return before.own.at(on.deleted[0]);
+}
+
+}  // namespace
+
+TEST_CASE("economy cases are off by default; on, they recast accounts 23..27 only", "[fake][economy]") {
+  const Dataset& plain = shared_dataset();
+  const Dataset& eco = economy_dataset();
+  for (int u = economy::kFirst; u <= economy::kLast; ++u) {
+    CHECK(plain.users()[static_cast<std::size_t>(u)].role.find("economy") == std::string::npos);
+    CHECK(eco.users()[static_cast<std::size_t>(u)].role.find("economy") == 0);
+    CHECK(eco.users()[static_cast<std::size_t>(u)].active);
+  }
+  // Accounts outside the range keep their own posts and profiles (reposts of others may differ).
+  for (int u : {0, 1, 2, 14, 22, 28, 40}) {
+    for (int day : {1, 3}) {
+      const Day a = day_of(plain, u, day), b = day_of(eco, u, day);
+      CHECK(a.posts_count == b.posts_count);
+      REQUIRE(a.own.size() == b.own.size());
+      for (const auto& [uri, p] : a.own) CHECK(b.own.at(uri).counts.likes == p.counts.likes);
+    }
+  }
+  // The seed registers the economy accounts as active ones.
+  const std::string sql = eco.seed_sql(1);
+  for (int u = economy::kFirst; u <= economy::kLast; ++u)
+    CHECK(sql.find("INSERT INTO views (did, date, view_count) VALUES ('" + eco.users()[static_cast<std::size_t>(u)].did) !=
+          std::string::npos);
+}
+
+TEST_CASE("economy cases: +1 -1 inside the window on day 3, +1 -1 older than it on day 4", "[fake][economy]") {
+  const Dataset& ds = economy_dataset();
+  SECTION("+1 -1 inside") {
+    const int e = economy::kPlusMinusInsideDay;
+    Day before;
+    const ds::fake::Post gone = plus_minus(ds, economy::kPlusMinusInside, e, before);
+    // Inside the window of day e and of day e-1: the stored window holds it, getPosts omits it.
+    CHECK(gone.sort_at >= ds.now_of_day(e) - 7 * kDay);
+    CHECK(window_of(ds, before, e - 1).count(gone.uri) == 1);
+    CHECK(ds.find_post(gone.uri, e - 1));
+    CHECK_FALSE(ds.find_post(gone.uri, e));
+  }
+  SECTION("+1 -1 older") {
+    const int e = economy::kPlusMinusOlderDay;
+    Day before;
+    const ds::fake::Post gone = plus_minus(ds, economy::kPlusMinusOlder, e, before);
+    // Older than both windows: getPosts of the stored window finds every post.
+    CHECK(gone.sort_at < ds.now_of_day(e - 1) - 7 * kDay);
+    const auto stored_window = window_of(ds, before, e - 1);
+    CHECK_FALSE(stored_window.empty());
+    CHECK(stored_window.count(gone.uri) == 0);
+    for (const auto& uri : stored_window) CHECK(ds.find_post(uri, e));
+    CHECK_FALSE(ds.find_post(gone.uri, e));
+  }
+  // Both accounts are quiet on every other day from 2 to 8.
+  for (int u : {economy::kPlusMinusInside, economy::kPlusMinusOlder}) {
+    const int event = u == economy::kPlusMinusInside ? economy::kPlusMinusInsideDay : economy::kPlusMinusOlderDay;
+    for (int day = 2; day <= 8; ++day) {
+      if (day == event) continue;
+      const Day d = day_of(ds, u, day);
+      INFO("account " << u << " day " << day);
+      CHECK(d.deleted.empty());
+      if (day > event) CHECK(d.created.empty());
+    }
+  }
+}
+
+TEST_CASE("economy cases: quiet accounts and a deletion without a new post", "[fake][economy]") {
+  const Dataset& ds = economy_dataset();
+  // Quiet with window posts: the day-1 posts fill the window on days 2..7 and gain likes daily.
+  std::map<std::string, std::int64_t> likes;
+  std::set<std::string> day1_posts;
+  for (int day = 1; day <= 8; ++day) {
+    const Day d = day_of(ds, economy::kQuietWithWindow, day);
+    INFO("day " << day);
+    if (day == 1) {
+      day1_posts.insert(d.created.begin(), d.created.end());
+      CHECK(day1_posts.size() == 4);
+    } else {
+      CHECK(d.created.empty());
+      CHECK(d.deleted.empty());
+    }
+    CHECK(d.posts_count == static_cast<std::int64_t>(d.own.size()));
+    CHECK(window_of(ds, d, day) == (day <= 7 ? day1_posts : std::set<std::string>{}));
+    for (const auto& uri : day1_posts) {
+      const std::int64_t now = d.own.at(uri).counts.likes.value();
+      if (day >= 2 && day <= 7) CHECK(now > likes[uri]);
+      CHECK(now >= likes[uri]);
+      likes[uri] = now;
+    }
+  }
+  // Quiet without window posts: history only, all of it older than every window.
+  const Day first = day_of(ds, economy::kQuietNoWindow, 1);
+  CHECK(first.own.size() == 30);
+  for (int day = 1; day <= 8; ++day) {
+    const Day d = day_of(ds, economy::kQuietNoWindow, day);
+    INFO("day " << day);
+    CHECK(d.created.empty());
+    CHECK(d.deleted.empty());
+    CHECK(window_of(ds, d, day).empty());
+    CHECK(d.posts_count == 30);
+  }
+  // A plain deletion inside the window: postsCount drops by one, nothing new that day.
+  const int u = economy::kPlainDeletion, e = economy::kPlainDeletionDay;
+  const Day before = day_of(ds, u, e - 1), on = day_of(ds, u, e);
+  CHECK(on.created.empty());
+  REQUIRE(on.deleted.size() == 1);
+  CHECK(on.posts_count == before.posts_count - 1);
+  CHECK(window_of(ds, before, e - 1).count(on.deleted[0]) == 1);
+  CHECK(before.own.at(on.deleted[0]).sort_at >= ds.now_of_day(e) - 7 * kDay);
+  for (int day = 2; day <= 8; ++day) {
+    const Day d = day_of(ds, u, day);
+    INFO("day " << day);
+    CHECK(d.created.size() == (day <= 4 ? 1u : 0u));
+    CHECK(d.deleted.size() == (day == e ? 1u : 0u));
+  }
+}
+
+TEST_CASE("economy cases keep the invariants: postsCount is the visible own posts, counts never drop", "[fake][economy]") {
+  const Dataset& ds = economy_dataset();
+  for (int u = economy::kFirst; u <= economy::kLast; ++u) {
+    std::map<std::string, ds::fake::Counts> last;
+    for (int day = 1; day <= 9; ++day) {
+      const Day d = day_of(ds, u, day);
+      INFO("account " << u << " day " << day);
+      CHECK(d.posts_count == static_cast<std::int64_t>(d.own.size()));
+      for (const auto& [uri, p] : d.own) {
+        REQUIRE(p.counts.likes.has_value());  // present on every economy post
+        if (auto it = last.find(uri); it != last.end()) {
+          CHECK(p.counts.likes >= it->second.likes);
+          CHECK(p.counts.replies >= it->second.replies);
+          CHECK(p.counts.reposts >= it->second.reposts);
+          CHECK(p.counts.quotes.value_or(0) >= it->second.quotes.value_or(0));
+        }
+        last[uri] = p.counts;
+      }
+      // No reposts of others and no pin: the feed is the own posts.
+      CHECK(ds.author_feed(u, day).size() == d.own.size());
+      CHECK_FALSE(ds.pinned_item(u, day));
+    }
+  }
+}

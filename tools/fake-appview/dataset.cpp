@@ -89,6 +89,7 @@ Dataset::Dataset(DatasetParams params) : params_(params) {
     p.hist_posts = zero ? 0 : static_cast<std::int64_t>(std::exp(std::log(10.0) + r.unit() * (std::log(400.0) - std::log(10.0))));
     const Micros span = 30 * kDay + static_cast<Micros>(r.unit() * static_cast<double>(1065 * kDay));
     p.hist_start = day0 - span;
+    p.hist_end = day0;
     p.daily_none = zero;
     static constexpr double kRates[] = {0.0, 0.05, 0.1, 0.2};
     p.repost_rate = kRates[r.below(4)];
@@ -180,9 +181,11 @@ Dataset::Dataset(DatasetParams params) : params_(params) {
       case 22: u.role = "inactive (no views row)"; u.views = Views::None; break;
       default: break;
     }
+    const bool economy = params_.economy_cases && u.registered && i >= economy::kFirst && i <= economy::kLast;
+    if (economy) economy_role(u, p);
     u.active = u.registered && u.views == Views::Recent;
 
-    if (i != 4) {
+    if (i != 4 && !economy) {
       p.hist_posts = scaled(static_cast<double>(p.hist_posts), scale, h(kTagScale, static_cast<std::uint64_t>(i)));
       // Keep every slot wide enough for distinct sort keys (see kMinSlot).
       p.hist_posts = std::min<std::int64_t>(p.hist_posts, (day0 - p.hist_start) / kMinSlot);
@@ -196,6 +199,51 @@ Dataset::Dataset(DatasetParams params) : params_(params) {
 
   for (const User& u : users_)
     if (!u.never_existed && u.gone_from_day == 0) target_pool_.push_back(u.index);
+}
+
+// The request-economy scenarios of dataset.hpp's overview: exact counts, so not scaled.
+void Dataset::economy_role(User& u, Plan& p) const {
+  const Micros day0 = params_.day0;
+  u.views = Views::Recent;
+  p.random_deleter = p.has_far_past = p.has_pin = false;
+  p.repost_rate = 0;
+  p.hist_reposts = 0;
+  p.daily_reposts_fixed = 0;
+  p.no_counts = false;
+  p.scheduled = p.steady_counts = true;
+  p.hist_posts = 40;
+  p.hist_start = day0 - 120 * kDay;
+  auto& s = p.schedule;
+  switch (u.index) {
+    case economy::kPlusMinusInside:
+      u.role = "economy: +1 -1 inside the window on day 3";
+      s[1] = 2;
+      s[2] = s[3] = 1;
+      p.delete_day = economy::kPlusMinusInsideDay;
+      break;
+    case economy::kPlusMinusOlder:
+      u.role = "economy: +1 -1 older than the window on day 4";
+      s[1] = s[4] = 1;
+      p.delete_day = economy::kPlusMinusOlderDay;
+      p.delete_older = true;
+      break;
+    case economy::kQuietWithWindow:
+      u.role = "economy: quiet, window posts from day 1";
+      p.hist_end = day0 - 10 * kDay;
+      s[1] = 4;
+      break;
+    case economy::kQuietNoWindow:
+      u.role = "economy: quiet, no window posts";
+      p.hist_posts = 30;
+      p.hist_start = day0 - 200 * kDay;
+      p.hist_end = day0 - 10 * kDay;
+      break;
+    default:
+      u.role = "economy: a deletion without a new post on day 5";
+      s[1] = s[2] = s[3] = s[4] = 1;
+      p.delete_day = economy::kPlainDeletionDay;
+      break;
+  }
 }
 
 bool Dataset::exists(int user, int day) const {

@@ -48,6 +48,29 @@ namespace ds::fake {
 //   23+ ordinary: post counts 0 (1 in 12) or 10..400, ~15% inactive, some without displayName
 //       (1 in 6) or avatar (1 in 5) or followsCount (1 in 20), some deleting posts on days >= 2.
 //
+// Request-economy scenarios (DatasetParams::economy_cases, off by default; issue 13). With it on,
+// accounts 23..27 (users >= 28) leave the ordinary pool: active, no pin, no reposts, never random
+// deleters, their post counts not scaled by posts_scale, and the likes of their posts under a
+// week old grow by at least 1 every day (counts always present). Their new posts per day are fixed
+// (none on days not listed, nor after day 8), and each deletes at most one post, on a given day:
+//   23 "+1 -1 inside" (economy::kPlusMinusInside): 40 history posts up to day 0, 2 new posts on
+//      day 1 and 1 on day 2; on day 3 exactly one new post and the deletion of its oldest own post
+//      with sort_at in [now(3) - 7 days + 1 hour, now(2)]: postsCount equals day 2's, and getPosts
+//      of the stored window leaves the deleted post out.
+//   24 "+1 -1 older" (kPlusMinusOlder): 40 history posts, 1 new post on day 1; on day 4 exactly
+//      one new post and the deletion of its newest own post with sort_at < now(3) - 7 days (older
+//      than the day-3 and the day-4 window): postsCount equals day 3's and getPosts of the window
+//      misses nothing, the case no cheap signal reveals.
+//   25 quiet with window posts (kQuietWithWindow): 40 history posts ending 10 days before day 0,
+//      4 posts on day 1, nothing new or deleted afterwards: on days 2..7 its window holds exactly
+//      the day-1 posts, whose likes grow every day (on day 8 they leave the window).
+//   26 quiet without window posts (kQuietNoWindow): 30 history posts ending 10 days before day 0,
+//      never a new post or a deletion.
+//   27 plain deletion (kPlainDeletion): 40 history posts, 1 new post on each of days 1..4; on
+//      day 5 no new post and the deletion of its oldest own post with sort_at in
+//      [now(5) - 7 days + 1 hour, now(4)]: postsCount drops by one.
+// Account 24's deletion is the one exception to the deletion rule below.
+//
 // Profiles grow: followersCount/followsCount rise every day; postsCount is the number of the
 // account's own posts visible that day.
 //
@@ -70,7 +93,8 @@ namespace ds::fake {
 // Deletions: on day e >= 2 some accounts delete 1-2 own posts (always accounts 1 and 2 on day 2).
 // Only posts that were visible on day e-1 (indexedAt <= now(e-1)) and whose sort_at lies within
 // [now(e) - 7 days + 1 hour, now(e-1)] are deleted, so a 7-day refresh window on day e always
-// covers them. A deleted post vanishes from the feed (and from reposts of it) from day e on.
+// covers them (the one exception: economy account 24, above). A deleted post vanishes from the
+// feed (and from reposts of it) and from getPosts from day e on.
 //
 // Using it as the truth (the end-to-end checker), for pipeline runs on days 1, 2, ... with
 // DS_NOW = now_of_day(d) against a database loaded with seed_sql(1):
@@ -95,7 +119,18 @@ struct DatasetParams {
   int users = 60;            // registered accounts
   double posts_scale = 1.0;  // multiplies post and repost counts (0 < scale <= 1000)
   Micros day0 = 1793512800LL * micros_per_second;  // 2026-11-01T06:00:00Z
+  bool economy_cases = false;  // accounts 23..27 play the request-economy scenarios (see Overview)
 };
+
+// The request-economy accounts (DatasetParams::economy_cases) and their days.
+namespace economy {
+constexpr int kPlusMinusInside = 23, kPlusMinusInsideDay = 3;
+constexpr int kPlusMinusOlder = 24, kPlusMinusOlderDay = 4;
+constexpr int kQuietWithWindow = 25;
+constexpr int kQuietNoWindow = 26;
+constexpr int kPlainDeletion = 27, kPlainDeletionDay = 5;
+constexpr int kFirst = 23, kLast = 27;
+}  // namespace economy
 
 // A registered account's presence in the `views` table as seed_sql writes it.
 enum class Views { Recent, Old, None };
@@ -225,6 +260,9 @@ class Dataset {
   std::optional<FeedItem> pinned_item(int user, int day) const;
   // Own posts deleted exactly on `day`, as they were on day-1.
   std::vector<Post> deleted_on(int user, int day) const;
+  // The post getPosts finds under this URI on that day: an own post of an account the API knows
+  // that day, already created (so indexed) and not deleted. The URI must match exactly.
+  std::optional<PostRef> find_post(std::string_view uri, int day) const;
 
   // For the server: the sorted index (cached) and one entry expanded.
   std::shared_ptr<const FeedIndex> feed_index(int user, int day) const;
@@ -244,6 +282,7 @@ class Dataset {
   std::shared_ptr<const FeedIndex> build_feed_index(int user, int day) const;
   std::optional<PostRef> pick_other_post(int user, std::uint64_t key, Micros before, int day) const;
   std::optional<Profile> profile_with(int user, int day, const OwnList* own) const;
+  void economy_role(User& u, Plan& p) const;
 
   DatasetParams params_;
   std::vector<User> users_;

@@ -89,6 +89,11 @@ inline bool has_created(CreatedAtKind k) {
   return k != CreatedAtKind::Invalid && k != CreatedAtKind::InvalidCalendar && k != CreatedAtKind::Missing;
 }
 
+// The at:// URI of an own post: its rkey is a TID of the creation instant, as real rkeys are.
+inline std::string post_uri(const std::string& did, const OwnPost& o, const Hasher& h, std::uint64_t user) {
+  return "at://" + did + "/app.bsky.feed.post/" + tid(o.t, h(kTagCid, user, o.k, 7));
+}
+
 inline std::uint64_t cache_key(int user, int day) {
   return (static_cast<std::uint64_t>(user) << 16) | static_cast<std::uint64_t>(day);
 }
@@ -104,6 +109,7 @@ struct Dataset::OwnList {
 struct Dataset::Plan {
   std::int64_t hist_posts = 0;
   Micros hist_start = 0;  // start of the history (posts and reposts)
+  Micros hist_end = 0;    // end of the history's own posts (day0 unless an economy role says otherwise)
   int daily_fixed = -1;   // own posts per day (before scaling) when >= 0
   bool daily_none = false;
   double repost_rate = 0;
@@ -111,6 +117,13 @@ struct Dataset::Plan {
   int daily_reposts_fixed = -1;
   bool forced_delete_day2 = false;
   bool random_deleter = false;
+  // Economy roles (dataset.hpp): own posts per day fixed by `schedule` (index = day, none after
+  // day 8), one deletion on `delete_day` (inside the window, or older than it), steady likes.
+  bool scheduled = false;
+  std::int8_t schedule[9] = {};
+  int delete_day = 0;
+  bool delete_older = false;
+  bool steady_counts = false;
   CreatedAtKind far_past_kind = CreatedAtKind::Normal;
   bool has_far_past = false;
   bool has_pin = false;

@@ -2,6 +2,9 @@
 // oddities, deletions and pin), reposts of others, counts that grow, and the feed index the server pages.
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <optional>
+#include <string_view>
 #include <unordered_set>
 
 #include "dataset_internal.hpp"
@@ -91,17 +94,20 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
       o.flags |= kReply;
       if (k > 0 && r.chance(0.3)) o.flags |= kSelfReply;
     }
+    if (p.steady_counts) o.flags &= static_cast<std::uint8_t>(~kCountsAbsent);  // after the draws: others unchanged
     posts.push_back(o);
   };
 
   if (p.hist_posts > 0) {
-    const Micros width = (params_.day0 - p.hist_start) / p.hist_posts;
+    const Micros width = (p.hist_end - p.hist_start) / p.hist_posts;
     for (std::int64_t i = 0; i < p.hist_posts; ++i) make(p.hist_start + i * width, width, 0, -1);
   }
   const double scale = params_.posts_scale;
   for (int d = 1; d <= day; ++d) {
     std::int64_t m = 0;
-    if (p.daily_fixed >= 0) {
+    if (p.scheduled) {
+      m = d < static_cast<int>(std::size(p.schedule)) ? p.schedule[d] : 0;
+    } else if (p.daily_fixed >= 0) {
       m = scaled(p.daily_fixed, scale, h(kTagDaily, uu, static_cast<std::uint64_t>(d), 1));
       if (user == 0 && d == 1) m = std::max<std::int64_t>(m, kShowcaseCount);
     } else if (!p.daily_none) {
@@ -126,6 +132,24 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
   }
 
   for (int e = 2; e <= day; ++e) {
+    if (p.scheduled) {
+      // An economy role deletes one chosen post: its oldest inside the window, or its newest
+      // older than the previous day's window (which no window refresh can notice).
+      if (e != p.delete_day) continue;
+      const Micros lo = now_of_day(e) - 7 * kDay + kHour, hi = now_of_day(e - 1);
+      const Micros older = now_of_day(e - 1) - 7 * kDay;
+      std::optional<std::size_t> chosen;
+      for (std::size_t i = 0; i < posts.size(); ++i) {
+        const OwnPost& o = posts[i];
+        if (o.created_day > e - 1 || o.deleted_day != 0 || static_cast<int>(i) == list->pin) continue;
+        if (p.delete_older ? o.sort < older : o.sort >= lo && o.sort <= hi) {
+          chosen = i;
+          if (!p.delete_older) break;
+        }
+      }
+      if (chosen) posts[*chosen].deleted_day = static_cast<std::uint16_t>(e);
+      continue;
+    }
     const auto dh = h(kTagDelete, uu, static_cast<std::uint64_t>(e));
     if (!((e == 2 && p.forced_delete_day2) || (p.random_deleter && dh % 8 == 0))) continue;
     const Micros lo = now_of_day(e) - 7 * kDay + kHour;
@@ -248,7 +272,7 @@ Post Dataset::post(PostRef ref, int day) const {
   Post out;
   out.ref = ref;
   out.author_did = u.did;
-  out.uri = "at://" + u.did + "/app.bsky.feed.post/" + tid(o.t, h(kTagCid, uu, o.k, 7));
+  out.uri = post_uri(u.did, o, h, uu);
   out.cid = "bafyrei";
   for (std::uint64_t part = 0; part < 4; ++part) append_base32(out.cid, h(kTagCid, uu, o.k, part), 13);
   out.kind = o.kind;
@@ -277,6 +301,7 @@ Post Dataset::post(PostRef ref, int day) const {
     case CreatedAtKind::Missing: break;
   }
 
+  const bool steady = plans_.at(static_cast<std::size_t>(ref.user)).steady_counts;
   if (!(o.flags & kCountsAbsent) && day >= o.created_day) {
     Rng base(h(kTagCounts, uu, o.k));
     std::int64_t likes = 0, replies = 0, reposts = 0, quotes = 0;
@@ -291,7 +316,8 @@ Post Dataset::post(PostRef ref, int day) const {
     for (int e = std::max(1, static_cast<int>(o.created_day)); e <= day; ++e) {
       Rng inc(h(kTagCounts, uu, o.k, static_cast<std::uint64_t>(e)));
       if (now_of_day(e) - o.t < 7 * kDay) {
-        likes += static_cast<std::int64_t>(inc.below(6));
+        // One draw either way, so steady accounts' other counts match what they would have been.
+        likes += static_cast<std::int64_t>(steady ? 1 + inc.below(5) : inc.below(6));
         replies += static_cast<std::int64_t>(inc.below(2));
         reposts += static_cast<std::int64_t>(inc.below(3));
         quotes += inc.chance(0.2) ? 1 : 0;
@@ -370,6 +396,37 @@ std::optional<FeedItem> Dataset::pinned_item(int user, int day) const {
   auto index = feed_index(user, day);
   if (!index->pinned) return std::nullopt;
   return expand(*index->pinned, user, day, FeedItem::Reason::Pin);
+}
+
+std::optional<PostRef> Dataset::find_post(std::string_view uri, int day) const {
+  constexpr std::string_view kScheme = "at://", kCollection = "/app.bsky.feed.post/";
+  if (uri.substr(0, kScheme.size()) != kScheme) return std::nullopt;
+  const std::size_t slash = uri.find('/', kScheme.size());
+  if (slash == std::string_view::npos) return std::nullopt;
+  const auto account = by_did_.find(std::string(uri.substr(kScheme.size(), slash - kScheme.size())));
+  if (account == by_did_.end() || !exists(account->second, day)) return std::nullopt;
+  const int user = account->second;
+  if (uri.substr(slash, kCollection.size()) != kCollection) return std::nullopt;
+  // The rkey is a TID of the creation instant (see tid()), so it says where the post sits in the
+  // account's own posts, which are in creation order.
+  const std::string_view rkey = uri.substr(slash + kCollection.size());
+  if (rkey.size() != 13) return std::nullopt;
+  std::uint64_t v = 0;
+  for (const char c : rkey) {
+    const std::string_view alphabet(kTidAlphabet);
+    const std::size_t digit = alphabet.find(c);
+    if (digit == std::string_view::npos) return std::nullopt;
+    v = (v << 5) | digit;
+  }
+  const auto t = static_cast<Micros>(v >> 10);
+  const auto list = own_list(user, day);  // holds only posts created by `day`
+  const auto& posts = list->posts;
+  const auto at = std::lower_bound(posts.begin(), posts.end(), t, [](const OwnPost& o, Micros x) { return o.t < x; });
+  if (at == posts.end() || at->t != t || at->deleted_day != 0) return std::nullopt;
+  // The clock id in the TID must match too: only the exact URI names the post.
+  if (post_uri(users_[static_cast<std::size_t>(user)].did, *at, Hasher{params_.seed}, static_cast<std::uint64_t>(user)) != uri)
+    return std::nullopt;
+  return PostRef{user, at->k};
 }
 
 std::vector<Post> Dataset::deleted_on(int user, int day) const {

@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   int latency_ms = 0;
   std::string port_file, serve_dir;
 
-  CLI::App app{"Fake Bluesky AppView (getProfiles, getAuthorFeed) over a generated, deterministic dataset, or over\n"
+  CLI::App app{"Fake Bluesky AppView (getProfiles, getAuthorFeed, getPosts) over a generated, deterministic dataset, or over\n"
                "files (--serve-files), misbehaving on request (--p-*, --enforce-rate-limit).\n"
                "Listens on loopback only. See tools/fake-appview/README.md for endpoints, flags and /_fake/stats."};
   app.fallthrough();  // lets `seed-sql --day 2 --seed 7` use the options below
@@ -57,6 +57,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1'000'000));
   app.add_option("--posts-scale", params.posts_scale, "Multiplies every account's post count")->capture_default_str()
       ->check(CLI::Range(0.001, 1000.0));
+  app.add_flag("--economy-cases", params.economy_cases,
+               "Accounts 23..27 play the request-economy scenarios (+1 -1 days, quiet accounts, a deletion; "
+               "see dataset.hpp)");
   app.add_option("--latency-ms", latency_ms, "Fixed delay added to every /xrpc/ request")->capture_default_str()
       ->check(CLI::Range(0, 600'000));
   app.add_option("--threads", server.threads, "Connections served at once (a thread each); more wait in the backlog")->capture_default_str()
@@ -71,7 +74,7 @@ int main(int argc, char** argv) {
   app.add_flag("--enforce-rate-limit", rate.enforce,
                "Answer requests over the limit with 429 RateLimitExceeded, Remaining 0, Reset and Retry-After");
   app.add_option("--serve-files", serve_dir,
-                 "Serve getProfiles/getAuthorFeed from files in this directory instead of the dataset (see README)")
+                 "Serve getProfiles/getAuthorFeed/getPosts from files in this directory instead of the dataset (see README)")
       ->check(CLI::ExistingDirectory);
   // Faults: probabilities per /xrpc/ request, deterministic per --fault-seed (see README).
   const auto prob = CLI::Range(0.0, 1.0);
@@ -160,8 +163,9 @@ int main(int argc, char** argv) {
     ds::fake::HttpServer http(appview, handler, server);
     const int port = http.bind();
     if (!port_file.empty()) write_port_file(port_file, port);
-    spdlog::info("listening on {}:{} day={} seed={} users={} posts_scale={} threads={} latency_ms={}{}{}", server.host,
-                 port, day, params.seed, params.users, params.posts_scale, server.threads, latency_ms,
+    spdlog::info("listening on {}:{} day={} seed={} users={} posts_scale={}{} threads={} latency_ms={}{}{}", server.host,
+                 port, day, params.seed, params.users, params.posts_scale, params.economy_cases ? " economy_cases" : "",
+                 server.threads, latency_ms,
                  rate.enforce ? fmt::format(" enforcing {} requests per {} s", rate.limit, rate.window_s) : "",
                  serve_dir.empty() ? "" : " serving files from " + serve_dir);
     if (faults.any())

@@ -1,6 +1,6 @@
-// Request handling and JSON rendering for the fake AppView: the dataset's endpoints, the served
-// files mode, the rate-limit window, control endpoints and counters. Response shapes follow the
-// real captures in tests/fixtures/bsky (key order included).
+// Request handling for the fake AppView: the dataset's endpoints (getPosts lives in get_posts.cpp),
+// the served files mode, the rate-limit window, control endpoints and counters. The JSON views
+// themselves are views.cpp.
 #include "server.hpp"
 
 #include <spdlog/spdlog.h>
@@ -12,11 +12,17 @@
 #include <iterator>
 #include <optional>
 #include <stdexcept>
-#include <unordered_map>
 
 #include "ds/json_writer.hpp"
+#include "views.hpp"
 
 namespace ds::fake {
+
+using view::Authors;
+using view::json_response;
+using view::write_array;
+using view::write_feed_item;
+using view::write_profile_detailed;
 
 std::string Request::get(const std::string& key) const {
   auto it = params.find(key);
@@ -34,6 +40,7 @@ namespace {
 
 constexpr const char* kGetProfiles = "/xrpc/app.bsky.actor.getProfiles";
 constexpr const char* kGetAuthorFeed = "/xrpc/app.bsky.feed.getAuthorFeed";
+constexpr const char* kGetPosts = "/xrpc/app.bsky.feed.getPosts";
 
 bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
@@ -47,176 +54,6 @@ Micros floor_ms(Micros t) {
   Micros q = t / 1000;
   if (t % 1000 < 0) --q;
   return q * 1000;
-}
-
-// JsonWriter has no arrays: the brackets go straight into the buffer, the elements through a
-// fresh writer (so the first gets no comma), and raw("") tells the outer writer a value followed
-// its key.
-template <class F>
-void write_array(JsonWriter& w, std::string& out, F&& elements) {
-  out += '[';
-  JsonWriter inner(out);
-  elements(inner);
-  out += ']';
-  w.raw("");
-}
-
-// JsonWriter turns NUL into U+FFFD, which is right for records but hides the trap a real
-// displayName can hold; the API sends it as \u0000.
-void write_text(JsonWriter& w, std::string_view s) {
-  if (s.find('\0') == std::string_view::npos) {
-    w.string(s);
-    return;
-  }
-  std::string json = "\"";
-  std::size_t start = 0;
-  for (;;) {
-    const std::size_t nul = s.find('\0', start);
-    std::string part;
-    JsonWriter pw(part);
-    pw.string(s.substr(start, nul == std::string_view::npos ? std::string_view::npos : nul - start));
-    json.append(part, 1, part.size() - 2);
-    if (nul == std::string_view::npos) break;
-    json += "\\u0000";
-    start = nul + 1;
-  }
-  json += '"';
-  w.raw(json);
-}
-
-// The fields a post's author view and a full profile view open with.
-void write_identity(JsonWriter& w, const Profile& p) {
-  w.field("did", p.did).field("handle", p.handle);
-  if (p.display_name) {
-    w.key("displayName");
-    write_text(w, *p.display_name);
-  }
-  if (p.avatar) w.field("avatar", *p.avatar);
-}
-
-void write_author(JsonWriter& w, std::string& out, const Profile& p) {
-  w.begin_object();
-  write_identity(w, p);
-  w.key("associated").raw(R"({"chat":{"allowIncoming":"following"}})");
-  w.key("viewer").raw(R"({"muted":false,"blockedBy":false})");
-  w.key("labels");
-  write_array(w, out, [](JsonWriter&) {});
-  w.field("createdAt", p.created_at);
-  w.end_object();
-}
-
-void write_profile_detailed(JsonWriter& w, const Profile& p) {
-  w.begin_object();
-  write_identity(w, p);
-  w.key("associated").raw(
-      R"({"lists":0,"feedgens":0,"starterPacks":0,"labeler":false,"chat":{"allowIncoming":"following"}})");
-  w.key("viewer").raw(R"({"muted":false,"blockedBy":false})");
-  w.key("labels").raw("[]");
-  w.field("createdAt", p.created_at);
-  if (p.description) w.field("description", *p.description);
-  w.field("indexedAt", p.indexed_at);
-  if (p.banner) w.field("banner", *p.banner);
-  if (p.followers) w.field("followersCount", *p.followers);
-  if (p.follows) w.field("followsCount", *p.follows);
-  if (p.posts) w.field("postsCount", *p.posts);
-  w.end_object();
-}
-
-// Profiles of the authors on one page, each computed once.
-class Authors {
- public:
-  Authors(const Dataset& ds, int day) : ds_(ds), day_(day) {}
-  const Profile& get(int user) {
-    auto it = cache_.find(user);
-    if (it != cache_.end()) return it->second;
-    std::optional<Profile> p = ds_.profile(user, day_);
-    if (!p) {
-      // Only reachable through a dataset bug; still answer with what the API does for
-      // accounts whose handle it cannot verify.
-      p = Profile{};
-      p->did = ds_.users().at(static_cast<std::size_t>(user)).did;
-      p->handle = "handle.invalid";
-    }
-    return cache_.emplace(user, std::move(*p)).first->second;
-  }
-
- private:
-  const Dataset& ds_;
-  int day_;
-  std::unordered_map<int, Profile> cache_;
-};
-
-void write_post_view(JsonWriter& w, std::string& out, const Post& p, Authors& authors, bool typed) {
-  w.begin_object();
-  w.field("uri", p.uri).field("cid", p.cid);
-  w.key("author");
-  write_author(w, out, authors.get(p.ref.user));
-  w.key("record").begin_object();
-  w.field("$type", "app.bsky.feed.post");
-  if (p.created_at_raw) w.field("createdAt", *p.created_at_raw);
-  w.key("langs").raw(R"(["en"])");
-  if (p.reply) {
-    w.key("reply").begin_object();
-    w.key("parent").begin_object().field("cid", p.reply->parent_cid).field("uri", p.reply->parent_uri).end_object();
-    w.key("root").begin_object().field("cid", p.reply->root_cid).field("uri", p.reply->root_uri).end_object();
-    w.end_object();
-  }
-  w.key("text");
-  write_text(w, p.text);
-  w.end_object();
-  if (p.counts.replies) w.field("replyCount", *p.counts.replies);
-  if (p.counts.reposts) w.field("repostCount", *p.counts.reposts);
-  if (p.counts.likes) w.field("likeCount", *p.counts.likes);
-  if (p.counts.quotes) w.field("quoteCount", *p.counts.quotes);
-  w.field("indexedAt", p.indexed_at_text);
-  w.key("viewer").raw(R"({"threadMuted":false,"embeddingDisabled":false})");
-  w.key("labels").raw("[]");
-  if (typed) w.field("$type", "app.bsky.feed.defs#postView");
-  w.end_object();
-}
-
-void write_reply_ref(JsonWriter& w, std::string& out, const std::optional<PostRef>& ref, const std::string& uri,
-                     const Dataset& ds, int day, Authors& authors) {
-  if (!ref) {
-    w.begin_object()
-        .field("$type", "app.bsky.feed.defs#notFoundPost")
-        .field("uri", uri)
-        .field("notFound", true)
-        .end_object();
-    return;
-  }
-  write_post_view(w, out, ds.post(*ref, day), authors, true);
-}
-
-void write_feed_item(JsonWriter& w, std::string& out, const FeedItem& item, const Dataset& ds, int day,
-                     Authors& authors) {
-  w.begin_object();
-  w.key("post");
-  write_post_view(w, out, item.post, authors, false);
-  if (item.post.reply) {
-    w.key("reply").begin_object();
-    w.key("root");
-    write_reply_ref(w, out, item.post.reply->root, item.post.reply->root_uri, ds, day, authors);
-    w.key("parent");
-    write_reply_ref(w, out, item.post.reply->parent, item.post.reply->parent_uri, ds, day, authors);
-    w.end_object();
-  }
-  if (item.reason == FeedItem::Reason::Repost) {
-    w.key("reason").begin_object().field("$type", "app.bsky.feed.defs#reasonRepost");
-    w.key("by");
-    write_author(w, out, authors.get(item.by));
-    w.field("indexedAt", format_timestamp(item.sort_at));
-    w.end_object();
-  } else if (item.reason == FeedItem::Reason::Pin) {
-    w.key("reason").begin_object().field("$type", "app.bsky.feed.defs#reasonPin").end_object();
-  }
-  w.end_object();
-}
-
-Response json_response(std::string body) {
-  Response r;
-  r.body = std::move(body);
-  return r;
 }
 
 }  // namespace
@@ -243,10 +80,11 @@ std::int64_t epoch_s() { return epoch_ms() / 1000; }
 Endpoint endpoint_of(const std::string& path) {
   if (path == kGetProfiles) return Endpoint::get_profiles;
   if (path == kGetAuthorFeed) return Endpoint::get_author_feed;
+  if (path == kGetPosts) return Endpoint::get_posts;
   return Endpoint::other;
 }
 
-const char* const kEndpointNames[kEndpoints] = {"getProfiles", "getAuthorFeed", "other"};
+const char* const kEndpointNames[kEndpoints] = {"getProfiles", "getAuthorFeed", "getPosts", "other"};
 const char* const kFaultNames[kFaultKinds] = {"http_429", "http_5xx", "truncated", "cut", "dropped", "slow"};
 
 // A file name taken from a request must stay a plain name inside its directory.
@@ -325,9 +163,10 @@ void AppView::request_ended(int status) {
 
 Stats AppView::stats() const {
   Stats s;
-  s.get_profiles = n_requests_[0].load();
-  s.get_author_feed = n_requests_[1].load();
-  s.other = n_requests_[2].load();
+  s.get_profiles = n_requests_[static_cast<int>(Endpoint::get_profiles)].load();
+  s.get_author_feed = n_requests_[static_cast<int>(Endpoint::get_author_feed)].load();
+  s.get_posts = n_requests_[static_cast<int>(Endpoint::get_posts)].load();
+  s.other = n_requests_[static_cast<int>(Endpoint::other)].load();
   s.connections_opened = connections_.load();
   s.max_in_flight = max_in_flight_.load();
   s.in_flight = static_cast<std::uint64_t>(std::max<std::int64_t>(0, in_flight_.load()));
@@ -347,9 +186,8 @@ std::string AppView::stats_json() const {
   std::string body;
   JsonWriter w(body);
   w.begin_object().key("requests").begin_object();
-  w.field("getProfiles", static_cast<std::int64_t>(s.get_profiles));
-  w.field("getAuthorFeed", static_cast<std::int64_t>(s.get_author_feed));
-  w.field("other", static_cast<std::int64_t>(s.other));
+  const std::uint64_t counts[kEndpoints] = {s.get_profiles, s.get_author_feed, s.get_posts, s.other};
+  for (int i = 0; i < kEndpoints; ++i) w.field(kEndpointNames[i], static_cast<std::int64_t>(counts[i]));
   w.end_object();
   w.field("connections_opened", static_cast<std::int64_t>(s.connections_opened));
   w.field("max_in_flight", static_cast<std::int64_t>(s.max_in_flight));
@@ -420,6 +258,8 @@ Response AppView::handle(const Request& req) {
         res = files_dir_.empty() ? get_profiles(req, day) : file_get_profiles(req);
       } else if (req.path == kGetAuthorFeed) {
         res = files_dir_.empty() ? get_author_feed(req, day) : file_get_author_feed(req);
+      } else if (req.path == kGetPosts) {
+        res = files_dir_.empty() ? get_posts(req, day) : file_get_posts(req);
       } else {
         res = xrpc_error(501, "MethodNotImplemented", "Method Not Implemented");
       }
@@ -452,6 +292,19 @@ Response AppView::file_get_author_feed(const Request& req) {
   if (safe_name(actor) && safe_name(name))
     if (auto r = file_response(files_dir_ + "/getAuthorFeed/" + name)) return std::move(*r);
   return xrpc_error(400, "InvalidRequest", "Profile not found");
+}
+
+Response AppView::file_get_posts(const Request& req) {
+  const std::string dir = files_dir_ + "/getPosts/";
+  const std::vector<std::string> uris = req.all("uris");
+  if (!uris.empty()) {
+    const std::string& first = uris.front();
+    const std::string rkey = first.substr(first.rfind('/') + 1);  // the whole URI when it has no '/'
+    if (safe_name(rkey))
+      if (auto r = file_response(dir + rkey)) return std::move(*r);
+  }
+  if (auto r = file_response(dir + "default")) return std::move(*r);
+  return json_response(R"({"posts":[]})");
 }
 
 Response AppView::get_profiles(const Request& req, int day) {

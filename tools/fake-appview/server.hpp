@@ -31,6 +31,13 @@ namespace ds::fake {
 //        absent when nothing follows. includePins=true adds the pinned post (reason #reasonPin)
 //        before the first page's items, so that page holds limit+1 items. Every valid `filter`
 //        value is accepted and served as posts_with_replies (the only one the pipeline uses).
+//   GET  /xrpc/app.bsky.feed.getPosts?uris=A&uris=B   1..25 at:// URIs (none: 400 "Params must
+//        have the property", 26+: 400 "must not have more than 25 elements", one that is not a
+//        valid at-uri: 400 "uris/<i> must be a valid at-uri", as the real lexicon check says).
+//        {"posts":[postView...]} in request order, a repeated URI answered once; URIs naming no
+//        post that exists on the served day (unknown, deleted, not yet created, of an account the
+//        API does not know that day, or any other valid at-uri) are left out silently. Each
+//        postView is byte for byte the one getAuthorFeed shows for that post on that day.
 //   Other /xrpc/ methods: 501 MethodNotImplemented. Other paths: 404.
 //   Every /xrpc/ answer carries RateLimit-Limit, -Remaining, -Reset (absolute epoch seconds) and
 //   -Policy ("3000;w=300"), counted over fixed windows starting when the AppView was created.
@@ -42,6 +49,7 @@ namespace ds::fake {
 //   DIR/getProfiles/<first actor>.json, else DIR/getProfiles/default.json, else {"profiles":[]}
 //   DIR/getAuthorFeed/<actor>.json (no cursor) or DIR/getAuthorFeed/<actor>@<cursor>.json,
 //   else 400 InvalidRequest "Profile not found".
+//   DIR/getPosts/<rkey of the first URI>.json, else DIR/getPosts/default.json, else {"posts":[]}
 // A sibling <name>.status file (a number 100..599) sets the status; with only the .status file
 // the body is empty. Names holding '/', NUL or starting with '.' are never looked up (treated as
 // missing), so a request cannot read outside DIR. Parameters are not otherwise validated.
@@ -107,11 +115,11 @@ struct FaultOptions {
 enum class Fault { http_429, http_5xx, truncated, cut, dropped, slow };
 constexpr int kFaultKinds = 6;
 
-enum class Endpoint { get_profiles, get_author_feed, other };
-constexpr int kEndpoints = 3;
+enum class Endpoint { get_profiles, get_author_feed, get_posts, other };
+constexpr int kEndpoints = 4;
 
 struct Stats {
-  std::uint64_t get_profiles = 0, get_author_feed = 0, other = 0;  // /xrpc/ requests received
+  std::uint64_t get_profiles = 0, get_author_feed = 0, get_posts = 0, other = 0;  // /xrpc/ requests received
   std::uint64_t connections_opened = 0, max_in_flight = 0, in_flight = 0;
   std::map<int, std::uint64_t> statuses;    // /xrpc/ answers, by status (dropped connections: none)
   std::uint64_t faults[kFaultKinds] = {};   // injected, by Fault
@@ -152,8 +160,10 @@ class AppView {
  private:
   Response get_profiles(const Request& req, int day);
   Response get_author_feed(const Request& req, int day);
+  Response get_posts(const Request& req, int day);  // get_posts.cpp
   Response file_get_profiles(const Request& req);
   Response file_get_author_feed(const Request& req);
+  Response file_get_posts(const Request& req);
   Response control(const Request& req);
   // Counts the request in the current rate window and says what the RateLimit headers carry;
   // false (not counted) when an enforced limit is used up.
