@@ -22,6 +22,9 @@ PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
   if (!last_day || u.as_of - *last_day > static_cast<Micros>(o.full_refresh_days) * micros_per_day)
     return feed(PathReason::stale_snapshot);
   if (!u.profile || u.profile->posts != u.last_snapshot->posts) return feed(PathReason::posts_count_changed);
+  // A postsCount of 0 may be an absent count (the lexicon makes it optional; absent reads as 0), so
+  // it proves nothing: such an account takes its feed, one request for a truly empty one.
+  if (u.profile->posts == 0) return feed(PathReason::posts_count_changed);
   if (full_refresh_day(u.did, u.as_of, o.full_refresh_days)) return feed(PathReason::full_refresh);
   if (!u.window_uris) return feed(PathReason::many_window_posts);
   return {u.window_uris->empty() ? FeedPath::none : FeedPath::posts, PathReason::quiet};

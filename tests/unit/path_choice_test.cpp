@@ -55,6 +55,13 @@ TEST_CASE("path: every signal that the stored window may be wrong takes the feed
     cases["no previous snapshot"] = {u, PathReason::no_previous_snapshot};
   }
   {
+    // postsCount absent reads as 0 on both days: equal, yet it proves nothing (the e2e account 17).
+    auto u = quiet_user();
+    u.profile->posts = 0;
+    u.last_snapshot->posts = 0;
+    cases["postsCount 0, maybe absent"] = {u, PathReason::posts_count_changed};
+  }
+  {
     auto u = quiet_user();
     u.last_snapshot->date = "2026-11-24";  // 8 days before: older than the 7-day period
     cases["stale snapshot"] = {u, PathReason::stale_snapshot};
