@@ -100,8 +100,12 @@ for day in 1 2; do
   # Connections: near the concurrency (two stages, MAX_WORKERS each, plus the stats request),
   # not near the request count; broken connections are replaced one for one.
   c=$work/clean-d$day.stats
-  conns=$(jq .connections_opened "$c") reqs=$(jq '.requests.getProfiles + .requests.getAuthorFeed' "$c")
-  check "day $day clean: $conns connections for $reqs requests (<= 2 x $workers + 1)" [ "$conns" -le $((2 * workers + 1)) -a "$reqs" -ge $((3 * conns)) ]
+  conns=$(jq .connections_opened "$c") reqs=$(jq '.requests.getProfiles + .requests.getAuthorFeed + .requests.getPosts' "$c")
+  # Reuse shows on day 1's backfill; day 2 takes few requests since the request economy
+  # (docs/request-economy.md), too few to show a ratio, so there only the bound is checked.
+  reuse_ok=1
+  [ "$day" = 1 ] && [ "$reqs" -lt $((3 * conns)) ] && reuse_ok=0
+  check "day $day clean: $conns connections for $reqs requests (<= 2 x $workers + 1)" [ "$conns" -le $((2 * workers + 1)) -a $reuse_ok = 1 ]
   conns=$(jq .connections_opened "$f") broken=$(jq '.faults.cut + .faults.dropped' "$f")
   check "day $day faulty: $conns connections (<= 2 x $workers + 1 + $broken broken)" [ "$conns" -le $((2 * workers + 1 + broken)) ]
 done
