@@ -173,8 +173,7 @@ HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) {
   if (options_.max_attempts < 1) throw std::invalid_argument("HTTP max attempts must be at least 1");
   if (options_.rate_limit_rps < 0) throw std::invalid_argument("rate limit must not be negative");
   if (options_.user_agent.empty()) options_.user_agent = default_user_agent();
-  if (options_.rate_limit_rps > 0 && !options_.rate_gate_path.empty())
-    gate_ = std::make_unique<RateGate>(options_.rate_gate_path, options_.rate_limit_rps);
+  if (options_.rate_limit_rps > 0) gate_ = std::make_unique<RateGate>(options_.rate_gate_path, options_.rate_limit_rps);
   jitter_state_ = options_.jitter_seed;
   global_init_once();
   CURLM* m = curl_multi_init();
@@ -217,7 +216,6 @@ void HttpClient::get(std::string url, HttpCallback on_done, std::int64_t priorit
 double HttpClient::next_start_time() const {
   double t = hold_until_;
   if (gate_) t = std::max(t, gate_->next_slot(mono_now()));
-  else if (options_.rate_limit_rps > 0) t = std::max(t, next_rate_slot_);
   if (spread_interval_ > 0 && last_start_ + spread_interval_ < spread_until_)
     t = std::max(t, last_start_ + spread_interval_);
   return t;
@@ -233,20 +231,13 @@ void HttpClient::launch() {
   while (active_ < static_cast<std::size_t>(options_.concurrency) && !ready_.empty()) {
     now = mono_now();
     if (next_start_time() > now) break;
-    // The host's cadence: another process may have taken the slot since next_start_time() read it.
+    // The cap's cadence: another process sharing the gate's file may have taken the slot since
+    // next_start_time() read it.
     if (gate_ && !gate_->try_take(now)) break;
     Request* r = ready_.top().second;
     ready_.pop();
     start(r);
     last_start_ = now;
-    if (options_.rate_limit_rps > 0 && !gate_) {
-      // Count from the slot, not from when we woke up: a wake-up a millisecond late, every time,
-      // would otherwise cost 10% of the rate at 100/s. A slot missed by a whole interval or more
-      // (nothing was waiting, or the first request) restarts the cadence from now, so unused
-      // slots are never banked into a burst: the next start is always in the future.
-      const double interval = 1.0 / options_.rate_limit_rps;
-      next_rate_slot_ = (now - next_rate_slot_ < interval ? next_rate_slot_ : now) + interval;
-    }
   }
 }
 

@@ -181,8 +181,7 @@ class HttpClient {
   std::uint64_t seq_ = 0;
   std::size_t pending_ = 0;
   std::size_t active_ = 0;
-  double next_rate_slot_ = 0;   // monotonic seconds: earliest start allowed by the rate cap
-  std::unique_ptr<RateGate> gate_;  // the host-wide cadence, when rate_gate_path is set
+  std::unique_ptr<RateGate> gate_;  // the rate cap's cadence (host-wide with rate_gate_path), when capped
   double last_start_ = -1e18;   // monotonic seconds of the latest start
   double hold_until_ = 0;       // monotonic seconds: no starts before (429 / Retry-After / Remaining 0)
   double spread_interval_ = 0;  // extra spacing while RateLimit-Remaining is low

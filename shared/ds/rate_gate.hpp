@@ -5,13 +5,15 @@
 
 namespace ds {
 
-// The next free start time (CLOCK_MONOTONIC seconds, which every process on a host shares) lives
-// in a small file; each start takes it under flock(2) and moves it on by 1/rps. A slot missed by
-// a whole interval restarts the cadence from now, so unused slots never bank into a burst.
-// Processes sharing a file should use the same rps; each advances the slot by its own interval.
+// The next free start time (CLOCK_MONOTONIC seconds, which every process on a host shares); each
+// start takes it and moves it on by 1/rps. A slot missed by a whole interval restarts the cadence
+// from now, so unused slots never bank into a burst. With a path the slot lives in a small file,
+// taken under flock(2), so every process opening it shares one cadence (they should use the same
+// rps: each advances the slot by its own interval); without one, in this object alone.
 class RateGate {
  public:
-  // Opens (creating, mode 0600) the file at `path`. Throws std::runtime_error naming the path.
+  // Opens (creating, mode 0600) the file at `path`, or keeps the slot in memory when `path` is
+  // empty. Throws std::runtime_error naming the path.
   RateGate(const std::string& path, double rps);
   ~RateGate();
   RateGate(const RateGate&) = delete;
@@ -26,7 +28,8 @@ class RateGate {
 
  private:
   std::string path_;
-  int fd_ = -1;
+  int fd_ = -1;        // -1: no file, the slot is `slot_`
+  double slot_ = 0;
   double interval_;
 };
 

@@ -88,6 +88,18 @@ TEST_CASE("rate gate: a slot is taken once, and the next comes one interval late
   ::unlink(path.c_str());
 }
 
+TEST_CASE("rate gate: without a file the cadence is the one object's (RATE_LIMIT_FILE=none)", "[rate_gate]") {
+  ds::RateGate own("", 10), other("", 10);
+  const double t = now_s();
+  CHECK(own.try_take(t));
+  CHECK_FALSE(own.try_take(t + 0.05));
+  CHECK(own.next_slot(t) == Approx(t + 0.1));
+  CHECK(other.try_take(t));  // nothing shared: another gate has its own slot
+  CHECK(own.try_take(t + 0.1));
+  CHECK(own.try_take(t + 5));  // missed by more than an interval: restarts from now
+  CHECK(own.next_slot(t + 5) == Approx(t + 5.1));
+}
+
 TEST_CASE("rate gate: a slot from before a reboot does not hold anyone back", "[rate_gate]") {
   const std::string path = temp_gate_path();
   {
