@@ -336,13 +336,13 @@ void FeedFetcher::resume_paused() {
 
 std::string FeedFetcher::summary() const {
   std::string why;
-  for (int r = 0; r < 10; ++r)
+  for (int r = 0; r < path_reason_count; ++r)
     if (stats_.reasons[r] > 0)
       why += fmt::format("{}{} {}", why.empty() ? "" : ", ", stats_.reasons[r], to_string(static_cast<PathReason>(r)));
   return fmt::format("{} users ({} complete, {} capped, {} gone, {} failed, {} skipped), {} posts, {} pages; "
                      "paths: {} feed, {} getPosts, {} no request ({}); {} getAuthorFeed + {} getPosts requests",
                      stats_.users, stats_.complete, stats_.capped, stats_.gone, stats_.failed, stats_.skipped,
-                     stats_.posts, stats_.pages, stats_.paths[0], stats_.paths[1], stats_.paths[2],
+                     stats_.posts, stats_.pages, stats_.path(FeedPath::feed), stats_.path(FeedPath::posts), stats_.path(FeedPath::none),
                      why.empty() ? "none" : why, stats_.feed_requests, stats_.posts_requests);
 }
 
@@ -363,9 +363,9 @@ void FeedFetcher::add_end_fields(EndRecord& end) const {
   end.set("time_fallbacks", stats_.time_fallbacks);
   end.set("requests_get_author_feed", stats_.feed_requests);
   end.set("requests_get_posts", stats_.posts_requests);
-  for (int p = 0; p < 3; ++p)
+  for (int p = 0; p < feed_path_count; ++p)
     end.set(std::string("path_") + to_string(static_cast<FeedPath>(p)), stats_.paths[p]);
-  for (int r = 0; r < 10; ++r)
+  for (int r = 0; r < path_reason_count; ++r)
     end.set(std::string("reason_") + to_string(static_cast<PathReason>(r)), stats_.reasons[r]);
 }
 

@@ -58,8 +58,9 @@ struct FetcherStats {
   std::int64_t time_fallbacks = 0;   // posts dated by indexedAt or the previous post
   std::int64_t feed_requests = 0;    // getAuthorFeed attempts
   std::int64_t posts_requests = 0;   // getPosts attempts
-  std::int64_t paths[3] = {};        // users written by FeedPath (feed, posts, none)
-  std::int64_t reasons[10] = {};     // users written by the PathReason of their path
+  std::int64_t paths[feed_path_count] = {};      // users written, by FeedPath
+  std::int64_t reasons[path_reason_count] = {};  // users written, by the PathReason of their path
+  std::int64_t path(FeedPath p) const { return paths[static_cast<int>(p)]; }
 };
 
 // The loop, the `end` chain and the summary are FetchStage's (run() exits 3 when a feed failed

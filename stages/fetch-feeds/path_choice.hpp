@@ -28,6 +28,10 @@ enum class PathReason {
   posts_failed,          // feed, switched from posts: the getPosts request failed
 };
 
+// How many of each there are, for counters indexed by them: follow the last enumerator.
+inline constexpr int feed_path_count = static_cast<int>(FeedPath::none) + 1;
+inline constexpr int path_reason_count = static_cast<int>(PathReason::posts_failed) + 1;
+
 struct EconomyOptions {
   bool enabled = true;
   int full_refresh_days = 7;  // every account gets a full window feed at least this often
