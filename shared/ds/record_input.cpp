@@ -46,9 +46,15 @@ std::string get_identifier(value v, std::string_view field) {
   return std::string(s);
 }
 
+// JSON null (an optional field written as null); a read error counts as not null, for the getter
+// that follows to report.
+bool is_json_null(value& v) {
+  bool null = false;
+  return !v.is_null().get(null) && null;
+}
+
 std::optional<std::string> get_optional_text(value v, std::string_view field) {
-  bool is_null = false;
-  if (!v.is_null().get(is_null) && is_null) return std::nullopt;
+  if (is_json_null(v)) return std::nullopt;
   return sanitize_utf8(get_string(v, field));
 }
 
@@ -89,6 +95,37 @@ Totals get_totals(value v, std::string_view field) {
   return t;
 }
 
+// `lastSnapshot`: {date, posts}; null or absent is none.
+std::optional<LastSnapshot> get_last_snapshot(value v) {
+  if (is_json_null(v)) return std::nullopt;
+  object o;
+  if (v.get_object().get(o)) fail("field \"lastSnapshot\" must be an object");
+  LastSnapshot last;
+  for (auto f : o) {
+    const std::string_view k = f.unescaped_key();
+    if (k == "date") last.date = get_identifier(f.value(), "lastSnapshot.date");
+    else if (k == "posts") last.posts = get_count(f.value(), "lastSnapshot.posts");
+  }
+  if (last.date.size() != 10 || !parse_timestamp(last.date + "T00:00:00Z"))
+    fail("field \"lastSnapshot.date\" must be a YYYY-MM-DD date");
+  return last;
+}
+
+// `windowUris`: an array of post URIs; null or absent is none (not the same as empty).
+std::optional<std::vector<std::string>> get_uri_list(value v, std::string_view field) {
+  if (is_json_null(v)) return std::nullopt;
+  const std::string what = "field \"" + std::string(field) + "\" must be an array of post URIs";
+  simdjson::ondemand::array a;
+  if (v.get_array().get(a)) fail(what);
+  std::vector<std::string> uris;
+  for (auto item : a) {
+    value iv;
+    if (item.get(iv)) fail(what);
+    uris.push_back(get_identifier(iv, std::string(field) + "[]"));
+  }
+  return uris;
+}
+
 ProfileStatus parse_profile_status(std::string_view s) {
   if (s == "ok") return ProfileStatus::ok;
   if (s == "gone") return ProfileStatus::gone;
@@ -113,8 +150,7 @@ void decode_selection(object o, SelectionRecord& r) {
     if (k != "shard") continue;
     have_shard = true;
     value v = f.value();
-    bool is_null = false;
-    if (!v.is_null().get(is_null) && is_null) continue;
+    if (is_json_null(v)) continue;
     // ds-load locks by it: a shard it cannot parse must not pass for another one.
     const std::string_view s = get_string(v, k);
     if (!parse_shard(s)) fail("field \"shard\" is not K/N (0 <= K < N)");
@@ -136,45 +172,18 @@ void decode_user(object o, UserRecord& r) {
     else if (k == "asOf") { r.as_of = get_time(v, k); have_as_of = true; }
     else if (k == "since") {
       have_since = true;
-      bool is_null = false;
-      if (!v.is_null().get(is_null) && is_null) r.since.reset();
+      if (is_json_null(v)) r.since.reset();
       else r.since = get_time(v, k);
     } else if (k == "baseline") r.baseline = get_totals(v, k);
-    else if (k == "lastSnapshot") {
-      bool is_null = false;
-      if (!v.is_null().get(is_null) && is_null) continue;
-      object lo;
-      if (v.get_object().get(lo)) fail("field \"lastSnapshot\" must be an object");
-      LastSnapshot last;
-      for (auto lf : lo) {
-        const std::string_view lk = lf.unescaped_key();
-        value lv = lf.value();
-        if (lk == "date") last.date = get_identifier(lv, "lastSnapshot.date");
-        else if (lk == "posts") last.posts = get_count(lv, "lastSnapshot.posts");
-      }
-      if (last.date.size() != 10 || !parse_timestamp(last.date + "T00:00:00Z"))
-        fail("field \"lastSnapshot.date\" must be a YYYY-MM-DD date");
-      r.last_snapshot = std::move(last);
-    } else if (k == "windowUris") {
-      bool is_null = false;
-      if (!v.is_null().get(is_null) && is_null) continue;
-      simdjson::ondemand::array a;
-      if (v.get_array().get(a)) fail("field \"windowUris\" must be an array of post URIs");
-      std::vector<std::string> uris;
-      for (auto item : a) {
-        value iv;
-        if (item.get(iv)) fail("field \"windowUris\" must be an array of post URIs");
-        uris.push_back(get_identifier(iv, "windowUris[]"));
-      }
-      r.window_uris = std::move(uris);
-    } else if (k == "profileStatus") {
+    else if (k == "lastSnapshot") r.last_snapshot = get_last_snapshot(v);
+    else if (k == "windowUris") r.window_uris = get_uri_list(v, k);
+    else if (k == "profileStatus") {
       r.profile_status = parse_profile_status(get_string(v, k));
       have_profile_status = true;
     }
     else if (k == "profileError") r.profile_error = get_optional_text(v, k);
     else if (k == "profile") {
-      bool is_null = false;
-      if (!v.is_null().get(is_null) && is_null) continue;
+      if (is_json_null(v)) continue;
       object p;
       if (v.get_object().get(p)) fail("field \"profile\" must be an object");
       Profile prof;
