@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ds/appview/requests.hpp"
 #include "ds/clock.hpp"
 #include "ds/pg.hpp"
 #include "ds/records.hpp"
@@ -16,7 +17,7 @@ namespace ds::select_users {
 
 // A window of fewer stored posts than this travels as its URIs (`windowUris`): getPosts takes 25
 // URIs a request, a feed page 100 posts, so at 25 or more the feed is as cheap (docs/request-economy.md).
-constexpr std::int64_t max_window_uris = 25;
+constexpr auto max_window_uris = static_cast<std::int64_t>(appview::max_posts_per_request);
 
 enum class Mode {
   active,  // users with a views row dated within active_days of as_of (the original's default)
