@@ -107,6 +107,7 @@ struct LoadResult {
   double wall_s = 0;
   std::int64_t bad_lines = 0;  // input lines ds-load itself skipped (upstream's are in their ends)
   std::vector<EndRecord> upstream_ends;  // as read, for the metrics file (--metrics-file)
+  UpstreamCounters upstream;             // what they say (judge_stream), as written to the run log
 };
 
 // The whole run: lock, run-log row, batches, final status. Never throws; every outcome is in the

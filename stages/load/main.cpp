@@ -69,7 +69,6 @@ int main(int argc, char** argv) {
   }
   // Success or not: the metrics file is how dashboards and alerts learn about a failed run.
   if (const std::string path = ds::setting(metrics_file, "METRICS_FILE", ""); !path.empty()) {
-    const ds::load::StreamVerdict v = ds::load::judge_stream(r.upstream_ends, 0);
     ds::metrics::RunReport m;
     m.shard = r.shard;
     m.status = r.status;
@@ -77,13 +76,13 @@ int main(int argc, char** argv) {
     m.run_id = r.run_id;
     m.duration_s = r.wall_s;
     m.ends = r.upstream_ends;
-    m.users_selected = v.counters.users_selected;
-    m.users_gone = v.counters.users_gone;
-    m.users_failed = v.counters.users_failed;
+    m.users_selected = r.upstream.users_selected;
+    m.users_gone = r.upstream.users_gone;
+    m.users_failed = r.upstream.users_failed;
     m.users_snapshotted = r.stats.snapshots_loaded();
     m.posts_loaded = r.stats.posts_loaded();
-    m.api_requests = v.counters.api_requests;
-    m.api_retries = v.counters.api_retries;
+    m.api_requests = r.upstream.api_requests;
+    m.api_retries = r.upstream.api_retries;
     const auto& s = r.stats;
     m.load_counters = {{"records", s.records}, {"batches", s.batches}, {"users", s.users_seen},
                        {"users_updated", s.users_updated}, {"posts", s.posts_loaded()},

@@ -259,6 +259,7 @@ class Run {
       out_.flush();
       const StreamVerdict v = judge_stream(input.upstream_ends(), input.bad_lines());
       res_.upstream_ends = input.upstream_ends();
+      res_.upstream = v.counters;
       res_.bad_lines = input.bad_lines();
       res_.status = v.status;
       res_.error = v.error;
@@ -297,6 +298,7 @@ class Run {
     res_.upstream_ends = ends;
     res_.bad_lines = bad_lines;
     StreamVerdict v = judge_stream(ends, bad_lines);
+    res_.upstream = v.counters;
     v.status = "failed";
     v.error = why;
     // Stopped before the stream's first record (a signal, a bad first line): recorded as the run
@@ -435,7 +437,7 @@ std::string summary_line(const LoadResult& r) {
   if (r.bad_lines) line += std::to_string(r.bad_lines) + " bad input lines skipped, ";
   // The API budget is the binding limit of a real run: what it cost, by endpoint and per account,
   // and which way the feeds were refreshed (docs/request-economy.md).
-  const auto c = judge_stream(r.upstream_ends, 0).counters;
+  const auto& c = r.upstream;
   if (c.api_requests > 0 || c.users_selected > 0)
     line += fmt::format("{} requests ({} getProfiles, {} getAuthorFeed, {} getPosts; {:.2f} per account), "
                         "feeds by path: {} feed, {} getPosts, {} no request, ",
