@@ -181,6 +181,31 @@ TEST_CASE("ds-report's capacity is the rate cap times the duration, for a shard 
   CHECK_FALSE(dr::cap_capacity(r, 10).has_value());
 }
 
+TEST_CASE("ds-report stacks each run's requests by endpoint; a run logged before the split shows its total", "[report]") {
+  dr::ReportInput in;
+  in.rate_limit_rps = 0;  // plain request counts: the heights are the numbers themselves
+  dr::RunRow split;
+  split.id = 2;
+  split.status = "completed";
+  split.started = *ds::parse_timestamp("2026-11-05T06:00:00Z");
+  split.duration_s = 60;
+  split.selected = 50;
+  split.requests = 35;
+  split.requests_profiles = 2;
+  split.requests_feed = 20;
+  split.requests_posts = 13;
+  dr::RunRow before = split;
+  before.id = 1;
+  before.started = *ds::parse_timestamp("2026-11-04T06:00:00Z");
+  before.requests_profiles = before.requests_feed = before.requests_posts = std::nullopt;
+  in.runs = {split, before};
+  const std::string html = dr::render_runs_section(in);
+  CHECK(html.find("getProfiles 2 · getAuthorFeed 20 · getPosts 13") != std::string::npos);
+  CHECK(html.find("0.7 per selected account") != std::string::npos);
+  CHECK(html.find("not split by endpoint") != std::string::npos);  // the legend of run 1's stack
+  CHECK(occurrences(html, "getProfiles 2 ·") == 1);  // run 1 has no split to show
+}
+
 TEST_CASE("ds-report tells why an account has no recent snapshot", "[report]") {
   dr::RunRow partial;
   partial.id = 9;

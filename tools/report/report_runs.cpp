@@ -108,7 +108,7 @@ std::string users_chart(const std::vector<const RunRow*>& runs) {
                 count_or_dash(r.snapshotted) + ", failed " + count_or_dash(r.failed) + ", gone " + count_or_dash(r.gone);
     return b;
   });
-  return render_bar_chart(c) + render_legend({{"snapshotted", "#2da44e"}, {"failed", "#cf222e"}, {"gone", "#8c959f"}});
+  return render_bar_chart(c) + render_series_legend(c.series);
 }
 
 std::string posts_chart(const std::vector<const RunRow*>& runs) {
@@ -159,7 +159,8 @@ std::string api_chart(const std::vector<const RunRow*>& runs, double rps) {
       b.tooltip = tooltip(r);
       return b;
     });
-    return render_bar_chart(c) + note("RATE_LIMIT_RPS is 0 (no cap), so there is no capacity to compare with.");
+    return render_bar_chart(c) + render_series_legend(c.series) +
+           note("RATE_LIMIT_RPS is 0 (no cap), so there is no capacity to compare with.");
   }
   c.aria_label = "API requests by endpoint as a share of the rate cap's capacity for the run's duration";
   c.y_unit = "% of cap";
@@ -178,7 +179,7 @@ std::string api_chart(const std::vector<const RunRow*>& runs, double rps) {
                                   : std::string("\nno duration, no capacity"));
     return b;
   });
-  return render_bar_chart(c);
+  return render_bar_chart(c) + render_series_legend(c.series);
 }
 
 std::vector<std::string> run_row(const RunRow& r, double rps) {

@@ -314,4 +314,10 @@ std::string render_legend(const std::vector<std::pair<std::string, std::string>>
   return out + "</div>";
 }
 
+std::string render_series_legend(const std::vector<BarSeries>& series) {
+  std::vector<std::pair<std::string, std::string>> name_color;
+  for (const auto& s : series) name_color.emplace_back(s.name, s.color);
+  return render_legend(name_color);
+}
+
 }  // namespace ds::report

@@ -84,5 +84,7 @@ std::vector<std::pair<Day, Day>> day_gaps(const DayChart& c);
 
 // A legend: a colour chip and a name per series.
 std::string render_legend(const std::vector<std::pair<std::string, std::string>>& name_color);
+// The legend of a stacked bar chart's series.
+std::string render_series_legend(const std::vector<BarSeries>& series);
 
 }  // namespace ds::report
