@@ -439,9 +439,7 @@ TEST_CASE("fetch-feeds: one backfill budget for the run, in input order, first p
 
 TEST_CASE("fetch-feeds: a resumed backfill refreshes its window, then goes on from its cursor", "[fetch_feeds]") {
   FakeAppView fake;
-  fake.actors["did:plc:r"].items = history("did:plc:r", 450);
-  fake.actors["did:plc:deep"].items = history("did:plc:deep", 450);
-  fake.actors["did:plc:none"].items = history("did:plc:none", 450);
+  for (const char* d : {"did:plc:r", "did:plc:deep", "did:plc:none"}) fake.actors[d].items = history(d, 450);
   fake.start();
   auto o = options_for(fake);
   const auto at = [](int i) { return ds::format_timestamp(base_time - i * hour); };
