@@ -46,7 +46,6 @@ struct FeedFetcher::Job {
   std::optional<Micros> stored_below;
 };
 
-
 FeedFetcher::FeedFetcher(FetcherOptions options, HttpClient& http, OutputWriter& out)
     : FetchStage("ds-fetch-feeds", http, out, options.input_fd, options.progress), options_(std::move(options)) {
   if (options_.max_users_in_flight == 0)
