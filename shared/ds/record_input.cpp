@@ -139,6 +139,7 @@ FeedStatus parse_feed_status(std::string_view s) {
   if (s == "gone") return FeedStatus::gone;
   if (s == "failed") return FeedStatus::failed;
   if (s == "skipped") return FeedStatus::skipped;
+  if (s == "partial") return FeedStatus::partial;
   fail("unknown feed status \"" + std::string(s) + "\"");
 }
 
@@ -182,6 +183,8 @@ void decode_user(object o, UserRecord& r) {
       have_profile_status = true;
     }
     else if (k == "profileError") r.profile_error = get_optional_text(v, k);
+    else if (k == "backfillCursor") r.backfill_cursor = get_optional_text(v, k);
+    else if (k == "backfillPosts") r.backfill_posts = get_count(v, k);
     else if (k == "profile") {
       if (is_json_null(v)) continue;
       object p;
@@ -214,6 +217,7 @@ void decode_user(object o, UserRecord& r) {
         else if (fk == "posts") r.feed.posts = get_count(fv, "feed.posts");
         else if (fk == "requests") r.feed.requests = get_count(fv, "feed.requests");
         else if (fk == "error") r.feed.error = get_optional_text(fv, "feed.error");
+        else if (fk == "cursor") r.feed.cursor = get_optional_text(fv, "feed.cursor");
       }
       // Without a status the rest of the outcome means nothing (and would not be re-emitted).
       if (!have_feed_status) fail("field \"feed.status\" is missing");
@@ -225,6 +229,7 @@ void decode_user(object o, UserRecord& r) {
     fail("\"profile\" or \"profileError\" without \"profileStatus\"");
   if (!have_as_of) fail("missing field \"asOf\"");
   if (!have_since) fail("missing field \"since\" (null for a backfill)");
+  if (r.backfill_cursor && !r.since) fail("\"backfillCursor\" needs a \"since\" (a backfill in progress)");
   if (r.profile_status == ProfileStatus::ok && !r.profile) fail("profileStatus is ok but \"profile\" is missing");
 }
 

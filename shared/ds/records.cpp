@@ -23,6 +23,7 @@ const char* to_string(FeedStatus s) {
     case FeedStatus::gone: return "gone";
     case FeedStatus::failed: return "failed";
     case FeedStatus::skipped: return "skipped";
+    case FeedStatus::partial: return "partial";
     case FeedStatus::not_fetched: break;
   }
   return "not_fetched";
@@ -89,6 +90,7 @@ void encode(std::string& out, const UserRecord& r) {
     for (const auto& u : *r.window_uris) w.string(u);
     w.end_array();
   }
+  if (r.backfill_cursor) w.field("backfillCursor", *r.backfill_cursor).field("backfillPosts", r.backfill_posts);
   if (r.profile_status != ProfileStatus::not_fetched) {
     w.field("profileStatus", to_string(r.profile_status));
     if (r.profile) {
@@ -113,8 +115,9 @@ void encode(std::string& out, const UserRecord& r) {
     w.field("pages", r.feed.pages)
         .field("posts", r.feed.posts)
         .field("requests", r.feed.requests)
-        .field("error", r.feed.error)
-        .end_object();
+        .field("error", r.feed.error);
+    if (r.feed.cursor) w.field("cursor", *r.feed.cursor);
+    w.end_object();
   }
   w.end_object();
   out += '\n';

@@ -51,7 +51,8 @@ struct Profile {
 // Outcome of fetching one user's profile (set by ds-fetch-profiles).
 enum class ProfileStatus { not_fetched, ok, gone, failed };
 // Outcome of fetching one user's feed (set by ds-fetch-feeds).
-enum class FeedStatus { not_fetched, complete, capped, gone, failed, skipped };
+// `partial`: a backfill stopped at the run's limit (docs/request-economy.md, progressive backfill).
+enum class FeedStatus { not_fetched, complete, capped, gone, failed, skipped, partial };
 
 // The last snapshot this pipeline wrote for the account from a complete fetch (set by select).
 struct LastSnapshot {
@@ -67,6 +68,7 @@ struct FeedOutcome {
   std::int64_t requests = 0;   // HTTP requests sent for this user, retries included
   std::optional<std::string> error;
   std::string path;            // "feed", "posts" (getPosts refresh) or "none" (no request); empty: none taken
+  std::optional<std::string> cursor;  // `partial`: the getAuthorFeed cursor the next run continues from
   bool operator==(const FeedOutcome&) const = default;
 };
 
@@ -80,6 +82,10 @@ struct UserRecord {
   Totals baseline;                          // stored live posts outside the window
   std::optional<LastSnapshot> last_snapshot;             // for the request economy (docs/records.md)
   std::optional<std::vector<std::string>> window_uris;  // stored live window posts, when few
+  // A backfill in progress (select): where its history continues and how many posts earlier runs
+  // stored. Set only with a `since`, which then also covers everything after those runs.
+  std::optional<std::string> backfill_cursor;
+  std::int64_t backfill_posts = 0;
   ProfileStatus profile_status = ProfileStatus::not_fetched;
   std::optional<Profile> profile;
   std::optional<std::string> profile_error;

@@ -38,6 +38,12 @@ struct FeedFetcher::Job {
   std::vector<std::optional<PostRecord>> refreshed;
   std::size_t uris_waiting = 0;  // window URIs whose getPosts answer has not come yet
   bool posts_failed = false;     // a getPosts request for it failed
+  // A backfill's history pages: budgeted once they come from a cursor, and not cut at `since`.
+  // A fresh backfill is history from its first page; a resumed one after its window.
+  bool history = false;
+  // A resumed backfill: posts strictly older than its stored cursor were never stored, so its
+  // window pages keep them (the stored ones in between are not sent again).
+  std::optional<Micros> stored_below;
 };
 
 FeedFetcher::FeedFetcher(FetcherOptions options, HttpClient& http, OutputWriter& out)
@@ -46,6 +52,7 @@ FeedFetcher::FeedFetcher(FetcherOptions options, HttpClient& http, OutputWriter&
     options_.max_users_in_flight = 50 * static_cast<std::size_t>(http_.options().concurrency);
   if (options_.max_posts < 1) throw std::invalid_argument("max posts must be at least 1");
   options_.page_limit = std::clamp(options_.page_limit, 1, appview::max_feed_page);
+  backfill_left_ = std::max<std::int64_t>(0, options_.backfill_max_requests);
 }
 
 bool FeedFetcher::wants_input() const {
@@ -75,7 +82,11 @@ void FeedFetcher::add_user(UserRecord&& user) {
     j.choice = choose_path(j.user, options_.economy);
     if (j.choice.path == FeedPath::none) finish(j, FeedStatus::complete, std::nullopt);
     else if (j.choice.path == FeedPath::posts) queue_window_uris(j);
-    else start_feed(j);
+    else {
+      j.history = !j.user.since;
+      if (j.user.backfill_cursor) j.stored_below = parse_timestamp(*j.user.backfill_cursor);
+      start_feed(j);
+    }
   }
   http_.poll(0);  // start its first request now
 }
@@ -173,6 +184,14 @@ void FeedFetcher::request_page(Job& job) {
     job.paused = false;
     --paused_;
   }
+  if (job.history && job.cursor) {
+    if (backfill_left_ == 0) {
+      stop_backfill(job);
+      return;
+    }
+    --backfill_left_;
+    ++stats_.backfill_requests;
+  }
   const std::string url = appview::author_feed_url(options_.base_url, job.user.did, options_.page_limit, job.cursor);
   Job* j = &job;  // jobs stay in the window (stable address) until done and written
   // Earlier users first: the head's pages are what lets output (and memory) move on.
@@ -219,11 +238,11 @@ HttpVerdict FeedFetcher::on_page(Job& job, HttpResult& r) {
       ++stats_.repeated_posts;
       continue;
     }
-    if (since && p.sort_at < *since) {
+    if (since && !job.history && p.sort_at < *since && !(job.stored_below && p.sort_at < *job.stored_below)) {
       ++stats_.outside_window;
       continue;
     }
-    if (job.posts >= options_.max_posts) {
+    if (!job.history && job.posts >= options_.max_posts) {
       capped = true;
       break;
     }
@@ -248,25 +267,37 @@ HttpVerdict FeedFetcher::on_page(Job& job, HttpResult& r) {
     finish(job, FeedStatus::complete, std::nullopt);
     return HttpVerdict::done;
   }
-  if (since) {
+  std::string next = std::move(*page.cursor);
+  if (since && !job.history) {
     // The cursor is the sort time of the page's last item and the next page holds only items
     // strictly older, so a cursor at or before `since` means nothing more is in the window. It is
     // opaque by contract, so when it is not a timestamp fall back to the page's own posts.
-    const auto cursor_time = parse_timestamp(*page.cursor);
+    const auto cursor_time = parse_timestamp(next);
     const bool past_window = cursor_time ? *cursor_time <= *since
                                          : (!page.posts.empty() && page.posts.back().sort_at < *since);
     if (past_window) {
-      finish(job, FeedStatus::complete, std::nullopt);
-      return HttpVerdict::done;
+      if (!job.user.backfill_cursor) {
+        finish(job, FeedStatus::complete, std::nullopt);
+        return HttpVerdict::done;
+      }
+      // A resumed backfill: its window is refreshed; its history goes on from the stored cursor,
+      // or from here when the window already reached below it.
+      job.history = true;
+      if (!(cursor_time && job.stored_below && *cursor_time <= *job.stored_below)) next = *job.user.backfill_cursor;
     }
   }
-  if (job.posts >= options_.max_posts) return cap_reached();
-  if (!job.cursors.insert(*page.cursor).second) {
-    fail(job, "page " + std::to_string(job.pages) + ": cursor did not advance (" + excerpt(*page.cursor) +
+  if (job.posts >= options_.max_posts) {
+    if (!job.history) return cap_reached();
+    job.cursor = std::move(next);
+    stop_backfill(job);
+    return HttpVerdict::done;
+  }
+  if (!job.cursors.insert(next).second) {
+    fail(job, "page " + std::to_string(job.pages) + ": cursor did not advance (" + excerpt(next) +
                   "); stopped to avoid looping");
     return HttpVerdict::done;
   }
-  job.cursor = std::move(page.cursor);
+  job.cursor = std::move(next);
   if (&job != window_.front().get() && buffered_bytes_ >= options_.max_buffered_bytes) {
     job.paused = true;  // resumed by write_ready() once the head has written its share
     ++paused_;
@@ -276,13 +307,23 @@ HttpVerdict FeedFetcher::on_page(Job& job, HttpResult& r) {
   return HttpVerdict::done;
 }
 
+// The run's limit for this backfill (the request budget, or max_posts) is reached: what it
+// fetched is written, and the next run continues from `job.cursor`.
+void FeedFetcher::stop_backfill(Job& job) {
+  spdlog::info("{}: backfill stopped at the run's limit after {} posts ({} backfill requests left); the next run "
+               "continues from cursor {}",
+               job.user.did, job.posts, backfill_left_, job.cursor ? excerpt(*job.cursor) : std::string("(none)"));
+  finish(job, FeedStatus::partial, std::nullopt);
+  job.user.feed.cursor = job.cursor;
+}
+
 void FeedFetcher::finish(Job& job, FeedStatus status, std::optional<std::string> error) {
   job.done = true;
   job.cursors = {};
   job.uris = {};
   // A skipped user was never on a path: nothing was asked for it.
   const std::string path = status == FeedStatus::skipped ? std::string() : to_string(job.choice.path);
-  job.user.feed = FeedOutcome{status, job.pages, job.posts, job.requests, std::move(error), path};
+  job.user.feed = FeedOutcome{status, job.pages, job.posts, job.requests, std::move(error), path, std::nullopt};
 }
 
 bool FeedFetcher::head_block_open() const { return !window_.empty() && window_.front()->opened; }
@@ -312,6 +353,7 @@ void FeedFetcher::write_ready(bool may_open_block) {
     switch (head.user.feed.status) {
       case FeedStatus::complete: ++stats_.complete; break;
       case FeedStatus::capped: ++stats_.capped; break;
+      case FeedStatus::partial: ++stats_.backfill_partial; break;
       case FeedStatus::gone: ++stats_.gone; break;
       case FeedStatus::failed: ++stats_.failed; break;
       default: ++stats_.skipped; break;
@@ -339,10 +381,13 @@ std::string FeedFetcher::summary() const {
   for (int r = 0; r < path_reason_count; ++r)
     if (stats_.reasons[r] > 0)
       why += fmt::format("{}{} {}", why.empty() ? "" : ", ", stats_.reasons[r], to_string(static_cast<PathReason>(r)));
-  return fmt::format("{} users ({} complete, {} capped, {} gone, {} failed, {} skipped), {} posts, {} pages; "
+  return fmt::format("{} users ({} complete, {} capped, {} gone, {} failed, {} skipped, {} backfills to continue), "
+                     "{} posts, {} pages ({} of the backfill budget); "
                      "paths: {} feed, {} getPosts, {} no request ({}); {} getAuthorFeed + {} getPosts requests",
                      stats_.users, stats_.complete, stats_.capped, stats_.gone, stats_.failed, stats_.skipped,
-                     stats_.posts, stats_.pages, stats_.path(FeedPath::feed), stats_.path(FeedPath::posts), stats_.path(FeedPath::none),
+                     stats_.backfill_partial,
+                     stats_.posts, stats_.pages, stats_.backfill_requests,
+                     stats_.path(FeedPath::feed), stats_.path(FeedPath::posts), stats_.path(FeedPath::none),
                      why.empty() ? "none" : why, stats_.feed_requests, stats_.posts_requests);
 }
 
@@ -350,6 +395,8 @@ void FeedFetcher::add_end_fields(EndRecord& end) const {
   end.set("users", stats_.users);
   end.set("complete", stats_.complete);
   end.set("capped", stats_.capped);
+  end.set("backfill_partial", stats_.backfill_partial);
+  end.set("backfill_requests", stats_.backfill_requests);
   end.set("gone", stats_.gone);
   end.set("failed", stats_.failed);
   end.set("skipped", stats_.skipped);

@@ -39,12 +39,19 @@ struct FetcherOptions {
   Progress* progress = nullptr;
   // Which accounts may skip their feed (path_choice.hpp, docs/request-economy.md).
   EconomyOptions economy;
+  // History pages of backfills, over the whole run (docs/request-economy.md, progressive
+  // backfill): a fresh backfill's pages after its first, a resumed one's pages from its stored
+  // cursor. A backfill that runs out, or reaches max_posts, ends `partial` with the cursor to
+  // continue from. Window pages are never counted: every account's window is refreshed daily.
+  std::int64_t backfill_max_requests = 3000;
 };
 
 struct FetcherStats {
   std::int64_t users = 0;
   std::int64_t complete = 0;
   std::int64_t capped = 0;
+  std::int64_t backfill_partial = 0;   // backfills that stopped at the run's limit, to continue
+  std::int64_t backfill_requests = 0;  // history pages taken from backfill_max_requests
   std::int64_t gone = 0;
   std::int64_t failed = 0;
   std::int64_t skipped = 0;          // profile not ok, or a repeated did
@@ -104,6 +111,7 @@ class FeedFetcher : public appview::FetchStage {
   void finish(Job& job, FeedStatus status, std::optional<std::string> error);
   void resume_paused();
   bool head_block_open() const;
+  void stop_backfill(Job& job);
 
   FetcherOptions options_;
   std::deque<std::unique_ptr<Job>> window_;
@@ -113,6 +121,7 @@ class FeedFetcher : public appview::FetchStage {
   std::uint64_t next_seq_ = 0;
   std::vector<PostsEntry> posts_batch_;  // window URIs waiting for a getPosts request
   FetcherStats stats_;
+  std::int64_t backfill_left_ = 0;  // of options_.backfill_max_requests
 };
 
 // --health: one getAuthorFeed call (limit 1) for `actor`. Empty when the API answered with a feed

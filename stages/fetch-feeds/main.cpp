@@ -15,12 +15,13 @@ int main(int argc, char** argv) {
   std::optional<std::int64_t> max_posts;
   std::optional<std::string> economy;
   std::optional<std::int64_t> full_refresh_days;
+  std::optional<std::int64_t> backfill_max_requests;
   ds::appview::FetchProgram program({
       "ds-fetch-feeds",
       "Reads `user` records on stdin, pages each profileStatus=ok user's getAuthorFeed (everything "
       "for a backfill, back to `since` otherwise), writes the user's own posts and then the user, in "
-      "input order. Exit: 0 ok, 1 runtime failure, 2 usage, 3 some feeds failed or were capped or "
-      "input lines were bad, 6 --health failed.",
+      "input order. Exit: 0 ok (also when backfills stopped at the run's limit), 1 runtime failure, 2 usage, "
+      "3 some feeds failed or were capped or input lines were bad, 6 --health failed.",
       "getAuthorFeed",
       [&] {
         options.max_posts = ds::setting_int(max_posts, "MAX_POSTS_PER_USER", 100000, 1, 10'000'000);
@@ -29,6 +30,8 @@ int main(int argc, char** argv) {
         options.economy.enabled = e == "on";
         options.economy.full_refresh_days =
             static_cast<int>(ds::setting_int(full_refresh_days, "FULL_REFRESH_DAYS", 7, 1, 365));
+        options.backfill_max_requests =
+            ds::setting_int(backfill_max_requests, "BACKFILL_MAX_REQUESTS", 3000, 0, 100'000'000);
       },
       ds::feeds::health_check,
       [&](ds::appview::FetchContext& c) {
@@ -41,7 +44,12 @@ int main(int argc, char** argv) {
   });
   program.app().add_option(
       "--max-posts", max_posts,
-      "Safety cap on posts per user; a feed that reaches it is `capped` (env MAX_POSTS_PER_USER; default 100000)");
+      "Cap on posts per user and run: a window that reaches it is `capped`, a backfill `partial` and continued "
+      "by the next run (env MAX_POSTS_PER_USER; default 100000)");
+  program.app().add_option(
+      "--backfill-max-requests", backfill_max_requests,
+      "History pages all backfills of this run may request together; a backfill that runs out is `partial` "
+      "and continued by the next run (env BACKFILL_MAX_REQUESTS; default 3000)");
   program.app().add_option(
       "--economy", economy,
       "on: an account with nothing created or deleted since its last snapshot is refreshed with getPosts, "

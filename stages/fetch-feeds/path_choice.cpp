@@ -15,7 +15,7 @@ bool full_refresh_day(std::string_view did, Micros as_of, int days) {
 
 PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
   const auto feed = [](PathReason why) { return PathChoice{FeedPath::feed, why}; };
-  if (!u.since) return feed(PathReason::backfill);
+  if (!u.since || u.backfill_cursor) return feed(PathReason::backfill);  // fresh or resumed
   if (!o.enabled) return feed(PathReason::economy_off);
   if (!u.last_snapshot) return feed(PathReason::no_previous_snapshot);
   const auto last_day = parse_timestamp(u.last_snapshot->date + "T00:00:00Z");

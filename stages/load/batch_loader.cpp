@@ -145,7 +145,9 @@ void BatchLoader::add_user(const UserRecord& u, std::uint64_t seq) {
   ++pending_;
   ++stats_.users_seen;
   // Every user record ends its posts' run of lines, complete or not.
-  feeds_.push_back(FeedRow{account_of(u.did), u.feed.status == FeedStatus::complete, u.since});
+  feeds_.push_back(FeedRow{account_of(u.did), u.feed.status == FeedStatus::complete, u.since,
+                           u.backfill_cursor.has_value(),
+                           u.feed.status == FeedStatus::partial ? u.feed.cursor : std::nullopt, u.as_of});
   request_window(feeds_.back().account, u.since);
   stage_profile(u, seq);
 }

@@ -64,6 +64,11 @@ class BatchLoader {
     std::uint32_t account;
     bool complete;
     std::optional<Micros> since;
+    // A progressive backfill (docs/request-economy.md): `resumed` when the record carried a
+    // backfillCursor; `cursor` set when the feed is `partial` (where the next run continues).
+    bool resumed = false;
+    std::optional<std::string> cursor;
+    Micros as_of = 0;
   };
   struct UserRow {
     std::uint64_t seq;

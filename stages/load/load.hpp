@@ -37,6 +37,9 @@ struct UpstreamCounters {
   // (ds-fetch-feeds `path_feed`, `path_posts`, `path_none`): docs/request-economy.md.
   std::int64_t requests_get_profiles = 0, requests_get_author_feed = 0, requests_get_posts = 0;
   std::int64_t path_feed = 0, path_posts = 0, path_none = 0;
+  // Backfills stopped at the run's limit, to be continued (ds-fetch-feeds `backfill_partial`):
+  // progress, not failures, so they never make a run partial.
+  std::int64_t backfills_partial = 0;
   std::int64_t api_retries = 0;     // sum of `retries`
   std::int64_t bad_lines = 0;       // sum of `bad_lines`, plus the lines ds-load itself skipped
 };
@@ -86,6 +89,7 @@ struct LoadStats {
   std::int64_t posts_skipped = 0;    // author not in users, or a URI too long for the column
   std::int64_t posts_deleted = 0;    // marked deleted: missing from a complete feed's window
   std::int64_t backfills_marked = 0;
+  std::int64_t backfills_saved = 0;  // partial backfills whose cursor was stored (progressive backfill)
   std::int64_t snapshots_inserted = 0;
   std::int64_t snapshots_updated = 0;
   std::int64_t snapshots_unchanged = 0;

@@ -76,12 +76,32 @@ UPDATE posts SET deleted_at = now(), load_fp = NULL, "updatedAt" = now()
 )SQL";
 
 // The marker that makes the account's next run incremental: set only by a complete backfill, with
-// the number of posts the backfill returned.
+// the number of posts the backfill returned (NULL for one completed over several runs: its stored
+// live posts are counted, the posts of all its runs being stored by then). It ends a progressive
+// backfill's state.
 constexpr const char* mark_backfilled_sql = R"SQL(
 INSERT INTO ds_user_state AS s (did, backfilled_at, backfill_posts)
-SELECT v.did, now(), v.n FROM unnest($1::text[], $2::integer[]) AS v(did, n)
+SELECT v.did, now(),
+       COALESCE(v.n, (SELECT count(*) FROM posts p WHERE p.did = v.did AND p.deleted_at IS NULL))
+  FROM unnest($1::text[], $2::integer[]) AS v(did, n)
  WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = v.did)
-ON CONFLICT (did) DO UPDATE SET backfilled_at = EXCLUDED.backfilled_at, backfill_posts = EXCLUDED.backfill_posts
+ON CONFLICT (did) DO UPDATE SET backfilled_at = EXCLUDED.backfilled_at, backfill_posts = EXCLUDED.backfill_posts,
+                                backfill_cursor = NULL, backfill_covered_to = NULL
+)SQL";
+
+// A backfill stopped at the run's limit (`partial`): where the next run continues ($2, the
+// cursor), and up to when its runs have fetched everything ($3, this run's asOf). backfill_posts
+// counts the stored live posts (written before this statement). No marker, so the next run
+// resumes; an account that already has its marker (a replayed older stream) is left alone.
+constexpr const char* save_backfill_sql = R"SQL(
+INSERT INTO ds_user_state AS s (did, backfill_cursor, backfill_started_at, backfill_covered_to, backfill_posts)
+SELECT v.did, v.cursor, v.as_of, v.as_of, (SELECT count(*) FROM posts p WHERE p.did = v.did AND p.deleted_at IS NULL)
+  FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS v(did, cursor, as_of)
+ WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = v.did)
+ON CONFLICT (did) DO UPDATE SET backfill_cursor = EXCLUDED.backfill_cursor,
+       backfill_started_at = COALESCE(s.backfill_started_at, EXCLUDED.backfill_started_at),
+       backfill_covered_to = EXCLUDED.backfill_covered_to, backfill_posts = EXCLUDED.backfill_posts
+ WHERE s.backfilled_at IS NULL
 )SQL";
 
 // A binary timestamptz counts microseconds from 2000-01-01.
@@ -440,23 +460,43 @@ void BatchLoader::flush_posts(bool defer_updates) {
   }
   if (!gone.empty()) stats_.posts_deleted += affected_rows(db_.exec(mark_deleted_sql, {close_array(std::move(gone))}));
 
-  // The backfill marker, with the number of distinct posts the backfill returned.
+  // The backfill marker, with the number of distinct posts the backfill returned. A backfill
+  // resumed from an earlier run's cursor completes like a fresh one; its deletion marking above
+  // covered only its window (`since`), since this run saw only that and the history's rest.
   {
     std::string dids, counts;
     std::vector<char> marked(n_accounts, 0);
     for (const auto& f : feeds_) {
-      if (!f.complete || f.since || !known[f.account] || marked[f.account]) continue;
+      if (!f.complete || (f.since && !f.resumed) || !known[f.account] || marked[f.account]) continue;
       marked[f.account] = 1;
+      append_array_element(dids, accounts_[f.account]);
+      counts += counts.empty() ? "{" : ",";
+      if (f.resumed) {
+        counts += "NULL";
+        continue;
+      }
       std::int64_t n = uniq_start[f.account + 1] - uniq_start[f.account];
       if (const auto* carried = carried_of(f.account))
         for (const auto& u : *carried)
           if (!in_flush(f.account, u)) ++n;
-      append_array_element(dids, accounts_[f.account]);
-      counts += counts.empty() ? "{" : ",";
       append_int(counts, std::min<std::int64_t>(n, INT_MAX));
     }
     if (!dids.empty())
       stats_.backfills_marked += affected_rows(db_.exec(mark_backfilled_sql, {close_array(std::move(dids)), counts + "}"}));
+  }
+
+  // Backfills to continue: their cursor and how far they got. Nothing was marked deleted for them.
+  {
+    std::string dids, cursors, times;
+    for (const auto& f : feeds_) {
+      if (!f.cursor || !known[f.account]) continue;
+      append_array_element(dids, accounts_[f.account]);
+      append_array_element(cursors, *f.cursor);
+      append_array_element(times, format_timestamp(f.as_of));
+    }
+    if (!dids.empty())
+      stats_.backfills_saved += affected_rows(db_.exec(
+          save_backfill_sql, {close_array(std::move(dids)), close_array(std::move(cursors)), close_array(std::move(times))}));
   }
 
   // Later window reads of these accounts must see what this flush wrote (request_window).

@@ -54,7 +54,8 @@ constexpr const char* finish_run_sql =
     "total_users = $5::integer, users_selected = $6::integer, users_gone = $7::integer, "
     "users_failed = $8::integer, posts_loaded = $9::bigint, api_requests = $10::bigint, "
     "api_retries = $11::bigint, bad_lines = $12::integer, error = $13, requests_get_profiles = $14::bigint, "
-    "requests_get_author_feed = $15::bigint, requests_get_posts = $16::bigint WHERE id = $1";
+    "requests_get_author_feed = $15::bigint, requests_get_posts = $16::bigint, backfills_partial = $17::integer "
+    "WHERE id = $1";
 
 // The stream's shard as an operator would name it.
 std::string shard_name(const std::optional<std::string>& shard) { return shard ? "shard " + *shard : "unsharded"; }
@@ -376,7 +377,7 @@ class Run {
                int_param(c.users_gone), int_param(c.users_failed), param(res_.stats.posts_loaded()),
                param(c.api_requests), param(c.api_retries), int_param(c.bad_lines),
                v.error.empty() ? PgParam() : PgParam(v.error), param(c.requests_get_profiles),
-               param(c.requests_get_author_feed), param(c.requests_get_posts)});
+               param(c.requests_get_author_feed), param(c.requests_get_posts), int_param(c.backfills_partial)});
   }
 
   LoadResult fail_early(const std::string& why) {
@@ -444,6 +445,7 @@ std::string summary_line(const LoadResult& r) {
                         c.api_requests, c.requests_get_profiles, c.requests_get_author_feed, c.requests_get_posts,
                         c.users_selected ? double(c.api_requests) / double(c.users_selected) : 0.0, c.path_feed,
                         c.path_posts, c.path_none);
+  if (c.backfills_partial > 0) line += std::to_string(c.backfills_partial) + " backfills in progress, ";
   line += std::to_string(s.batches) + " batches, " + fmt::format("{:.2f}", r.wall_s) + " s";
   return line;
 }

@@ -47,6 +47,7 @@ StreamVerdict judge_stream(const std::vector<EndRecord>& ends, std::int64_t own_
   c.path_feed = stage_counter(ends, "ds-fetch-feeds", "path_feed");
   c.path_posts = stage_counter(ends, "ds-fetch-feeds", "path_posts");
   c.path_none = stage_counter(ends, "ds-fetch-feeds", "path_none");
+  c.backfills_partial = stage_counter(ends, "ds-fetch-feeds", "backfill_partial");
 
   std::vector<std::string> missing;
   for (const char* stage : upstream_stages)

@@ -112,8 +112,9 @@ int main(int argc, char** argv) {
     const double elapsed = ds::monotonic_seconds() - started;
     ds::encode(out.buffer(), ds::select_users::end_record(k, elapsed));
     out.flush();
-    spdlog::info("selected {} users ({} backfill, {} incremental; {} skip_user, {} unknown --did{}) as of {} in {:.2f} s",
-                 k.users, k.backfill, k.incremental, k.skipped, k.missing,
+    spdlog::info("selected {} users ({} backfill, {} backfill resumed, {} incremental; {} skip_user, {} unknown --did{}) "
+                 "as of {} in {:.2f} s",
+                 k.users, k.backfill, k.backfill_resumed, k.incremental, k.skipped, k.missing,
                  opts.shard ? fmt::format("; shard {}, {} in other shards", opts.shard->label(), k.other_shards)
                             : std::string(),
                  ds::format_timestamp(opts.as_of), elapsed);

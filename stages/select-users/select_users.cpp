@@ -16,7 +16,9 @@ namespace {
 // The filter is one of the constant fragments below, so each mode gets its own plain plan.
 // skip_user rows are read (and counted) but get no baseline work and are never emitted.
 // The baseline is a LATERAL aggregate per user, gated on the backfill marker: users without one
-// get since = null and all-zero baselines, so their posts are not even read. The stored sort key
+// get since = null and all-zero baselines, so their posts are not even read. A backfill in
+// progress (backfill_cursor, migration 007) gets a baseline too, below a window that reaches back
+// at least to its last run (backfill_covered_to), so no post between two runs is left unfetched. The stored sort key
 // is sort_at; rows the original wrote have none and fall back to "createdAt" (docs/design.md,
 // posts.sort_at).
 constexpr std::string_view select_head = R"SQL(
@@ -25,7 +27,9 @@ SELECT u.did, u.handle, u."displayName", u.avatar,
        COALESCE(u.skip_user, false) AS skip,
        s.backfilled_at IS NOT NULL AS backfilled,
        b.posts, b.likes, b.replies, b.quotes, b.reposts,
-       s.last_snapshot_date, s.last_snapshot_posts, w.uris, w.n
+       s.last_snapshot_date, s.last_snapshot_posts, w.uris, w.n,
+       s.backfill_cursor, COALESCE(s.backfill_posts, 0),
+       (extract(epoch FROM LEAST($3::timestamptz, s.backfill_covered_to)) * 1000000)::bigint
   FROM users u
   LEFT JOIN ds_user_state s ON s.did = u.did
   CROSS JOIN LATERAL (
@@ -35,11 +39,11 @@ SELECT u.did, u.handle, u."displayName", u.avatar,
            COALESCE(sum(p.quotes), 0) AS quotes,
            COALESCE(sum(p.reposts), 0) AS reposts
       FROM posts p
-     WHERE s.backfilled_at IS NOT NULL
+     WHERE (s.backfilled_at IS NOT NULL OR s.backfill_cursor IS NOT NULL)
        AND NOT COALESCE(u.skip_user, false)
        AND p.did = u.did
        AND p.deleted_at IS NULL
-       AND COALESCE(p.sort_at, p."createdAt") < $3::timestamptz
+       AND COALESCE(p.sort_at, p."createdAt") < LEAST($3::timestamptz, s.backfill_covered_to)
   ) b
   CROSS JOIN LATERAL (
     -- The window's stored live posts, newest first, at most $4 of them: ds-fetch-feeds refreshes
@@ -160,7 +164,15 @@ Counters select(PgConnection& c, const Options& o, const Sink& sink) {
       rec.display_name = r.optional_text(i, 2);
       rec.avatar = r.optional_text(i, 3);
       rec.as_of = o.as_of;
-      if (r.text(i, 5) == "t") {
+      if (!r.is_null(i, 15) && r.text(i, 5) != "t") {
+        // A backfill in progress: its window from the later of its last run and the run's own.
+        rec.since = r.int64(i, 17);
+        rec.backfill_cursor = std::string(r.text(i, 15));
+        rec.backfill_posts = r.int64(i, 16);
+        rec.baseline = Totals{r.int64(i, 6), r.int64(i, 7), r.int64(i, 8), r.int64(i, 9), r.int64(i, 10)};
+        ++k.backfill_resumed;
+        k.baseline_posts += rec.baseline.posts;
+      } else if (r.text(i, 5) == "t") {
         rec.since = since;
         rec.baseline = Totals{r.int64(i, 6), r.int64(i, 7), r.int64(i, 8), r.int64(i, 9), r.int64(i, 10)};
         ++k.incremental;
@@ -199,6 +211,7 @@ EndRecord end_record(const Counters& k, double elapsed_s) {
   e.stage = "ds-select-users";
   e.set("users", k.users);
   e.set("backfill", k.backfill);
+  e.set("backfill_resumed", k.backfill_resumed);
   e.set("incremental", k.incremental);
   e.set("skipped", k.skipped);
   e.set("missing", k.missing);

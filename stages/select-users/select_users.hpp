@@ -40,6 +40,7 @@ struct Options {
 struct Counters {
   std::int64_t users = 0;           // user records emitted
   std::int64_t backfill = 0;        // of those, since = null (no backfill marker yet)
+  std::int64_t backfill_resumed = 0;  // of those, a backfill in progress (backfillCursor)
   std::int64_t incremental = 0;     // of those, with a refresh window
   std::int64_t skipped = 0;         // matched the selection but skip_user = true
   std::int64_t missing = 0;         // --did accounts not in users

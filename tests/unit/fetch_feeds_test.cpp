@@ -151,12 +151,14 @@ std::vector<FakeItem> history(const std::string& did, int count, int reposts_eve
 }
 
 std::string user_line(const std::string& did, std::optional<Micros> since,
-                      ds::ProfileStatus status = ds::ProfileStatus::ok) {
+                      ds::ProfileStatus status = ds::ProfileStatus::ok,
+                      std::optional<std::string> backfill_cursor = std::nullopt) {
   ds::UserRecord u;
   u.did = did;
   u.handle = did.substr(8) + ".test";
   u.as_of = base_time + hour;
   u.since = since;
+  u.backfill_cursor = std::move(backfill_cursor);
   u.profile_status = status;
   if (status == ds::ProfileStatus::ok) u.profile = ds::Profile{u.handle, std::nullopt, std::nullopt, 1, 2, 3};
   std::string line;
@@ -165,7 +167,7 @@ std::string user_line(const std::string& did, std::optional<Micros> since,
 }
 
 struct Rec {
-  std::string type, did, uri, status, error, stage;
+  std::string type, did, uri, status, error, stage, cursor;
   std::int64_t pages = 0, posts = 0, requests = 0;
   Micros sort_at = 0;
 };
@@ -185,6 +187,7 @@ Rec parse(const std::string& line) {
     r.posts = feed["posts"].get_int64().value();
     r.requests = feed["requests"].get_int64().value();
     r.error = text_of(feed, "error");
+    r.cursor = text_of(feed, "cursor");
   }
   return r;
 }
@@ -372,24 +375,105 @@ TEST_CASE("fetch-feeds: gone, retried 503, failures, skipped and repeated users"
   CHECK(run.stats.duplicates == 1);
 }
 
-TEST_CASE("fetch-feeds: the safety cap ends a backfill as capped", "[fetch_feeds]") {
+TEST_CASE("fetch-feeds: the cap ends a window as capped, a backfill as partial with its cursor", "[fetch_feeds]") {
   FakeAppView fake;
   fake.actors["did:plc:big"].items = history("did:plc:big", 450);
   fake.actors["did:plc:small"].items = history("did:plc:small", 150);
+  fake.actors["did:plc:window"].items = history("did:plc:window", 450);
   fake.start();
   auto o = options_for(fake);
   o.max_posts = 150;
-  const Run run = run_stage(user_line("did:plc:big", std::nullopt) + user_line("did:plc:small", std::nullopt), o);
-  CHECK(run.rc == ds::exit_code::partial);
+  const Run run = run_stage(user_line("did:plc:big", std::nullopt) + user_line("did:plc:small", std::nullopt) +
+                                user_line("did:plc:window", base_time - 400 * hour),
+                            o);
+  CHECK(run.rc == ds::exit_code::partial);  // the capped window, not the partial backfill
+  // A backfill stops after the page that reached the cap, where the next run continues.
   const Rec& big = run.user("did:plc:big");
-  CHECK(big.status == "capped");
-  CHECK(big.posts == 150);
-  CHECK(run.posts_of("did:plc:big") == 150);
+  CHECK(big.status == "partial");
+  CHECK(big.posts == 200);
+  CHECK(run.posts_of("did:plc:big") == 200);
   CHECK(fake.hits("did:plc:big") == 2);  // no page fetched past the cap
-  CHECK_THAT(big.error, Catch::Contains("150"));
+  CHECK(big.cursor == ds::format_timestamp(base_time - 199 * hour));
+  CHECK(big.error.empty());
   // Exactly the cap with nothing after it is complete, not capped.
   CHECK(run.user("did:plc:small").status == "complete");
   CHECK(run.user("did:plc:small").posts == 150);
+  // An incremental window past the cap is capped as before: no cursor, an error naming the cap.
+  const Rec& window = run.user("did:plc:window");
+  CHECK(window.status == "capped");
+  CHECK(window.posts == 150);
+  CHECK(run.posts_of("did:plc:window") == 150);
+  CHECK(fake.hits("did:plc:window") == 2);
+  CHECK_THAT(window.error, Catch::Contains("150"));
+  CHECK(window.cursor.empty());
+  CHECK(run.stats.capped == 1);
+  CHECK(run.stats.backfill_partial == 1);
+}
+
+TEST_CASE("fetch-feeds: one backfill budget for the run, in input order, first pages free", "[fetch_feeds]") {
+  FakeAppView fake;
+  for (const char* d : {"did:plc:b1", "did:plc:b2", "did:plc:b3"}) fake.actors[d].items = history(d, 450);  // 5 pages
+  fake.start();
+  auto o = options_for(fake);
+  o.backfill_max_requests = 5;
+  ds::HttpOptions ho = test_http();
+  ho.concurrency = 1;  // one request at a time: the budget's order is the input's
+  const Run run = run_stage(
+      user_line("did:plc:b1", std::nullopt) + user_line("did:plc:b2", std::nullopt) + user_line("did:plc:b3", std::nullopt),
+      o, ho);
+  CHECK(run.rc == ds::exit_code::ok);  // backfills in progress are no failure
+  CHECK(run.user("did:plc:b1").status == "complete");
+  CHECK(fake.hits("did:plc:b1") == 5);  // its first page free, 4 from the budget
+  const Rec& b2 = run.user("did:plc:b2");
+  CHECK(b2.status == "partial");
+  CHECK(fake.hits("did:plc:b2") == 2);  // the budget's last request
+  CHECK(b2.cursor == ds::format_timestamp(base_time - 199 * hour));
+  const Rec& b3 = run.user("did:plc:b3");
+  CHECK(b3.status == "partial");
+  CHECK(fake.hits("did:plc:b3") == 1);  // only its free first page
+  CHECK(b3.cursor == ds::format_timestamp(base_time - 99 * hour));
+  CHECK(run.posts_of("did:plc:b3") == 100);
+  CHECK(run.stats.backfill_requests == 5);
+  CHECK(run.stats.backfill_partial == 2);
+}
+
+TEST_CASE("fetch-feeds: a resumed backfill refreshes its window, then goes on from its cursor", "[fetch_feeds]") {
+  FakeAppView fake;
+  for (const char* d : {"did:plc:r", "did:plc:deep", "did:plc:none"}) fake.actors[d].items = history(d, 450);
+  fake.start();
+  auto o = options_for(fake);
+  const auto at = [](int i) { return ds::format_timestamp(base_time - i * hour); };
+  // r: items 0-199 stored by earlier runs; window: items 0-50. deep: items 0-40 stored, and a
+  // window (0-120) that reaches below them. none: like r, with no budget left.
+  const std::string input = user_line("did:plc:r", base_time - 50 * hour, ds::ProfileStatus::ok, at(199)) +
+                            user_line("did:plc:deep", base_time - 120 * hour, ds::ProfileStatus::ok, at(40));
+  {
+    const Run run = run_stage(input, o);
+    CHECK(run.rc == ds::exit_code::ok);
+    const Rec& r = run.user("did:plc:r");
+    CHECK(r.status == "complete");
+    CHECK(fake.hits("did:plc:r") == 4);  // 1 window page, then 3 from the cursor: none twice
+    std::set<std::string> sent;
+    for (const auto& p : run.recs)
+      if (p.type == "post" && p.did == "did:plc:r") sent.insert(p.uri.substr(p.uri.rfind('/') + 2));
+    CHECK(sent.size() == 51 + 250);
+    CHECK(sent.count("50") == 1);
+    CHECK(sent.count("51") == 0);   // stored, outside the window: not sent again
+    CHECK(sent.count("199") == 0);
+    CHECK(sent.count("200") == 1);  // the history's rest
+    const Rec& deep = run.user("did:plc:deep");
+    CHECK(deep.status == "complete");
+    CHECK(fake.hits("did:plc:deep") == 5);  // the window passed the cursor: paging simply went on
+    CHECK(run.posts_of("did:plc:deep") == 450);
+    CHECK(run.stats.backfill_requests == 3 + 3);
+  }
+  o.backfill_max_requests = 0;
+  const Run run = run_stage(user_line("did:plc:none", base_time - 50 * hour, ds::ProfileStatus::ok, at(199)), o);
+  const Rec& none = run.user("did:plc:none");
+  CHECK(none.status == "partial");
+  CHECK(none.cursor == at(199));  // unchanged: tomorrow goes on from there
+  CHECK(fake.hits("did:plc:none") == 1);
+  CHECK(run.posts_of("did:plc:none") == 51);  // its window is refreshed all the same
 }
 
 TEST_CASE("fetch-feeds: a cursor that does not move fails the feed and terminates", "[fetch_feeds]") {

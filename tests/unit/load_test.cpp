@@ -18,6 +18,7 @@
 #include "ds/progress.hpp"
 #include "ds/shard.hpp"
 #include "load.hpp"
+#include "select_users.hpp"
 #include "post_fingerprint.hpp"
 
 namespace {
@@ -1263,4 +1264,96 @@ TEST_CASE("load: a run that cannot open its second connection fails saying so, a
   CHECK(db.count("SELECT count(*) FROM posts") == 0);
   db.sql().exec("DROP OWNED BY ds_one_conn");
   db.sql().exec("DROP ROLE ds_one_conn");
+}
+
+// A progressive backfill through the database and back: ds-load stores a partial backfill's
+// cursor and progress, ds-select-users carries them into the next run's record with a window
+// reaching back to the last run, and the run that completes it sets the marker, marking deleted
+// only what its window no longer holds.
+TEST_CASE("load and select: a backfill's state round-trips over the runs that complete it", "[db]") {
+  using ds::Micros;
+  TestDb db("t_load_progressive");
+  // Left by the original program: no later run returns it, and only a complete backfill may mark it.
+  db.sql().exec(R"(INSERT INTO posts (uri, did, likes, "createdAt") VALUES ($1, $2, 5, '2020-01-01Z'))",
+                {Stream::uri(alice, "ancient"), alice});
+  const std::string cursor = "2026-10-01T00:00:00.000Z";
+  const auto user = [&](Stream& s, Micros run_as_of, std::optional<Micros> window, std::optional<std::string> resume,
+                        FeedStatus status, std::optional<std::string> next) {
+    ds::UserRecord u;
+    u.did = alice;
+    u.handle = "alice.test";
+    u.as_of = run_as_of;
+    u.since = window;
+    u.backfill_cursor = std::move(resume);
+    u.profile_status = ds::ProfileStatus::ok;
+    u.profile = ds::Profile{"alice.test", std::nullopt, std::nullopt, 10, 20, 30};
+    u.feed.status = status;
+    u.feed.cursor = std::move(next);
+    ds::encode(s.text, u);
+    auto all = clean_ends(1);
+    set_counter(all, "ds-fetch-feeds", "backfill_partial", status == FeedStatus::partial);
+    for (const auto& e : all) ds::encode(s.text, e);
+  };
+  const auto select_alice = [&](Micros run_as_of) {
+    ds::select_users::Options o;
+    o.mode = ds::select_users::Mode::dids;
+    o.dids = {alice};
+    o.as_of = run_as_of;
+    std::vector<ds::UserRecord> out;
+    const auto k = ds::select_users::select(db.sql(), o, [&](const ds::UserRecord& u) { out.push_back(u); });
+    REQUIRE(out.size() == 1);
+    return std::pair{out[0], k};
+  };
+  const auto state = [&] {
+    return db.value("SELECT backfilled_at IS NOT NULL, backfill_cursor, backfill_posts, backfill_started_at = $2, "
+                    "backfill_covered_to = $2 FROM ds_user_state WHERE did = $1",
+                    {alice, std::string(as_of)});
+  };
+
+  // Day 1: a fresh backfill stopped at the run's limit.
+  Stream day1;
+  day1.post(alice, "recent", "2026-11-28T10:00:00Z", 1).post(alice, "old1", "2026-10-02T10:00:00Z", 2)
+      .post(alice, "old2", "2026-10-01T10:00:00Z", 3);
+  user(day1, ts(as_of), std::nullopt, std::nullopt, FeedStatus::partial, cursor);
+  auto r = load(db, day1.text);
+  CHECK(r.exit_code == 0);  // a backfill in progress is no failure
+  CHECK(r.status == "completed");
+  CHECK(db.value("SELECT backfills_partial FROM snapshot_logs ORDER BY id DESC LIMIT 1") == "1");
+  CHECK(state() == "f|" + cursor + "|4|t|t");
+  CHECK(db.count("SELECT count(*) FROM posts WHERE deleted_at IS NOT NULL") == 0);
+
+  // Day 2 selects it as a backfill in progress: its cursor, and a window from its last run.
+  const Micros day2 = ts(as_of) + ds::micros_per_day;
+  auto [rec, k] = select_alice(day2);
+  CHECK(k.backfill_resumed == 1);
+  CHECK(k.backfill == 0);
+  CHECK(k.incremental == 0);
+  CHECK(rec.backfill_cursor == cursor);
+  CHECK(rec.backfill_posts == 4);
+  CHECK(rec.since == day2 - 7 * ds::micros_per_day);  // the run's window reaches past day 1
+  CHECK(rec.baseline.posts == 3);                      // old1, old2, ancient: before the window
+  CHECK(rec.baseline.likes == 2 + 3 + 5);
+  CHECK(!rec.window_uris);
+  // Runs skipped for longer than the window: it starts at the last run instead, leaving no gap.
+  auto [late, late_k] = select_alice(ts(as_of) + 30 * ds::micros_per_day);
+  CHECK(late.since == ts(as_of));
+  CHECK(late.baseline.posts == 4);
+
+  // Day 2 completes it: the window lost "recent", the history's rest has "older".
+  Stream s2;
+  s2.post(alice, "new", "2026-11-30T01:00:00Z", 1).post(alice, "older", "2026-09-01T10:00:00Z", 4);
+  user(s2, day2, rec.since, rec.backfill_cursor, FeedStatus::complete, std::nullopt);
+  r = load(db, s2.text);
+  CHECK(r.exit_code == 0);
+  CHECK(r.stats.backfills_marked == 1);
+  CHECK(db.value("SELECT backfilled_at IS NOT NULL, backfill_cursor IS NULL, backfill_covered_to IS NULL, "
+                 "backfill_posts FROM ds_user_state WHERE did = $1",
+                 {alice}) == "t|t|t|5");
+  // Only the window's missing post is deleted: earlier runs' posts were not in this run's feed.
+  CHECK(db.rows("SELECT uri FROM posts WHERE deleted_at IS NOT NULL") ==
+        std::vector<std::string>{Stream::uri(alice, "recent")});
+  auto [after, after_k] = select_alice(day2 + ds::micros_per_day);
+  CHECK(after_k.incremental == 1);
+  CHECK(!after.backfill_cursor);
+  CHECK(after.since == day2 + ds::micros_per_day - 7 * ds::micros_per_day);
 }

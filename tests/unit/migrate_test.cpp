@@ -121,10 +121,11 @@ void require_design_schema(PgConnection& c) {
   auto posts = column_names(c, "posts");
   CHECK(std::find(posts.begin(), posts.end(), "sort_at") != posts.end());
   CHECK(std::find(posts.begin(), posts.end(), "deleted_at") != posts.end());
-  CHECK(column_names(c, "ds_user_state") == std::vector<std::string>{"did", "backfilled_at", "backfill_posts",
-                                                                     "last_snapshot_date", "last_snapshot_posts"});
+  CHECK(column_names(c, "ds_user_state") ==
+        std::vector<std::string>{"did", "backfilled_at", "backfill_posts", "last_snapshot_date", "last_snapshot_posts",
+                                 "backfill_cursor", "backfill_started_at", "backfill_covered_to"});
   auto logs = column_names(c, "snapshot_logs");
-  for (const char* col : {"requests_get_profiles", "requests_get_author_feed", "requests_get_posts"})
+  for (const char* col : {"requests_get_profiles", "requests_get_author_feed", "requests_get_posts", "backfills_partial"})
     CHECK(std::find(logs.begin(), logs.end(), col) != logs.end());
 
   const std::string indexes = dump(c, "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1");

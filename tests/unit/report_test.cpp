@@ -285,3 +285,22 @@ TEST_CASE("ds-report's page is one balanced, self-contained document", "[report]
   CHECK(page.find("no snapshot: 2026-11-03 to 2026-11-04") != std::string::npos);
   CHECK(page.find("The nights") == std::string::npos);
 }
+
+TEST_CASE("ds-report lists the backfills in progress, escaped, the oldest first as read", "[report]") {
+  dr::ReportInput in;
+  in.generated = *ds::parse_timestamp("2026-11-05T07:00:00Z");
+  in.data.accounts = 3;
+  in.data.snapshots_per_day = {0};
+  in.data.first_day = day("2026-11-05");
+  dr::BackfillProgress big{"did:plc:big", "<b>big</b>.test", *ds::parse_timestamp("2026-11-01T06:00:00Z"),
+                           *ds::parse_timestamp("2026-11-05T06:00:00Z"), 42000};
+  in.data.backfills = {big};
+  in.data.backfills_total = 3;
+  const std::string html = dr::render(in);
+  CHECK(tag_balance(html).empty());
+  CHECK(html.find("None are tracked yet.") == std::string::npos);
+  CHECK(html.find("&lt;b&gt;big&lt;/b&gt;.test") != std::string::npos);
+  CHECK(html.find("2026-11-01") != std::string::npos);
+  CHECK(html.find("42,000") != std::string::npos);
+  CHECK(html.find("And 2 more.") != std::string::npos);
+}

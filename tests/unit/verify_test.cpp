@@ -249,3 +249,24 @@ INSERT INTO posts (uri, did, "createdAt") VALUES ('at://ghost/1', 'did:plc:ghost
         std::string::npos);
   CHECK(found.count(dv::Check::stale_run) == 3);  // nobody holds a lock now (3/4 is still too recent)
 }
+
+TEST_CASE("ds-verify does not call a backfill in progress stale while runs continue it", "[db][verify]") {
+  ds::testing::ScratchDatabase db(server_url(), "ds_test_verify_backfill");
+  ds::PgConnection c(db.params());
+  ds::migrate::apply(c, ds::migrate::embedded_migrations());
+  c.exec(fixture);
+  // frank: the 11-28 run continued his backfill; gina's was last continued before the period.
+  c.exec(R"SQL(
+INSERT INTO users (did, handle) VALUES ('did:plc:frank', 'frank.test'), ('did:plc:gina', 'gina.test');
+INSERT INTO views (did, date) VALUES ('did:plc:frank', '2026-11-28'), ('did:plc:gina', '2026-11-28');
+INSERT INTO ds_user_state (did, backfill_cursor, backfill_started_at, backfill_covered_to) VALUES
+  ('did:plc:frank', '2026-01-01T00:00:00.000Z', '2026-11-20T06:00Z', '2026-11-28T06:00Z'),
+  ('did:plc:gina', '2026-01-01T00:00:00.000Z', '2026-11-10T06:00Z', '2026-11-20T06:00Z');
+)SQL");
+  const Outcome found = run_verify(c);
+  INFO(found.texts());
+  CHECK(found.count(dv::Check::stale_account) == 1);
+  CHECK(found.texts().find("stale_account  gina.test") != std::string::npos);
+  CHECK(found.texts().find("frank") == std::string::npos);
+  CHECK(found.summary.accounts_judged == 4);  // alice, bob, carol, gina
+}

@@ -34,6 +34,13 @@ struct QuietAccount {
   std::string reason;
 };
 
+// A backfill spread over several runs and not finished (ds_user_state.backfill_cursor, migration 007).
+struct BackfillProgress {
+  std::string did, handle;
+  std::optional<Micros> started, covered_to;
+  std::int64_t posts = 0;                  // stored live posts so far
+};
+
 struct DataOverview {
   std::int64_t accounts = 0;    // users rows
   std::int64_t skipped = 0;     // skip_user
@@ -44,6 +51,8 @@ struct DataOverview {
   std::vector<std::int64_t> snapshots_per_day;  // one per day up to today; 0 = none that day
   std::vector<QuietAccount> quiet;         // the first `quiet_limit` of them, longest quiet first
   std::int64_t quiet_total = 0;
+  std::vector<BackfillProgress> backfills;  // the oldest first, at most quiet_limit of them
+  std::int64_t backfills_total = 0;
 };
 
 struct AccountPoint {

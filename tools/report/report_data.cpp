@@ -103,12 +103,23 @@ std::string render_data_section(const ReportInput& in) {
   out += d.quiet.empty() ? "<div class=\"placeholder\"><b>None.</b> Every tracked account has a snapshot from the last " +
                                std::to_string(in.stale_days) + " days.</div>\n"
                          : quiet_table(in);
-  // Progressive backfill does not exist yet; this is where its progress will be shown.
-  out += "<h2>Backfills in progress</h2>\n<div class=\"placeholder\" id=\"backfills\"><b>None are tracked yet.</b> "
-         "The schema has no record of a backfill in progress: an account's full history is fetched in one run, and "
-         "ds_user_state.backfilled_at marks it done. " +
-         count(std::max<std::int64_t>(d.accounts - d.skipped - d.backfilled, 0)) +
-         " tracked accounts have no backfill marker yet; their next run fetches their whole history.</div>\n";
+  // Progressive backfill (docs/request-economy.md): accounts whose history takes several runs.
+  out += "<h2>Backfills in progress<span class=\"h2note\">no snapshot until the history is complete</span></h2>\n";
+  if (d.backfills.empty()) {
+    out += "<div class=\"placeholder\" id=\"backfills\"><b>None are tracked yet.</b> No backfill is spread over "
+           "several runs now (one that reaches BACKFILL_MAX_REQUESTS or MAX_POSTS_PER_USER continues the next day). " +
+           count(std::max<std::int64_t>(d.accounts - d.skipped - d.backfilled, 0)) +
+           " tracked accounts have no backfill marker yet; their next run starts their history.</div>\n";
+    return out;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& b : d.backfills)
+    rows.push_back({escape(b.handle) + "<br><span class=\"did\">" + escape(b.did) + "</span>",
+                    b.started ? escape(format_timestamp(*b.started).substr(0, 10)) : "–",
+                    b.covered_to ? escape(format_timestamp(*b.covered_to).substr(0, 10)) : "–", count(b.posts)});
+  out += "<div id=\"backfills\">" + table({"Account", "Started", "Last run", "#Posts stored"}, rows) + "</div>\n";
+  if (d.backfills_total > static_cast<std::int64_t>(d.backfills.size()))
+    out += note("And " + count(d.backfills_total - static_cast<std::int64_t>(d.backfills.size())) + " more.");
   return out;
 }
 

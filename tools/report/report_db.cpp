@@ -47,6 +47,17 @@ SELECT q.did, q.handle, q.last - DATE '1970-01-01', q.backfilled, q.active, q.la
  LIMIT $3::integer
 )SQL";
 
+// Backfills in progress, the oldest first ($1: how many), and how many there are in all.
+constexpr const char* backfills_sql = R"SQL(
+SELECT st.did, u.handle, (extract(epoch FROM st.backfill_started_at) * 1000000)::bigint,
+       (extract(epoch FROM st.backfill_covered_to) * 1000000)::bigint, COALESCE(st.backfill_posts, 0),
+       count(*) OVER ()
+  FROM ds_user_state st JOIN users u ON u.did = st.did
+ WHERE st.backfill_cursor IS NOT NULL AND st.backfilled_at IS NULL
+ ORDER BY st.backfill_started_at NULLS LAST, st.did
+ LIMIT $1::integer
+)SQL";
+
 constexpr const char* find_account_sql = R"SQL(
 SELECT u.did, u.handle, u."displayName", COALESCE(u.skip_user, false),
        (extract(epoch FROM st.backfilled_at) * 1000000)::bigint,
@@ -183,6 +194,17 @@ ReportInput load(PgConnection& c, const LoadOptions& o) {
     if (!q.is_null(i, 2)) qa.last_snapshot = static_cast<Day>(q.int64(i, 2));
     d.quiet.push_back(std::move(qa));
     d.quiet_total = q.int64(i, 6);
+  }
+  const PgResult b = c.exec(backfills_sql, {std::to_string(o.quiet_limit)});
+  for (int i = 0; i < b.rows(); ++i) {
+    BackfillProgress p;
+    p.did = std::string(b.text(i, 0));
+    p.handle = b.optional_text(i, 1).value_or(p.did);
+    if (!b.is_null(i, 2)) p.started = b.int64(i, 2);
+    if (!b.is_null(i, 3)) p.covered_to = b.int64(i, 3);
+    p.posts = b.int64(i, 4);
+    d.backfills.push_back(std::move(p));
+    d.backfills_total = b.int64(i, 5);
   }
   tx.commit();
   return in;

@@ -148,6 +148,11 @@ SELECT u.did, u.handle,
   FROM users u
  WHERE NOT COALESCE(u.skip_user, false)
    AND EXISTS (SELECT 1 FROM views v WHERE v.did = u.did AND v.date BETWEEN $2::date AND $3::date)
+   -- A backfill in progress that a run of the period continued has no snapshot by design
+   -- (docs/request-economy.md, progressive backfill); one no run moved on is judged like any.
+   AND NOT EXISTS (SELECT 1 FROM ds_user_state st
+                    WHERE st.did = u.did AND st.backfilled_at IS NULL AND st.backfill_cursor IS NOT NULL
+                      AND st.backfill_covered_to >= $1::date)
  ORDER BY u.did
 )SQL";
 
