@@ -570,3 +570,44 @@ TEST_CASE("economy cases keep the invariants: postsCount is the visible own post
     }
   }
 }
+
+TEST_CASE("sparse activity: the spread bench/requests needs, and roles 0..22 as in the normal world", "[fake][sparse]") {
+  constexpr int users = 1000;
+  DatasetParams np;
+  np.users = users;
+  DatasetParams sp = np;
+  sp.activity = ds::fake::Activity::sparse;
+  const Dataset normal{np}, sparse{sp};
+
+  for (int u = 0; u <= 22; ++u) {
+    const auto a = normal.profile(u, 3), b = sparse.profile(u, 3);
+    REQUIRE(a.has_value() == b.has_value());
+    if (a) CHECK(a->posts == b->posts);
+    CHECK(normal.users()[static_cast<std::size_t>(u)].role == sparse.users()[static_cast<std::size_t>(u)].role);
+  }
+
+  int huge = 0, busy = 0, ordinary = 0, posting = 0;
+  for (int u = 23; u < users; ++u) {
+    const auto day1 = sparse.profile(u, 1), day2 = sparse.profile(u, 2);
+    if (!day1 || !day2 || day1->posts.value_or(0) == 0) continue;
+    const std::int64_t created = *day2->posts - *day1->posts + static_cast<std::int64_t>(sparse.deleted_on(u, 2).size());
+    if (*day1->posts >= 120'000) {
+      ++huge;
+    } else if (created >= 24) {
+      ++busy;
+      CHECK(created <= 60);
+    } else {
+      ++ordinary;
+      CHECK(created <= 2);
+      if (created > 0) ++posting;
+    }
+  }
+  CHECK(huge >= 1);
+  CHECK(huge <= 8);
+  CHECK(busy >= 10);
+  CHECK(busy <= 45);
+  // Most accounts post less than once a day: on one day, about a quarter of them do.
+  REQUIRE(ordinary > 500);
+  CHECK(posting > ordinary / 8);
+  CHECK(posting < ordinary * 2 / 5);
+}

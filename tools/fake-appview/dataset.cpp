@@ -183,6 +183,7 @@ Dataset::Dataset(DatasetParams params) : params_(params) {
     }
     const bool economy = params_.economy_cases && u.registered && i >= economy::kFirst && i <= economy::kLast;
     if (economy) economy_role(u, p);
+    else if (params_.activity == Activity::sparse && u.registered && i > 22 && p.hist_posts > 0) sparse_role(u, p);
     u.active = u.registered && u.views == Views::Recent;
 
     if (i != 4 && !economy) {
@@ -243,6 +244,29 @@ void Dataset::economy_role(User& u, Plan& p) const {
       s[1] = s[2] = s[3] = s[4] = 1;
       p.delete_day = economy::kPlainDeletionDay;
       break;
+  }
+}
+
+// Sparse activity (dataset.hpp's overview): drawn from a stream of its own, so the plan's other
+// draws, and every other account, are the same as in the normal world.
+void Dataset::sparse_role(User& u, Plan& p) const {
+  const Micros day0 = params_.day0;
+  Rng r(Hasher{params_.seed}(kTagSparse, static_cast<std::uint64_t>(u.index)));
+  const auto kind = r.below(1000);
+  p.delete_one_in = 32;
+  if (kind < 3) {
+    u.role = "sparse: 120,000+ posts";
+    p.hist_posts = 120'000 + static_cast<std::int64_t>(r.below(60'001));
+    p.hist_start = day0 - 1095 * kDay;
+    p.daily_fixed = 2;
+  } else if (kind < 28) {
+    u.role = "sparse: dozens of posts a day";
+    p.hist_posts = 2'000 + static_cast<std::int64_t>(r.below(8'001));
+    p.hist_start = day0 - 730 * kDay;
+    p.daily_fixed = 24 + static_cast<int>(r.below(37));
+  } else {
+    u.role = "sparse: posts on some days";
+    p.daily_chance = std::exp(std::log(0.02) + r.unit() * (std::log(0.9) - std::log(0.02)));
   }
 }
 

@@ -71,6 +71,13 @@ namespace ds::fake {
 //      [now(5) - 7 days + 1 hour, now(4)]: postsCount drops by one.
 // Account 24's deletion is the one exception to the deletion rule below.
 //
+// Sparse activity (DatasetParams::activity = sparse; bench/requests): the ordinary accounts, and
+// only they, are recast from a stream of their own, so roles 0..22 and the economy cases stay as
+// they are. 3 in 1000 have 120,000..180,000 history posts over three years and post about twice a
+// day; 1 in 40 post 24..60 times a day (history 2,000..10,000 posts); the rest post on a day with a
+// chance of their own, log-uniform in [0.02, 0.9] (mean about 0.23), one post (1 in 4 times two),
+// and delete (as below) on 1 day in 32 instead of 1 in 8. The 1 in 12 without posts keep none.
+//
 // Profiles grow: followersCount/followsCount rise every day; postsCount is the number of the
 // account's own posts visible that day.
 //
@@ -114,12 +121,17 @@ namespace ds::fake {
 //    stored as U+FFFD per docs/records.md); accounts 11 and 12 swap handles on day 2.
 // ---------------------------------------------------------------------------------------------
 
+// How the ordinary accounts (23+) post. `normal` keeps the end-to-end tests' busy world (60% of
+// accounts post every day); `sparse` is closer to Bluesky's spread, for the request benchmark.
+enum class Activity { normal, sparse };
+
 struct DatasetParams {
   std::uint64_t seed = 1;
   int users = 60;            // registered accounts
   double posts_scale = 1.0;  // multiplies post and repost counts (0 < scale <= 1000)
   Micros day0 = 1793512800LL * micros_per_second;  // 2026-11-01T06:00:00Z
   bool economy_cases = false;  // accounts 23..27 play the request-economy scenarios (see Overview)
+  Activity activity = Activity::normal;  // how the ordinary accounts post (see Overview)
 };
 
 // The request-economy accounts (DatasetParams::economy_cases) and their days.
@@ -283,6 +295,7 @@ class Dataset {
   std::optional<PostRef> pick_other_post(int user, std::uint64_t key, Micros before, int day) const;
   std::optional<Profile> profile_with(int user, int day, const OwnList* own) const;
   void economy_role(User& u, Plan& p) const;
+  void sparse_role(User& u, Plan& p) const;
 
   DatasetParams params_;
   std::vector<User> users_;

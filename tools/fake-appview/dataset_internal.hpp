@@ -28,6 +28,7 @@ constexpr Micros kMinSlot = 80 * kSecond;
 enum Tag : std::uint64_t {
   kTagDid = 1, kTagPlan, kTagPost, kTagDaily, kTagDailyReposts, kTagRepost, kTagTarget, kTagDelete,
   kTagCounts, kTagProfile, kTagPin, kTagText, kTagReply, kTagCid, kTagAvatar, kTagViews, kTagScale,
+  kTagSparse,
 };
 
 // One value per (purpose tag, up to three more keys): the source of every random choice.
@@ -112,11 +113,13 @@ struct Dataset::Plan {
   Micros hist_end = 0;    // end of the history's own posts (day0 unless an economy role says otherwise)
   int daily_fixed = -1;   // own posts per day (before scaling) when >= 0
   bool daily_none = false;
+  double daily_chance = 0;  // > 0: one post (or two) on a day with this chance (sparse activity)
   double repost_rate = 0;
   std::int64_t hist_reposts = 0;
   int daily_reposts_fixed = -1;
   bool forced_delete_day2 = false;
   bool random_deleter = false;
+  std::uint64_t delete_one_in = 8;  // a random deleter deletes on one day in this many
   // Economy roles (dataset.hpp): own posts per day fixed by `schedule` (index = day, none after
   // day 8), one deletion on `delete_day` (inside the window, or older than it), steady likes.
   bool scheduled = false;

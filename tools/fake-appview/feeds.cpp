@@ -110,6 +110,9 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
     } else if (p.daily_fixed >= 0) {
       m = scaled(p.daily_fixed, scale, h(kTagDaily, uu, static_cast<std::uint64_t>(d), 1));
       if (user == 0 && d == 1) m = std::max<std::int64_t>(m, kShowcaseCount);
+    } else if (p.daily_chance > 0) {
+      Rng r(h(kTagDaily, uu, static_cast<std::uint64_t>(d), 2));
+      if (r.unit() < p.daily_chance) m = r.below(4) == 0 ? 2 : 1;
     } else if (!p.daily_none) {
       const auto v = h(kTagDaily, uu, static_cast<std::uint64_t>(d)) % 100;
       const int base = v < 40 ? 0 : v < 70 ? 1 : v < 88 ? 2 : v < 96 ? 3 : 5;
@@ -151,7 +154,7 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
       continue;
     }
     const auto dh = h(kTagDelete, uu, static_cast<std::uint64_t>(e));
-    if (!((e == 2 && p.forced_delete_day2) || (p.random_deleter && dh % 8 == 0))) continue;
+    if (!((e == 2 && p.forced_delete_day2) || (p.random_deleter && dh % p.delete_one_in == 0))) continue;
     const Micros lo = now_of_day(e) - 7 * kDay + kHour;
     const Micros hi = now_of_day(e - 1);
     std::vector<std::size_t> candidates;

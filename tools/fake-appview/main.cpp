@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <string>
 #include <unistd.h>
 
@@ -60,6 +61,12 @@ int main(int argc, char** argv) {
   app.add_flag("--economy-cases", params.economy_cases,
                "Accounts 23..27 play the request-economy scenarios (+1 -1 days, quiet accounts, a deletion; "
                "see dataset.hpp)");
+  const std::map<std::string, ds::fake::Activity> activities{{"normal", ds::fake::Activity::normal},
+                                                             {"sparse", ds::fake::Activity::sparse}};
+  app.add_option("--activity", params.activity,
+                 "How ordinary accounts post: normal (the tests' busy world) or sparse (most under once a day, "
+                 "a few dozens a day, 3 in 1000 with 120,000+ posts; bench/requests)")
+      ->transform(CLI::CheckedTransformer(activities, CLI::ignore_case))->default_str("normal");
   app.add_option("--latency-ms", latency_ms, "Fixed delay added to every /xrpc/ request")->capture_default_str()
       ->check(CLI::Range(0, 600'000));
   app.add_option("--threads", server.threads, "Connections served at once (a thread each); more wait in the backlog")->capture_default_str()
@@ -163,8 +170,9 @@ int main(int argc, char** argv) {
     ds::fake::HttpServer http(appview, handler, server);
     const int port = http.bind();
     if (!port_file.empty()) write_port_file(port_file, port);
-    spdlog::info("listening on {}:{} day={} seed={} users={} posts_scale={}{} threads={} latency_ms={}{}{}", server.host,
+    spdlog::info("listening on {}:{} day={} seed={} users={} posts_scale={}{}{} threads={} latency_ms={}{}{}", server.host,
                  port, day, params.seed, params.users, params.posts_scale, params.economy_cases ? " economy_cases" : "",
+                 params.activity == ds::fake::Activity::sparse ? " activity=sparse" : "",
                  server.threads, latency_ms,
                  rate.enforce ? fmt::format(" enforcing {} requests per {} s", rate.limit, rate.window_s) : "",
                  serve_dir.empty() ? "" : " serving files from " + serve_dir);
