@@ -286,7 +286,11 @@ std::string render_day_chart(const DayChart& c) {
         pen_down = false;
         continue;
       }
-      path += (pen_down ? "L" : "M") + num(x_of(i)) + " " + num(y_of(*s.values[i]));
+      // Appended piece by piece: `"L" + std::string&&` trips GCC 12's false -Wrestrict at -O3.
+      path += pen_down ? 'L' : 'M';
+      path += num(x_of(i));
+      path += ' ';
+      path += num(y_of(*s.values[i]));
       pen_down = true;
     }
     if (!path.empty())
