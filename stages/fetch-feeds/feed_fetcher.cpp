@@ -116,6 +116,7 @@ void FeedFetcher::submit_posts_batch() {
   std::vector<std::string> uris;
   uris.reserve(posts_batch_.size());
   for (const auto& e : posts_batch_) uris.push_back(e.uri);
+  stats_.posts_uris += static_cast<std::int64_t>(uris.size());
   // The batch's first account is its earliest in input order: the output waits on it first.
   const auto priority = static_cast<std::int64_t>(posts_batch_.front().job->seq);
   http_.get(appview::get_posts_url(options_.base_url, uris),
@@ -383,12 +384,12 @@ std::string FeedFetcher::summary() const {
       why += fmt::format("{}{} {}", why.empty() ? "" : ", ", stats_.reasons[r], to_string(static_cast<PathReason>(r)));
   return fmt::format("{} users ({} complete, {} capped, {} gone, {} failed, {} skipped, {} backfills to continue), "
                      "{} posts, {} pages ({} of the backfill budget); "
-                     "paths: {} feed, {} getPosts, {} no request ({}); {} getAuthorFeed + {} getPosts requests",
+                     "paths: {} feed, {} getPosts, {} no request ({}); {} getAuthorFeed + {} getPosts requests ({} URIs)",
                      stats_.users, stats_.complete, stats_.capped, stats_.gone, stats_.failed, stats_.skipped,
                      stats_.backfill_partial,
                      stats_.posts, stats_.pages, stats_.backfill_requests,
                      stats_.path(FeedPath::feed), stats_.path(FeedPath::posts), stats_.path(FeedPath::none),
-                     why.empty() ? "none" : why, stats_.feed_requests, stats_.posts_requests);
+                     why.empty() ? "none" : why, stats_.feed_requests, stats_.posts_requests, stats_.posts_uris);
 }
 
 void FeedFetcher::add_end_fields(EndRecord& end) const {
@@ -410,6 +411,7 @@ void FeedFetcher::add_end_fields(EndRecord& end) const {
   end.set("time_fallbacks", stats_.time_fallbacks);
   end.set("requests_get_author_feed", stats_.feed_requests);
   end.set("requests_get_posts", stats_.posts_requests);
+  end.set("get_posts_uris", stats_.posts_uris);
   for (int p = 0; p < feed_path_count; ++p)
     end.set(std::string("path_") + to_string(static_cast<FeedPath>(p)), stats_.paths[p]);
   for (int r = 0; r < path_reason_count; ++r)

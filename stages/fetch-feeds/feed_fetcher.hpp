@@ -65,6 +65,7 @@ struct FetcherStats {
   std::int64_t time_fallbacks = 0;   // posts dated by indexedAt or the previous post
   std::int64_t feed_requests = 0;    // getAuthorFeed attempts
   std::int64_t posts_requests = 0;   // getPosts attempts
+  std::int64_t posts_uris = 0;       // URIs in the getPosts requests sent (25 fill one)
   std::int64_t paths[feed_path_count] = {};      // users written, by FeedPath
   std::int64_t reasons[path_reason_count] = {};  // users written, by the PathReason of their path
   std::int64_t path(FeedPath p) const { return paths[static_cast<int>(p)]; }
@@ -91,9 +92,13 @@ class FeedFetcher : public appview::FetchStage {
   std::int64_t users_written() const override { return stats_.users; }
   bool partial() const override { return stats_.failed > 0 || stats_.capped > 0; }
 
-  // Nothing more joins a partial getPosts batch while the loop waits, or while input is quiet.
+  // A partial getPosts batch costs a whole request of the budget, so it waits for more URIs
+  // while more can come: it goes when input has ended or the window is full (before_wait), or
+  // when input is quiet and nothing else is in flight, so the stage would only sit idle.
   void before_wait() override { submit_posts_batch(); }
-  void on_input_quiet() override { submit_posts_batch(); }
+  void on_input_quiet() override {
+    if (http_.pending() == 0) submit_posts_batch();
+  }
 
   struct PostsEntry {
     std::string uri;

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -66,6 +67,7 @@ class Api {
 
   std::map<std::string, std::vector<Post>> accounts;
   bool fail_posts = false;
+  int feed_delay_ms = 0;  // each getAuthorFeed answer takes this long
   std::mutex mu;
   int feed_requests = 0, posts_requests = 0;
   std::vector<std::vector<std::string>> batches;
@@ -77,6 +79,7 @@ class Api {
            R"("},"indexedAt":")" + t + R"(","likeCount":)" + std::to_string(p.likes) + "}";
   }
   void feed(const httplib::Request& req, httplib::Response& res) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(feed_delay_ms));
     std::lock_guard<std::mutex> l(mu);
     ++feed_requests;
     const auto it = accounts.find(req.get_param_value("actor"));
@@ -140,11 +143,8 @@ struct Out {
   std::map<std::string, std::map<std::string, std::int64_t>> likes;  // did -> uri -> likes
 };
 
-Out run(Api& api, const std::string& input) {
-  ds::feeds::FetcherOptions o;
-  o.base_url = api.base();
-  Out out{fetch_fixture::run_fetch_stage<ds::feeds::FeedFetcher>("ds-fetch-feeds", input, o, fetch_fixture::test_http()),
-          {}, {}, {}};
+Out collect(fetch_fixture::StageRun<ds::feeds::FeedFetcher>&& run) {
+  Out out{std::move(run), {}, {}, {}};
   simdjson::dom::parser parser;
   for (const auto& line : out.run.lines) {
     simdjson::dom::element e = parser.parse(line);
@@ -157,6 +157,23 @@ Out run(Api& api, const std::string& input) {
     }
   }
   return out;
+}
+
+ds::feeds::FetcherOptions options_for(const Api& api) {
+  ds::feeds::FetcherOptions o;
+  o.base_url = api.base();
+  return o;
+}
+
+Out run(Api& api, const std::string& input) {
+  return collect(fetch_fixture::run_fetch_stage<ds::feeds::FeedFetcher>("ds-fetch-feeds", input, options_for(api),
+                                                                       fetch_fixture::test_http()));
+}
+
+// Input in bursts, as from ds-fetch-profiles under the rate cap: each chunk, then its pause.
+Out run_paced(Api& api, std::vector<fetch_fixture::PacedChunk> chunks) {
+  return collect(fetch_fixture::run_fetch_stage_paced<ds::feeds::FeedFetcher>(
+      "ds-fetch-feeds", std::move(chunks), options_for(api), fetch_fixture::test_http()));
 }
 
 const std::string end_line = R"({"type":"end","stage":"ds-fetch-profiles","contract":1,"counters":{},"elapsed_s":0.1})";
@@ -254,4 +271,46 @@ TEST_CASE("economy: a changed postsCount takes the feed", "[fetch_feeds_economy]
   CHECK(changed.path.at(did) == "feed");
   CHECK(changed.run.end.counter("reason_posts_count_changed") == 1);
   CHECK(api.posts_requests == 0);
+}
+
+TEST_CASE("economy: a partial getPosts batch waits for more URIs while other requests are in flight",
+          "[fetch_feeds_economy]") {
+  Api api;
+  const auto dids = quiet_dids(3);
+  // dids[0] changed (it takes its slow feed); dids[1] and dids[2] are quiet, 3 window posts each,
+  // and arrive 800 ms apart: input is quiet long enough for the old rule to send dids[1] alone.
+  api.accounts[dids[0]] = recent_posts(dids[0], 2, 1);
+  for (int i = 1; i <= 2; ++i) api.accounts[dids[i]] = recent_posts(dids[i], 3, 5);
+  api.feed_delay_ms = 2000;
+  api.start();
+  const Out out = run_paced(api, {{quiet_user_line(dids[0], recent_posts(dids[0], 1, 1), 1, 2) +
+                                       quiet_user_line(dids[1], recent_posts(dids[1], 3, 1), 3),
+                                   800},
+                                  {quiet_user_line(dids[2], recent_posts(dids[2], 3, 1), 3) + end_line + "\n", 0}});
+  CHECK(out.run.rc == ds::exit_code::ok);
+  CHECK(api.feed_requests == 1);
+  REQUIRE(api.posts_requests == 1);  // one batch of 6 URIs, not 3 + 3
+  CHECK(api.batches.at(0).size() == 6);
+  CHECK(out.run.end.counter("get_posts_uris") == 6);
+  CHECK(out.path.at(dids[0]) == "feed");
+  for (int i = 1; i <= 2; ++i) {
+    CHECK(out.path.at(dids[i]) == "posts");
+    for (const auto& [uri, likes] : out.likes.at(dids[i])) CHECK(likes == 5);
+  }
+}
+
+TEST_CASE("economy: with nothing else in flight, a partial getPosts batch goes when input pauses",
+          "[fetch_feeds_economy]") {
+  Api api;
+  const auto dids = quiet_dids(2);
+  for (const auto& did : dids) api.accounts[did] = recent_posts(did, 3, 5);
+  api.start();
+  // Holding it longer would only stall the output: nothing else is being fetched.
+  const Out out = run_paced(api, {{quiet_user_line(dids[0], recent_posts(dids[0], 3, 1), 3), 1000},
+                                  {quiet_user_line(dids[1], recent_posts(dids[1], 3, 1), 3) + end_line + "\n", 0}});
+  CHECK(out.run.rc == ds::exit_code::ok);
+  REQUIRE(api.posts_requests == 2);
+  CHECK(api.batches.at(0).size() == 3);
+  CHECK(api.batches.at(0).front().find(dids[0]) != std::string::npos);
+  CHECK(out.run.end.counter("get_posts_uris") == 6);
 }

@@ -124,13 +124,12 @@ struct StageRun {
   ds::Progress::Counts shown;  // what the live view showed last
 };
 
-// Runs `Stage` over `input` (from a file descriptor, like stdin) with the HTTP client and
-// progress wired as the stage's main() wires them, and collects what it wrote.
+// Runs `Stage` over input read from `in_fd` (like stdin) with the HTTP client and progress wired
+// as the stage's main() wires them, and collects what it wrote.
 template <class Stage, class Options>
-StageRun<Stage> run_fetch_stage(const std::string& stage_name, const std::string& input, Options options,
-                                const ds::HttpOptions& http_options) {
+StageRun<Stage> run_fetch_stage_on(const std::string& stage_name, int in_fd, Options options,
+                                   const ds::HttpOptions& http_options) {
   StageRun<Stage> run;
-  const int in_fd = temp_fd(input);
   const int out_fd = temp_fd("");
   {
     ds::Progress progress(stage_name, ds::Progress::Settings{});  // silent; counts only
@@ -151,8 +150,45 @@ StageRun<Stage> run_fetch_stage(const std::string& stage_name, const std::string
     CHECK(run.shown.users == run.stats.users);
     CHECK(run.shown.requests == run.http.requests);
   }
-  ::close(in_fd);
   run.lines = read_lines(out_fd);
+  return run;
+}
+
+// The same over `input` from a file: all of it readable at once.
+template <class Stage, class Options>
+StageRun<Stage> run_fetch_stage(const std::string& stage_name, const std::string& input, Options options,
+                                const ds::HttpOptions& http_options) {
+  const int in_fd = temp_fd(input);
+  auto run = run_fetch_stage_on<Stage>(stage_name, in_fd, std::move(options), http_options);
+  ::close(in_fd);
+  return run;
+}
+
+// The same over a pipe that a writer fills chunk by chunk, pausing `ms` after each: input that
+// arrives in bursts, as it does from an upstream stage under the rate cap.
+struct PacedChunk {
+  std::string text;
+  int pause_ms = 0;
+};
+template <class Stage, class Options>
+StageRun<Stage> run_fetch_stage_paced(const std::string& stage_name, std::vector<PacedChunk> chunks, Options options,
+                                      const ds::HttpOptions& http_options) {
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  std::thread writer([w = p[1], chunks = std::move(chunks)] {
+    for (const auto& c : chunks) {
+      for (std::size_t done = 0; done < c.text.size();) {
+        const ssize_t n = ::write(w, c.text.data() + done, c.text.size() - done);
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(c.pause_ms));
+    }
+    ::close(w);
+  });
+  auto run = run_fetch_stage_on<Stage>(stage_name, p[0], std::move(options), http_options);
+  writer.join();
+  ::close(p[0]);
   return run;
 }
 

@@ -25,12 +25,10 @@ void FetchStage::before_read() {
   write_ready(false);
   out_.flush();
   if (input_fd_ < 0) return;
-  bool told_quiet = false;
-  while (!http_.run_until_readable(input_fd_, told_quiet ? quiet_poll_ms_ : first_quiet_ms_)) {
-    if (!told_quiet) {
-      told_quiet = true;
-      on_input_quiet();
-    }
+  bool quiet = false;
+  while (!http_.run_until_readable(input_fd_, quiet ? quiet_poll_ms_ : first_quiet_ms_)) {
+    quiet = true;
+    on_input_quiet();
     write_ready(false);
     out_.flush();
   }

@@ -40,7 +40,8 @@ class FetchStage {
   // reader's hook: a forwarded input line must never land inside a user's block of records.
   virtual void write_ready(bool may_open_block) = 0;
   virtual void before_wait() {}        // the loop is about to wait for answers
-  virtual void on_input_quiet() {}     // input has been quiet for `first_quiet_ms`
+  // Input has been quiet for `first_quiet_ms`; called again every `quiet_poll_ms` while it stays so.
+  virtual void on_input_quiet() {}
   virtual void add_end_fields(EndRecord& end) const = 0;  // the stage's own counters
   virtual std::string summary() const = 0;  // "N users (...)...", the start of the summary line
   virtual std::int64_t users_written() const = 0;
