@@ -199,6 +199,9 @@ void decode_user(object o, UserRecord& r) {
         else if (pk == "followers") prof.followers = get_count(pv, "profile.followers");
         else if (pk == "following") prof.following = get_count(pv, "profile.following");
         else if (pk == "posts") prof.posts = get_count(pv, "profile.posts");
+        else if (pk == "postsKnown") {
+          if (pv.get_bool().get(prof.posts_known)) fail("field \"profile.postsKnown\" must be true or false");
+        }
       }
       if (prof.handle.empty()) fail("field \"profile.handle\" is missing");
       r.profile = std::move(prof);

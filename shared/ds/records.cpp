@@ -102,8 +102,9 @@ void encode(std::string& out, const UserRecord& r) {
           .field("avatar", p.avatar)
           .field("followers", p.followers)
           .field("following", p.following)
-          .field("posts", p.posts)
-          .end_object();
+          .field("posts", p.posts);
+      if (!p.posts_known) w.field("postsKnown", false);  // written only when false: older records stay valid
+      w.end_object();
     }
     if (r.profile_error) w.field("profileError", *r.profile_error);
   }

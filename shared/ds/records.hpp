@@ -45,6 +45,9 @@ struct Profile {
   std::int64_t followers = 0;
   std::int64_t following = 0;
   std::int64_t posts = 0;
+  // False when the API sent no postsCount (the lexicon makes it optional): `posts` then reads 0
+  // without saying the account has none, so the request economy may not trust it.
+  bool posts_known = true;
   bool operator==(const Profile&) const = default;
 };
 

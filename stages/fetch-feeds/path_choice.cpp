@@ -22,10 +22,12 @@ PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
   if (!last_day || u.as_of - *last_day > static_cast<Micros>(o.full_refresh_days) * micros_per_day)
     return feed(PathReason::stale_snapshot);
   if (!u.profile || u.profile->posts != u.last_snapshot->posts) return feed(PathReason::posts_count_changed);
-  // A postsCount of 0 may be an absent count (the lexicon makes it optional; absent reads as 0), so
-  // it proves nothing: such an account takes its feed, one request for a truly empty one.
-  if (u.profile->posts == 0) return feed(PathReason::posts_count_changed);
-  if (full_refresh_day(u.did, u.as_of, o.full_refresh_days)) return feed(PathReason::full_refresh);
+  // An absent postsCount reads as 0 and proves nothing: such an account takes its feed.
+  if (!u.profile->posts_known) return feed(PathReason::posts_count_unknown);
+  // The one blind spot (a new post and an older one deleted the same day) needs a post to delete:
+  // an account that had none and has none needs no full refresh.
+  const bool nothing_to_delete = u.profile->posts == 0;
+  if (!nothing_to_delete && full_refresh_day(u.did, u.as_of, o.full_refresh_days)) return feed(PathReason::full_refresh);
   if (!u.window_uris) return feed(PathReason::many_window_posts);
   return {u.window_uris->empty() ? FeedPath::none : FeedPath::posts, PathReason::quiet};
 }
@@ -46,6 +48,7 @@ const char* to_string(PathReason r) {
     case PathReason::no_previous_snapshot: return "no_previous_snapshot";
     case PathReason::stale_snapshot: return "stale_snapshot";
     case PathReason::posts_count_changed: return "posts_count_changed";
+    case PathReason::posts_count_unknown: return "posts_count_unknown";
     case PathReason::full_refresh: return "full_refresh";
     case PathReason::many_window_posts: return "many_window_posts";
     case PathReason::quiet: return "quiet";

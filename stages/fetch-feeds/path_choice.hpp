@@ -21,6 +21,7 @@ enum class PathReason {
   no_previous_snapshot,  // feed: no snapshot from a complete fetch to compare with
   stale_snapshot,        // feed: that snapshot is older than the full-refresh period
   posts_count_changed,   // feed: the profile's postsCount differs from that snapshot's
+  posts_count_unknown,   // feed: the API sent no postsCount (Profile::posts_known)
   full_refresh,          // feed: today is the account's full-refresh day (FULL_REFRESH_DAYS)
   many_window_posts,     // feed: the window has too many posts for getPosts to be cheaper
   quiet,                 // posts or none: nothing created or deleted since the last snapshot

@@ -58,8 +58,9 @@ TEST_CASE("path: every signal that the stored window may be wrong takes the feed
     // postsCount absent reads as 0 on both days: equal, yet it proves nothing (the e2e account 17).
     auto u = quiet_user();
     u.profile->posts = 0;
+    u.profile->posts_known = false;
     u.last_snapshot->posts = 0;
-    cases["postsCount 0, maybe absent"] = {u, PathReason::posts_count_changed};
+    cases["postsCount absent"] = {u, PathReason::posts_count_unknown};
   }
   {
     auto u = quiet_user();
@@ -120,4 +121,24 @@ TEST_CASE("path: each account's full refresh comes once every N days, spread ove
     else CHECK(choose_path(u, {}).path == FeedPath::posts);
   }
   CHECK(full_refresh_day("did:plc:any", as_of, 1));  // 1 day: every day is a full refresh
+}
+
+TEST_CASE("path: an account with no posts, known to have none, needs no request, even on its refresh day",
+          "[path_choice]") {
+  auto u = quiet_user({});
+  u.profile->posts = 0;
+  u.last_snapshot->posts = 0;
+  for (int d = 0; d < 7; ++d) {
+    u.as_of = as_of + d * ds::micros_per_day;
+    u.last_snapshot->date = ds::format_date(u.as_of - ds::micros_per_day);
+    INFO("day " << d << (full_refresh_day(u.did, u.as_of, 7) ? " (its refresh day)" : ""));
+    CHECK(choose_path(u, {}).path == FeedPath::none);
+  }
+  // One post, on its refresh day: the feed, since a new post and that one's deletion would hide.
+  u.profile->posts = u.last_snapshot->posts = 1;
+  for (int d = 0; d < 7; ++d) {
+    u.as_of = as_of + d * ds::micros_per_day;
+    u.last_snapshot->date = ds::format_date(u.as_of - ds::micros_per_day);
+    if (full_refresh_day(u.did, u.as_of, 7)) CHECK(choose_path(u, {}).reason == PathReason::full_refresh);
+  }
 }

@@ -108,6 +108,7 @@ TEST_CASE("getProfiles: optional fields may be missing, null or of the wrong typ
   CHECK(p.followers == 0);
   CHECK(p.following == 0);
   CHECK(p.posts == 0);
+  CHECK_FALSE(p.posts_known);  // absent: 0, but not a count the request economy may trust
 
   REQUIRE(parse_get_profiles(
               body_with(R"({"did":"did:plc:a","handle":"a.test","displayName":null,"avatar":7,"followsCount":3,"postsCount":"8"})"),
@@ -118,6 +119,7 @@ TEST_CASE("getProfiles: optional fields may be missing, null or of the wrong typ
   CHECK_FALSE(page.profiles[0].profile.avatar.has_value());
   CHECK(page.profiles[0].profile.following == 3);
   CHECK(page.profiles[0].profile.posts == 8);
+  CHECK(page.profiles[0].profile.posts_known);
 
   // An empty display name is what the account says; it is kept, not turned into null.
   REQUIRE(parse_get_profiles(body_with(R"({"did":"did:plc:a","handle":"a.test","displayName":""})"), page).empty());

@@ -87,6 +87,17 @@ TEST_CASE("every record type round-trips through encode and decode") {
   ds::SnapshotRecord s{"did:plc:aaaa", "2026-11-29", 210, 80, 131, 352, 43, 3, 19};
   std::string text;
   ds::encode(text, u);
+  CHECK(text.find("postsKnown") == std::string::npos);  // written only when false
+  ds::UserRecord unknown_count = sample_user();
+  unknown_count.did = "did:plc:cccc";
+  unknown_count.profile->posts = 0;
+  unknown_count.profile->posts_known = false;
+  std::string unknown_text;
+  ds::encode(unknown_text, unknown_count);
+  CHECK(unknown_text.find("\"posts\":0,\"postsKnown\":false") != std::string::npos);
+  const Run unknown_run = read_all(unknown_text, ds::want_user);
+  REQUIRE(unknown_run.records.size() == 1);
+  CHECK(unknown_run.records[0].user == unknown_count);
   ds::encode(text, backfill);
   ds::encode(text, p);
   ds::encode(text, s);

@@ -46,6 +46,7 @@ std::string parse_get_profiles(std::string_view body, ProfilesPage& out) {
     f.profile.followers = count_of(p, "followersCount");
     f.profile.following = count_of(p, "followsCount");
     f.profile.posts = count_of(p, "postsCount");
+    f.profile.posts_known = has_count(p, "postsCount");
     out.profiles.push_back(std::move(f));
   }
   return {};

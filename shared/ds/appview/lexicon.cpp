@@ -34,6 +34,14 @@ std::int64_t count_from_text(std::string_view s) {
   return negative ? 0 : clamp(v);
 }
 
+bool has_count(const object& o, std::string_view key) {
+  element v;
+  if (o[key].get(v)) return false;
+  const auto t = v.type();
+  return t == element_type::INT64 || t == element_type::UINT64 || t == element_type::DOUBLE ||
+         t == element_type::STRING;
+}
+
 std::int64_t count_of(const object& o, std::string_view key) {
   element v;
   if (o[key].get(v)) return 0;

@@ -20,6 +20,8 @@ constexpr std::int64_t max_count = 2147483647;
 std::int64_t count_from_text(std::string_view s);
 // o[key] as a count, by the rule above.
 std::int64_t count_of(const simdjson::dom::object& o, std::string_view key);
+// Whether `key` holds a count at all (a number or a numeric string), not absent or null.
+bool has_count(const simdjson::dom::object& o, std::string_view key);
 // o[key] when it is a string; a view into the parser's buffer, valid until its next parse.
 std::optional<std::string_view> string_of(const simdjson::dom::object& o, std::string_view key);
 // o[key] when it is a string that ds::parse_timestamp accepts.
