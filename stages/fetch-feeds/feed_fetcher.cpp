@@ -157,19 +157,25 @@ HttpVerdict FeedFetcher::on_posts(const std::vector<PostsEntry>& batch, HttpResu
 }
 
 // Every window URI of `job` has its answer: write the refreshed posts, or take the feed when a
-// post is missing (deleted, and maybe another created: only the feed can tell) or a request failed.
+// request failed or the posts missing (deleted) are not exactly the ones postsCount lost (one
+// missing from a quiet account means another was created: only the feed can tell). Stored window
+// posts left out of a complete answer are marked deleted by ds-load, as after a complete feed.
 void FeedFetcher::settle_posts(Job& job) {
-  const bool missing = std::any_of(job.refreshed.begin(), job.refreshed.end(),
-                                   [](const std::optional<PostRecord>& p) { return !p; });
-  if (job.posts_failed || missing) {
-    job.choice = {FeedPath::feed, job.posts_failed ? PathReason::posts_failed : PathReason::post_missing};
-    spdlog::debug("{}: {}; taking its feed", job.user.did,
-                  job.posts_failed ? "getPosts failed" : "getPosts left a window post out");
+  const auto missing = std::count_if(job.refreshed.begin(), job.refreshed.end(),
+                                     [](const std::optional<PostRecord>& p) { return !p; });
+  if (job.posts_failed || missing != expected_missing(job.user, job.choice)) {
+    const PathReason why = job.posts_failed                                 ? PathReason::posts_failed
+                           : job.choice.reason == PathReason::posts_dropped ? PathReason::drop_unexplained
+                                                                            : PathReason::post_missing;
+    job.choice = {FeedPath::feed, why};
+    spdlog::debug("{}: getPosts {}; taking its feed", job.user.did,
+                  job.posts_failed ? "failed" : fmt::format("left {} window posts out", missing));
     job.refreshed = {};
     start_feed(job);
     return;
   }
   for (const auto& p : job.refreshed) {
+    if (!p) continue;  // deleted: the account's drop of postsCount
     const std::size_t before = job.buffer.size();
     encode(job.buffer, *p);
     buffered_bytes_ += job.buffer.size() - before;

@@ -21,7 +21,14 @@ PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
   const auto last_day = parse_timestamp(u.last_snapshot->date + "T00:00:00Z");
   if (!last_day || u.as_of - *last_day > static_cast<Micros>(o.full_refresh_days) * micros_per_day)
     return feed(PathReason::stale_snapshot);
-  if (!u.profile || u.profile->posts != u.last_snapshot->posts) return feed(PathReason::posts_count_changed);
+  if (!u.profile) return feed(PathReason::posts_count_changed);
+  const std::int64_t drop = u.last_snapshot->posts - u.profile->posts;
+  // Only deletions, if getPosts misses exactly `drop` stored window posts: a new post would need
+  // as many older deletions to hide, the blind spot the full refresh covers for quiet accounts.
+  if (drop > 0 && u.profile->posts_known && u.window_uris && drop <= static_cast<std::int64_t>(u.window_uris->size()) &&
+      !full_refresh_day(u.did, u.as_of, o.full_refresh_days))
+    return {FeedPath::posts, PathReason::posts_dropped};
+  if (drop != 0) return feed(PathReason::posts_count_changed);
   // An absent postsCount reads as 0 and proves nothing: such an account takes its feed.
   if (!u.profile->posts_known) return feed(PathReason::posts_count_unknown);
   // The one blind spot (a new post and an older one deleted the same day) needs a post to delete:
@@ -30,6 +37,11 @@ PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
   if (!nothing_to_delete && full_refresh_day(u.did, u.as_of, o.full_refresh_days)) return feed(PathReason::full_refresh);
   if (!u.window_uris) return feed(PathReason::many_window_posts);
   return {u.window_uris->empty() ? FeedPath::none : FeedPath::posts, PathReason::quiet};
+}
+
+std::int64_t expected_missing(const UserRecord& u, const PathChoice& c) {
+  if (c.reason != PathReason::posts_dropped || !u.profile || !u.last_snapshot) return 0;
+  return u.last_snapshot->posts - u.profile->posts;
 }
 
 const char* to_string(FeedPath p) {
@@ -52,8 +64,10 @@ const char* to_string(PathReason r) {
     case PathReason::full_refresh: return "full_refresh";
     case PathReason::many_window_posts: return "many_window_posts";
     case PathReason::quiet: return "quiet";
+    case PathReason::posts_dropped: return "posts_dropped";
     case PathReason::post_missing: return "post_missing";
     case PathReason::posts_failed: return "posts_failed";
+    case PathReason::drop_unexplained: return "drop_unexplained";
   }
   return "feed";
 }

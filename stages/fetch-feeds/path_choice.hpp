@@ -25,13 +25,15 @@ enum class PathReason {
   full_refresh,          // feed: today is the account's full-refresh day (FULL_REFRESH_DAYS)
   many_window_posts,     // feed: the window has too many posts for getPosts to be cheaper
   quiet,                 // posts or none: nothing created or deleted since the last snapshot
+  posts_dropped,         // posts: postsCount dropped by at most the window's stored posts
   post_missing,          // feed, switched from posts: getPosts left a window post out
   posts_failed,          // feed, switched from posts: the getPosts request failed
+  drop_unexplained,      // feed, switched from posts_dropped: getPosts missed fewer or more posts than dropped
 };
 
 // How many of each there are, for counters indexed by them: follow the last enumerator.
 inline constexpr int feed_path_count = static_cast<int>(FeedPath::none) + 1;
-inline constexpr int path_reason_count = static_cast<int>(PathReason::posts_failed) + 1;
+inline constexpr int path_reason_count = static_cast<int>(PathReason::drop_unexplained) + 1;
 
 struct EconomyOptions {
   bool enabled = true;
@@ -49,6 +51,10 @@ struct PathChoice {
 //         its full-refresh day, and the selection carried its window's URIs (fewer than 25);
 //   then none when that window is empty, else posts.
 PathChoice choose_path(const UserRecord& user, const EconomyOptions& options);
+
+// How many window posts getPosts must leave out for the account's answer to stand: 0 for a
+// quiet account, the drop of postsCount for a posts_dropped one.
+std::int64_t expected_missing(const UserRecord& u, const PathChoice& c);
 
 // An account's full-refresh day comes every `days` days, on the day (UTC, from as_of) whose
 // number mod `days` equals fnv1a64(did) mod `days`: spread evenly, the same for every shard.

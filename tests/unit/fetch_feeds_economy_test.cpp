@@ -314,3 +314,29 @@ TEST_CASE("economy: with nothing else in flight, a partial getPosts batch goes w
   CHECK(api.batches.at(0).front().find(dids[0]) != std::string::npos);
   CHECK(out.run.end.counter("get_posts_uris") == 6);
 }
+
+TEST_CASE("economy: a drop of postsCount that getPosts explains costs no feed request; one it does not, the feed",
+          "[fetch_feeds_economy]") {
+  Api api;
+  const auto dids = quiet_dids(2);
+  // Both had 5 window posts and have 4 today (postsCount 5 -> 4). dids[0] lost one of its window
+  // posts; dids[1] lost an older one, so getPosts misses none: only its feed can say more.
+  auto first = recent_posts(dids[0], 5, 3);
+  first.erase(first.begin() + 1);
+  api.accounts[dids[0]] = first;
+  api.accounts[dids[1]] = recent_posts(dids[1], 5, 3);
+  api.start();
+  const Out out = run(api, quiet_user_line(dids[0], recent_posts(dids[0], 5, 1), 5, 4) +
+                               quiet_user_line(dids[1], recent_posts(dids[1], 5, 1), 5, 4) + end_line + "\n");
+  CHECK(out.run.rc == ds::exit_code::ok);
+  CHECK(out.path.at(dids[0]) == "posts");
+  CHECK(out.status.at(dids[0]) == "complete");
+  CHECK(out.likes.at(dids[0]).size() == 4);  // the deleted one is not written: ds-load marks it deleted
+  CHECK(out.likes.at(dids[0]).count("at://" + dids[0] + "/app.bsky.feed.post/1") == 0);
+  for (const auto& [uri, likes] : out.likes.at(dids[0])) CHECK(likes == 3);
+  CHECK(out.path.at(dids[1]) == "feed");
+  CHECK(out.likes.at(dids[1]).size() == 5);
+  CHECK(api.feed_requests == 1);  // dids[1]'s only
+  CHECK(out.run.end.counter("reason_posts_dropped") == 1);
+  CHECK(out.run.end.counter("reason_drop_unexplained") == 1);
+}

@@ -74,8 +74,8 @@ TEST_CASE("path: every signal that the stored window may be wrong takes the feed
   }
   {
     auto u = quiet_user();
-    u.profile->posts = 130;  // deleted one
-    cases["a post deleted"] = {u, PathReason::posts_count_changed};
+    u.profile->posts = 129;  // two fewer: more than the one stored window post getPosts could miss
+    cases["more posts deleted than the window holds"] = {u, PathReason::posts_count_changed};
   }
   {
     auto u = quiet_user();
@@ -140,5 +140,21 @@ TEST_CASE("path: an account with no posts, known to have none, needs no request,
     u.as_of = as_of + d * ds::micros_per_day;
     u.last_snapshot->date = ds::format_date(u.as_of - ds::micros_per_day);
     if (full_refresh_day(u.did, u.as_of, 7)) CHECK(choose_path(u, {}).reason == PathReason::full_refresh);
+  }
+}
+
+TEST_CASE("path: a drop of postsCount the window could explain is checked by getPosts", "[path_choice]") {
+  auto u = quiet_user({"at://did:plc:q/app.bsky.feed.post/1", "at://did:plc:q/app.bsky.feed.post/2"});
+  u.profile->posts = 129;  // two deleted, two stored in the window
+  const PathChoice c = choose_path(u, {});
+  CHECK(c.path == FeedPath::posts);
+  CHECK(c.reason == PathReason::posts_dropped);
+  CHECK(expected_missing(u, c) == 2);
+  CHECK(expected_missing(quiet_user(), choose_path(quiet_user(), {})) == 0);  // quiet: none may be missing
+  // On its full-refresh day it takes the feed, as a quiet account does.
+  for (int d = 0; d < 7; ++d) {
+    u.as_of = as_of + d * ds::micros_per_day;
+    u.last_snapshot->date = ds::format_date(u.as_of - ds::micros_per_day);
+    if (full_refresh_day(u.did, u.as_of, 7)) CHECK(choose_path(u, {}).reason == PathReason::posts_count_changed);
   }
 }
