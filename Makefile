@@ -9,7 +9,7 @@ RUN_DIR ?= .run
 ARGS ?=
 
 .PHONY: all build deps test test-unit test-sanitize demo demo-stop snapshot migrate health clean \
-        bench bench-fetch bench-load build-release install fuzz verify report
+        bench bench-fetch bench-load bench-requests build-release install fuzz verify report
 
 all: build
 
@@ -91,7 +91,12 @@ bench-load: deps
 	$(MAKE) build-release
 	DS_BIN_DIR=$(CURDIR)/build-release/bin bench/load/run.sh $(BENCH_LOAD_ARGS)
 
-bench: bench-fetch bench-load
+# API requests per account over 8 simulated days, always-feed vs the request economy (docs/performance-requests.md).
+bench-requests: deps
+	$(MAKE) build-release
+	DS_BIN_DIR=$(CURDIR)/build-release/bin bench/requests/run.sh $(BENCH_REQUESTS_ARGS)
+
+bench: bench-fetch bench-load bench-requests
 
 # libFuzzer targets (clang): each runs FUZZ_SECONDS, corpora seeded from tests/fixtures.
 FUZZ_SECONDS ?= 60
