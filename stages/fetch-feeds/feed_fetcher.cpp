@@ -250,9 +250,11 @@ HttpVerdict FeedFetcher::on_page(Job& job, HttpResult& r) {
   }
   if (since) {
     // The cursor is the sort time of the page's last item and the next page holds only items
-    // strictly older, so a cursor at or before `since` means nothing more is in the window. It is
-    // opaque by contract, so when it is not a timestamp fall back to the page's own posts.
-    const auto cursor_time = parse_timestamp(*page.cursor);
+    // strictly older, so a cursor at or before `since` means nothing more is in the window. That
+    // item may be a repost, sorted by the repost's time while its post is older: the page's own
+    // posts cannot stand in for the cursor then, so the real AppView's "<ms>__<cid>" is read too.
+    // It is opaque by contract, so when it is neither fall back to the page's own posts.
+    const auto cursor_time = appview::author_feed_cursor_time(*page.cursor);
     const bool past_window = cursor_time ? *cursor_time <= *since
                                          : (!page.posts.empty() && page.posts.back().sort_at < *since);
     if (past_window) {
