@@ -113,6 +113,7 @@ export class Seeder {
     await this.account('taker', 'Taker');
     await this.account('sleeper', 'Sleeper');
     await this.account('goner', 'Goner');
+    await this.account('echo', 'Echo');
 
     const social = this.acc.get('social');
     const blob = await social.agent.uploadBlob(PNG, { encoding: 'image/png' });
@@ -182,6 +183,15 @@ export class Seeder {
     for (const name of ['mover', 'taker', 'sleeper', 'goner']) {
       for (let i = 0; i < this.int(1, 3); i++) r[`${name}${i}`] = await this.post(name, `${name} ${i}`, iso(b - (70 + i) * MIN));
     }
+    // A self-repost of an old post as the 100th item of a feed whose next page still holds window
+    // posts: the repost record's own createdAt places it there (the feed sorts reposts by it).
+    const echo = this.acc.get('echo');
+    r.echoOld = await this.post('echo', 'echo, old', iso(b - 25 * DAY));
+    await this.bulk('echo', 150, b - 3 * MIN);
+    await echo.agent.com.atproto.repo.createRecord({
+      repo: echo.did, collection: 'app.bsky.feed.repost',
+      record: { $type: 'app.bsky.feed.repost', subject: r.echoOld, createdAt: iso(b - 3 * MIN - 98 * MIN - 30_000) },
+    });
     this.log(`seeded ${this.acc.size} accounts (pages: ${this.pagesCount} posts)`);
   }
 
