@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export DS_SOURCE_DIR=${DS_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
 . "$DS_SOURCE_DIR/tests/scripts/e2e-lib.sh"
 seed=${APPVIEW_SEED:-7}
-e2e_start appview
+test_name=appview
 
 # --- Node 22 and the pinned packages: downloaded once, reinstalled only when the lock changes -------
 eval "$("$here/node-env.sh")"
@@ -23,10 +23,19 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   (cd "$here" && timeout 900 npm ci --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error) >&2 \
     || die "npm ci failed"
   (cd "$here" && npm_config_build_from_source=true npm_config_nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")" \
-    timeout 900 npm rebuild better-sqlite3 --loglevel=error) >"$work/rebuild.log" 2>&1 \
-    || { tail -20 "$work/rebuild.log" >&2; die "building better-sqlite3 failed"; }
+    timeout 900 npm rebuild better-sqlite3 --loglevel=error) >"$here/node_modules/.rebuild.log" 2>&1 \
+    || { tail -20 "$here/node_modules/.rebuild.log" >&2; die "building better-sqlite3 failed"; }
   echo "$want" >"$stamp"
 fi
+
+# The rest needs loopback only. Where the kernel lets us (root, outside a locked-down container),
+# it runs in a network namespace of its own holding nothing but `lo`, so that it cannot reach
+# anything else; elsewhere it runs as it is (APPVIEW_NETNS=0 skips the namespace).
+if [ "${APPVIEW_NETNS:-1}" = 1 ] && command -v ip >/dev/null && unshare -n true 2>/dev/null; then
+  exec env APPVIEW_NETNS=inside unshare -n bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+fi
+[ "${APPVIEW_NETNS:-}" = inside ] && echo "== running in a network namespace with loopback only" >&2
+e2e_start appview
 
 # --- the network: its own database in the private cluster; PDS data under $work ----------------
 start_cluster
@@ -40,6 +49,8 @@ on_exit() {
   for _ in $(seq 1 100); do kill -0 "$net_pid" 2>/dev/null || return 0; sleep 0.1; done
   kill "$net_pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$net_pid" 2>/dev/null || return 0; sleep 0.1; done
+  # $net_pid is timeout(1), which passed SIGTERM on to node; a -9 would not, so node first.
+  pkill -9 -P "$net_pid" 2>/dev/null || true
   kill -9 "$net_pid" 2>/dev/null || true
 }
 step "starting TestNetwork (seed $seed)"
