@@ -9,7 +9,8 @@ RUN_DIR ?= .run
 ARGS ?=
 
 .PHONY: all build deps test test-unit test-sanitize demo demo-stop snapshot migrate health clean \
-        bench bench-fetch bench-load bench-requests build-release install fuzz verify report
+        bench bench-fetch bench-load bench-requests build-release install fuzz verify report \
+        deps-appview test-appview
 
 all: build
 
@@ -26,6 +27,15 @@ build: $(BUILD)/CMakeCache.txt
 test: deps
 	$(MAKE) build
 	cd $(BUILD) && ctest --output-on-failure -j1
+
+# End to end against Bluesky's own AppView (@atproto/dev-env's TestNetwork, tests/appview/README.md):
+# Node 22 and the pinned npm packages land in ~/.cache/dopplersky on first use, outside the checkout.
+deps-appview:
+	@scripts/deps.sh appview
+
+test-appview: deps deps-appview
+	$(MAKE) build
+	DS_BIN_DIR=$(abspath $(BIN)) tests/appview/run.sh
 
 test-unit: build
 	$(BIN)/ds-unit-tests "~[db]"

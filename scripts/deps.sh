@@ -4,6 +4,7 @@
 #   scripts/deps.sh          # build, test, demo, bench
 #   scripts/deps.sh fuzz     # also clang and its libFuzzer runtime (make fuzz)
 #   scripts/deps.sh report-test  # also Debian's chromium, for the test that renders ds-report's page
+#   scripts/deps.sh appview  # also what tests/appview needs from Debian (make test-appview)
 set -euo pipefail
 
 packages=(
@@ -18,6 +19,9 @@ packages=(
 # Headless Chromium renders ds-report's page to a PNG in tests/e2e/report_e2e_test.sh; python3
 # (Debian's) checks the HTML and the picture; a font so that the text has glyphs.
 [ "${1:-}" = report-test ] && packages+=(chromium python3 fonts-dejavu-core)
+# The real-AppView suite (tests/appview): its Node 22 comes from the npm registry (node-env.sh),
+# checked with openssl; node-gyp builds better-sqlite3 with python3 and the compilers above.
+[ "${1:-}" = appview ] && packages+=(python3 openssl)
 
 missing=()
 for p in "${packages[@]}"; do

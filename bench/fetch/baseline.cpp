@@ -18,17 +18,35 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <iostream>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+// The AppView's cursor is "<sort time in epoch ms>__<cid>" (docs/real-appview.md; the fake writes
+// the same): the time it stands for, compared with `since` as the stages compare them.
+static long long cursor_ms(std::string_view c) {
+  return std::strtoll(std::string(c.substr(0, c.find("__"))).c_str(), nullptr, 10);
+}
+// `since` as the stages write it: "2026-11-22T06:00:00.000Z" (UTC, milliseconds or more).
+static long long rfc3339_ms(const std::string& t) {
+  std::tm tm{};
+  int ms = 0;
+  std::sscanf(t.c_str(), "%d-%d-%dT%d:%d:%d.%3d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+              &tm.tm_sec, &ms);
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<long long>(timegm(&tm)) * 1000 + ms;
+}
+
 namespace {
 
 struct User {
   std::string did;
-  std::optional<std::string> since;  // RFC 3339, as written by the stages (same format as cursors)
+  std::optional<std::string> since;  // RFC 3339, as written by the stages
 };
 
 std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
@@ -121,8 +139,7 @@ int main(int argc, char** argv) {
       for ([[maybe_unused]] simdjson::dom::element item : doc["feed"].get_array()) ++items;
       std::string_view next;
       if (doc["cursor"].get_string().get(next)) break;  // no cursor: the end
-      // Same-format UTC timestamps compare as strings.
-      if (u.since && next <= std::string_view(*u.since)) break;
+      if (u.since && cursor_ms(next) <= rfc3339_ms(*u.since)) break;
       cursor = std::string(next);
     }
   }

@@ -84,7 +84,7 @@ void FeedFetcher::add_user(UserRecord&& user) {
     else if (j.choice.path == FeedPath::posts) queue_window_uris(j);
     else {
       j.history = !j.user.since;
-      if (j.user.backfill_cursor) j.stored_below = parse_timestamp(*j.user.backfill_cursor);
+      if (j.user.backfill_cursor) j.stored_below = appview::author_feed_cursor_time(*j.user.backfill_cursor);
       start_feed(j);
     }
   }
@@ -277,9 +277,11 @@ HttpVerdict FeedFetcher::on_page(Job& job, HttpResult& r) {
   std::string next = std::move(*page.cursor);
   if (since && !job.history) {
     // The cursor is the sort time of the page's last item and the next page holds only items
-    // strictly older, so a cursor at or before `since` means nothing more is in the window. It is
-    // opaque by contract, so when it is not a timestamp fall back to the page's own posts.
-    const auto cursor_time = parse_timestamp(next);
+    // strictly older, so a cursor at or before `since` means nothing more is in the window. That
+    // item may be a repost, sorted by the repost's time while its post is older: the page's own
+    // posts cannot stand in for the cursor then, so the real AppView's "<ms>__<cid>" is read too.
+    // It is opaque by contract, so when it is neither fall back to the page's own posts.
+    const auto cursor_time = appview::author_feed_cursor_time(next);
     const bool past_window = cursor_time ? *cursor_time <= *since
                                          : (!page.posts.empty() && page.posts.back().sort_at < *since);
     if (past_window) {

@@ -183,7 +183,7 @@ TEST_CASE("getAuthorFeed pages through exactly the dataset's feed", "[fake][http
   CHECK(empty > 0);
 }
 
-TEST_CASE("the cursor is the sort time of the page's last item", "[fake][http]") {
+TEST_CASE("the cursor is the sort time of the page's last item, as the real AppView writes it", "[fake][http]") {
   Served s;
   httplib::Client cli("127.0.0.1", s.port);
   const auto& ds = s.data();
@@ -196,8 +196,8 @@ TEST_CASE("the cursor is the sort time of the page's last item", "[fake][http]")
   REQUIRE(res->status == 200);
   simdjson::dom::element doc = parser.parse(res->body);
   const std::string cursor{std::string_view(doc["cursor"])};
-  CHECK(cursor == ds::format_timestamp(floor_ms(truth[24].sort_at)));
-  CHECK(cursor.size() == 24);  // "2024-03-21T23:36:16.378Z": milliseconds, Z
+  // "<epoch ms>__<cid>" (docs/real-appview.md): the sort time in milliseconds and the item's CID.
+  CHECK(cursor == std::to_string(floor_ms(truth[24].sort_at) / 1000) + "__" + truth[24].post.cid);
   CHECK(doc["feed"].get_array().size() == 25);
 
   // Default limit is 50; the next page starts right after the cursor.
@@ -248,7 +248,14 @@ TEST_CASE("bad parameters get 400 InvalidRequest", "[fake][http]") {
   expect_invalid(get(cli, feed, {{"actor", did}, {"limit", "101"}}), "limit");
   expect_invalid(get(cli, feed, {{"actor", did}, {"limit", "ten"}}), "limit");
   expect_invalid(get(cli, feed, {{"limit", "10"}}), "actor");
-  expect_invalid(get(cli, feed, {{"actor", did}, {"cursor", "yesterday"}}), "cursor");
+  // A cursor not of the real AppView's shape is a 500 there, a timestamp included.
+  for (const char* bad : {"yesterday", "2024-03-21T23:36:16.378Z", "__bafy", "12x__bafy", "1711064176378__"}) {
+    INFO(bad);
+    const auto r = get(cli, feed, {{"actor", did}, {"cursor", bad}});
+    REQUIRE(r);
+    CHECK(r->status == 500);
+    CHECK_THAT(r->body, Catch::Contains("InternalServerError"));
+  }
   expect_invalid(get(cli, feed, {{"actor", did}, {"filter", "everything"}}), "filter");
   CHECK(get(cli, feed, {{"actor", did}, {"limit", "1"}})->status == 200);
   CHECK(get(cli, feed, {{"actor", did}, {"limit", "100"}, {"filter", "posts_and_author_threads"}})->status == 200);

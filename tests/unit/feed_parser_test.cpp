@@ -165,6 +165,20 @@ TEST_CASE("getAuthorFeed: the cursor", "[feed_parser]") {
   }
 }
 
+TEST_CASE("getAuthorFeed: the time a cursor stands for", "[feed_parser]") {
+  using ds::appview::author_feed_cursor_time;
+  // Bluesky's AppView: sort time in epoch milliseconds, "__", the last item's CID.
+  CHECK(author_feed_cursor_time("1796273760000__bafyreib5kvmux3zw7u6b2eyrtzhgw5mc7l76w2hldjm5vgc3ie77hsr2pi") ==
+        ds::parse_timestamp("2026-12-03T04:56:00Z"));
+  CHECK(author_feed_cursor_time("0__x") == ds::Micros{0});
+  CHECK(author_feed_cursor_time("2024-03-21T23:36:16.378Z") == ds::parse_timestamp("2024-03-21T23:36:16.378Z"));
+  for (const char* opaque : {"", "__bafy", "12a__bafy", "1796273760000__", "1234567890123456__bafy", "-5__bafy",
+                             "opaque::token/+=", "yesterday"}) {
+    INFO(opaque);
+    CHECK_FALSE(author_feed_cursor_time(opaque).has_value());
+  }
+}
+
 TEST_CASE("getAuthorFeed: hostile and odd items", "[feed_parser]") {
   enum Kind { own, other, bad };
   struct Case {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -40,7 +41,9 @@ struct FakeItem {
   std::string rkey;
   Micros created, indexed;
   int likes = 0;
+  std::optional<Micros> repost_time;  // a repost of one's own post, sorted by the repost's time
   Micros sort() const { return std::min(created, indexed); }
+  Micros feed_time() const { return repost_time ? *repost_time : sort(); }
 };
 
 struct FakeActor {
@@ -49,6 +52,7 @@ struct FakeActor {
   int fail_status = 503;
   bool gone = false;            // 400 Profile not found
   bool stuck_cursor = false;    // always the same cursor
+  bool real_cursor = false;     // "<ms>__<cid>" as Bluesky's AppView writes it, not a timestamp
   bool truncate_first = false;  // first answer cut mid-JSON
   int delay_ms = 0;
 };
@@ -78,7 +82,7 @@ class FakeAppView {
                     ds::format_timestamp(it.created) + R"(","text":"t"},"replyCount":0,"repostCount":0,"likeCount":)" +
                     std::to_string(it.likes) + R"(,"quoteCount":0,"indexedAt":")" + ds::format_timestamp(it.indexed) +
                     "\"}";
-    if (it.author != actor)
+    if (it.author != actor || it.repost_time)
       j += R"(,"reason":{"$type":"app.bsky.feed.defs#reasonRepost","by":{"did":")" + actor + "\"}}";
     return j + "}";
   }
@@ -116,14 +120,16 @@ class FakeAppView {
     std::vector<const FakeItem*> page;
     std::size_t i = 0;
     if (!cursor.empty()) {
-      const Micros c = *ds::parse_timestamp(cursor);
-      while (i < a.items.size() && a.items[i].sort() >= c) ++i;
+      const Micros c = a.real_cursor ? std::stoll(cursor.substr(0, cursor.find("__"))) * 1000 : *ds::parse_timestamp(cursor);
+      while (i < a.items.size() && a.items[i].feed_time() >= c) ++i;
     }
     for (; i < a.items.size() && static_cast<int>(page.size()) < limit; ++i) page.push_back(&a.items[i]);
     std::string body = "{\"feed\":[";
     for (std::size_t k = 0; k < page.size(); ++k) body += (k ? "," : "") + item_json(*page[k], actor);
     body += "]";
-    if (i < a.items.size()) body += ",\"cursor\":\"" + ds::format_timestamp(page.back()->sort()) + "\"";
+    const Micros last = i < a.items.size() ? page.back()->feed_time() : 0;
+    if (i < a.items.size() && a.real_cursor) body += ",\"cursor\":\"" + std::to_string(last / 1000) + "__bafyreilast\"";
+    else if (i < a.items.size()) body += ",\"cursor\":\"" + ds::format_timestamp(last) + "\"";
     body += "}";
     if (a.truncate_first && n == 1) body = body.substr(0, body.size() / 2);
     // The AppView's exact content type; cpp-httplib also leaves it uncompressed, which keeps its
@@ -145,7 +151,7 @@ std::vector<FakeItem> history(const std::string& did, int count, int reposts_eve
   for (int i = 0; i < count; ++i) {
     const Micros t = base_time - i * hour;
     const bool repost = reposts_every > 0 && i % reposts_every == reposts_every - 1;
-    v.push_back({repost ? std::string("did:plc:someoneelse") : did, "p" + std::to_string(i), t, t + 1000, i % 7});
+    v.push_back({repost ? std::string("did:plc:someoneelse") : did, "p" + std::to_string(i), t, t + 1000, i % 7, std::nullopt});
   }
   return v;
 }
@@ -607,6 +613,27 @@ TEST_CASE("fetch-feeds: a cursor exactly at the window start ends the paging", "
   CHECK(run.user("did:plc:edge").posts == 100);
   CHECK(run.user("did:plc:edge").pages == 1);
   CHECK(fake.hits("did:plc:edge") == 1);
+}
+
+// Bluesky's AppView sorts a repost by the repost's time and writes its cursor as "<ms>__<cid>"
+// (docs/real-appview.md). A page ending in a self-repost of an old post must not end the window:
+// the next page still holds window posts (it once did, and the load marked them deleted).
+TEST_CASE("fetch-feeds: a page ending in a self-repost of an old post, real cursor format", "[fetch_feeds]") {
+  FakeAppView fake;
+  auto& echo = fake.actors["did:plc:echo"];
+  echo.real_cursor = true;
+  echo.items = history("did:plc:echo", 200);
+  FakeItem old{"did:plc:echo", "old", base_time - 1000 * hour, base_time - 1000 * hour, 3, std::nullopt};
+  old.repost_time = base_time - 98 * hour - hour / 2;
+  echo.items.insert(echo.items.begin() + 99, old);  // the 100th item: page 1 ends with it
+  fake.start();
+  const Run run = run_stage(user_line("did:plc:echo", base_time - 140 * hour - hour / 2), options_for(fake));
+  CHECK(run.rc == ds::exit_code::ok);
+  const Rec& echo_rec = run.user("did:plc:echo");
+  CHECK(echo_rec.status == "complete");
+  CHECK(echo_rec.posts == 141);  // hours 0..140; the old post is outside the window
+  CHECK(echo_rec.pages == 2);
+  CHECK(fake.hits("did:plc:echo") == 2);
 }
 
 // Economy against the real fake AppView: over the whole dataset on day 2, each user costs exactly

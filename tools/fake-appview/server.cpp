@@ -349,10 +349,16 @@ Response AppView::get_author_feed(const Request& req, int day) {
     if (v != "true" && v != "false") return xrpc_error(400, "InvalidRequest", "Error: includePins must be a boolean");
     include_pins = v == "true";
   }
+  // The real AppView's cursor is "<ms>__<cid>"; it answers any other with a 500 (its key parser
+  // throws), which is what a client sending a timestamp would meet there.
   std::optional<Micros> cursor;
   if (req.has("cursor") && !req.get("cursor").empty()) {
-    cursor = parse_timestamp(req.get("cursor"));
-    if (!cursor) return xrpc_error(400, "InvalidRequest", "Malformed cursor");
+    const std::string c = req.get("cursor");
+    const std::size_t sep = c.find("__");
+    long long ms = 0;
+    if (sep == std::string::npos || sep == 0 || sep + 2 == c.size() || !parse_int(c.substr(0, sep), ms) || ms < 0)
+      return xrpc_error(500, "InternalServerError", "Internal Server Error");
+    cursor = static_cast<Micros>(ms) * 1000;
   }
   const auto user = dataset_.find_actor(req.get("actor"), day);
   if (!user) return xrpc_error(400, "InvalidRequest", "Profile not found");
@@ -369,6 +375,7 @@ Response AppView::get_author_feed(const Request& req, int day) {
   const std::size_t end = std::min(entries.size(), start + static_cast<std::size_t>(limit));
 
   Authors authors(dataset_, day);
+  std::string last_cid;
   std::string body;
   body.reserve((end - start) * 2048 + 64);
   JsonWriter w(body);
@@ -379,12 +386,14 @@ Response AppView::get_author_feed(const Request& req, int day) {
                       authors);
     for (std::size_t i = start; i < end; ++i) {
       const FeedEntry& e = entries[i];
-      write_feed_item(a, body,
-                      dataset_.expand(e, *user, day, e.repost ? FeedItem::Reason::Repost : FeedItem::Reason::None),
-                      dataset_, day, authors);
+      const FeedItem item =
+          dataset_.expand(e, *user, day, e.repost ? FeedItem::Reason::Repost : FeedItem::Reason::None);
+      write_feed_item(a, body, item, dataset_, day, authors);
+      if (i + 1 == end) last_cid = item.post.cid;
     }
   });
-  if (end < entries.size()) w.field("cursor", format_timestamp(floor_ms(entries[end - 1].sort_at)));
+  if (end < entries.size())
+    w.field("cursor", std::to_string(floor_ms(entries[end - 1].sort_at) / 1000) + "__" + last_cid);
   w.end_object();
   return json_response(std::move(body));
 }

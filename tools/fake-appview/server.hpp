@@ -27,8 +27,9 @@ namespace ds::fake {
 //   GET  /xrpc/app.bsky.feed.getAuthorFeed?actor=&limit=&cursor=&filter=&includePins=
 //        limit 1..100 (default 50), else 400. Unknown/gone actor: 400 InvalidRequest "Profile not
 //        found". Items newest first; with a cursor, only items whose sort time (milliseconds) is
-//        strictly older. `cursor` = the last item's sort time as "2024-03-21T23:36:16.378Z",
-//        absent when nothing follows. includePins=true adds the pinned post (reason #reasonPin)
+//        strictly older. `cursor` = "<the last item's sort time in epoch milliseconds>__<its cid>",
+//        as Bluesky's AppView writes it (docs/real-appview.md), absent when nothing follows; a
+//        cursor not of that shape is 500 InternalServerError, as there. includePins=true adds the pinned post (reason #reasonPin)
 //        before the first page's items, so that page holds limit+1 items. Every valid `filter`
 //        value is accepted and served as posts_with_replies (the only one the pipeline uses).
 //   GET  /xrpc/app.bsky.feed.getPosts?uris=A&uris=B   1..25 at:// URIs (none: 400 "Params must

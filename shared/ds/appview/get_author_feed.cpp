@@ -47,4 +47,17 @@ std::string parse_author_feed(std::string_view body, std::string_view actor_did,
   return {};
 }
 
+std::optional<Micros> author_feed_cursor_time(std::string_view cursor) {
+  const std::size_t sep = cursor.find("__");
+  if (sep == std::string_view::npos) return parse_timestamp(cursor);
+  // Up to 15 digits: milliseconds up to the year 33658, so the product below cannot overflow.
+  if (sep == 0 || sep > 15 || sep + 2 == cursor.size()) return std::nullopt;
+  Micros ms = 0;
+  for (const char ch : cursor.substr(0, sep)) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    ms = ms * 10 + (ch - '0');
+  }
+  return ms * 1000;
+}
+
 }  // namespace ds::appview

@@ -30,4 +30,10 @@ struct FeedPage : PostViewTally {
 std::string parse_author_feed(std::string_view body, std::string_view actor_did,
                               Micros& previous_sort_at, FeedPage& out);
 
+// The sort time a getAuthorFeed cursor stands for: the next page holds only items older than it.
+// Bluesky's AppView writes "<sort time in epoch milliseconds>__<cid of the last item>"
+// (docs/real-appview.md); an RFC 3339 timestamp is read too. Anything else: nullopt, since the
+// cursor is opaque by contract and the caller must judge the page without it.
+std::optional<Micros> author_feed_cursor_time(std::string_view cursor);
+
 }  // namespace ds::appview
