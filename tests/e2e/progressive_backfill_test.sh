@@ -20,6 +20,8 @@ did=$(q "SELECT did FROM users WHERE handle = 'user0000.fake.test'")
 [ -n "$did" ] || die "account 0 is not in the seeded users"
 
 ms() { date -u -d "$1" +%s%3N; }
+# The AppView's cursor is "<epoch ms>__<cid>" (docs/real-appview.md), as the fake's now is.
+cursor_ms() { case "$1" in *__*) echo "${1%%__*}" ;; *) ms "$1" ;; esac; }
 # pages CURSOR STOP_MS: getAuthorFeed pages of account 0 the way ds-fetch-feeds asks for them, from
 # CURSOR (empty: the newest) until the end, or until a cursor at or before STOP_MS (the window).
 pages() {
@@ -33,7 +35,7 @@ pages() {
     own=$((own + $(jq --arg d "$did" '[.feed[] | select(.post.author.did == $d and .reason == null)] | length' <<<"$body")))
     cursor=$(jq -r '.cursor // empty' <<<"$body")
     [ -z "$cursor" ] && break
-    [ -n "$stop" ] && [ "$(ms "$cursor")" -le "$stop" ] && break
+    [ -n "$stop" ] && [ "$(cursor_ms "$cursor")" -le "$stop" ] && break
   done
   echo "$n"
 }
