@@ -23,10 +23,11 @@ PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
     return feed(PathReason::stale_snapshot);
   if (!u.profile) return feed(PathReason::posts_count_changed);
   const std::int64_t drop = u.last_snapshot->posts - u.profile->posts;
+  const bool refresh_day = full_refresh_day(u.did, u.as_of, o.full_refresh_days);
   // Only deletions, if getPosts misses exactly `drop` stored window posts: a new post would need
   // as many older deletions to hide, the blind spot the full refresh covers for quiet accounts.
   if (drop > 0 && u.profile->posts_known && u.window_uris && drop <= static_cast<std::int64_t>(u.window_uris->size()) &&
-      !full_refresh_day(u.did, u.as_of, o.full_refresh_days))
+      !refresh_day)
     return {FeedPath::posts, PathReason::posts_dropped};
   if (drop != 0) return feed(PathReason::posts_count_changed);
   // An absent postsCount reads as 0 and proves nothing: such an account takes its feed.
@@ -34,7 +35,7 @@ PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
   // The one blind spot (a new post and an older one deleted the same day) needs a post to delete:
   // an account that had none and has none needs no full refresh.
   const bool nothing_to_delete = u.profile->posts == 0;
-  if (!nothing_to_delete && full_refresh_day(u.did, u.as_of, o.full_refresh_days)) return feed(PathReason::full_refresh);
+  if (!nothing_to_delete && refresh_day) return feed(PathReason::full_refresh);
   if (!u.window_uris) return feed(PathReason::many_window_posts);
   return {u.window_uris->empty() ? FeedPath::none : FeedPath::posts, PathReason::quiet};
 }

@@ -27,6 +27,7 @@ done
 did_of() { "$bin/ds-fake-appview" user-records --day 1 "${dataset[@]}" | jq -r --arg h "$1" 'select(.handle == $h) | .did'; }
 older_did=$(did_of user0024.fake.test) older_day=4
 inside_did=$(did_of user0023.fake.test) inside_day=3
+deletion_did=$(did_of user0027.fake.test) deletion_day=5  # postsCount drops by the window post it deletes
 [ -n "$older_did" ] && [ -n "$inside_did" ] || die "the fake names no economy cases"
 
 # run DAY DB PORT [ENV...]: one pipeline run of DAY into DB against the fake on PORT, stages saved.
@@ -86,6 +87,9 @@ step "what the week proves"
 expect "the +1 -1 older difference was repaired within $refresh_days days" "${open_since:-closed}" closed
 expect "day $inside_day: the +1 -1 inside account went back to its feed" "$(path_of eco "$inside_day" "$inside_did")" feed
 expect_grep '"reason_post_missing":[1-9]' "$work/eco-d$inside_day/3-feeds.ndjson" "day $inside_day: a post missing from getPosts was counted"
+# Its deletion was found by getPosts alone; the daily comparison above shows it marked as always-feed marks it.
+expect "day $deletion_day: the deleting account stayed on getPosts" "$(path_of eco "$deletion_day" "$deletion_did")" posts
+expect_grep '"reason_posts_dropped":[1-9]' "$work/eco-d$deletion_day/3-feeds.ndjson" "day $deletion_day: a drop explained by getPosts was counted"
 posts_days=$(for d in 2 3 4 5 6 7; do jq -r 'select(.type == "end" and .stage == "ds-fetch-feeds") | .counters.path_posts' "$work/eco-d$d/3-feeds.ndjson"; done | awk '$1 > 0' | wc -l)
 none_days=$(for d in 2 3 4 5 6 7; do jq -r 'select(.type == "end" and .stage == "ds-fetch-feeds") | .counters.path_none' "$work/eco-d$d/3-feeds.ndjson"; done | awk '$1 > 0' | wc -l)
 expect "days 2-7 with accounts refreshed by getPosts" "$posts_days" 6
