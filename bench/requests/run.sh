@@ -2,7 +2,7 @@
 # The request benchmark (make bench-requests; not part of make test): API requests per account of a
 # daily run, always-feed (FEED_ECONOMY=off) against the request economy, beside the lower bound.
 #
-#   DS_BIN_DIR=build-release/bin bench/requests/run.sh [--users N] [--days D] [--seed S] [--keep]
+#   DS_BIN_DIR=build-release/bin bench/requests/run.sh [--users N] [--days D] [--seed S] [--rps R] [--keep]
 #
 # Both ways run the same days 1..D of the fake AppView's sparse world (--activity sparse: most
 # accounts post less than once a day, 1 in 40 dozens a day, 3 in 1000 have 120,000+ posts) into two
@@ -11,14 +11,17 @@
 # before + the window posts of every other account / 25 (getPosts). The last column counts the
 # lines in which the two databases' dumps differ (dump_state): 0, as the sparse world has no
 # "+1 -1 older" day (docs/request-economy.md). Requests are counted by the stages' end records
-# and, as a cross-check, by the fake AppView itself.
+# and, as a cross-check, by the fake AppView itself. --rps R runs days 2..D under RATE_LIMIT_RPS=R,
+# as production does (day 1's backfill stays uncapped: at 10/s it alone would take 15 minutes): how
+# full the getPosts batches stay when ds-fetch-profiles hands users on at the shared cap's pace.
 set -euo pipefail
-users=1000 days=8 seed=3 keep=0
+users=1000 days=8 seed=3 keep=0 rps=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) users=$2; shift ;;
     --days) days=$2; shift ;;
     --seed) seed=$2; shift ;;
+    --rps) rps=$2; shift ;;
     --keep) keep=1 ;;
     *) echo "bench-requests: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -31,7 +34,7 @@ e2e_start bench-requests
 say() { echo "bench-requests: $*" >&2; }
 dataset=(--seed "$seed" --users "$users" --activity sparse)
 
-say "a private cluster and the fake AppView ($users accounts, sparse activity, seed $seed)"
+say "a private cluster and the fake AppView ($users accounts, sparse activity, seed $seed, days 2-$days at ${rps} requests/s, 0 = no cap)"
 start_cluster
 # Its advertised RateLimit headers would pace day 1 (thousands of pages) to 3000 per 5 minutes.
 start_fake fake --day 1 --threads 16 --rate-limit 1000000000 --rate-window-s 60 "${dataset[@]}"
@@ -80,9 +83,13 @@ for day in $(seq 1 "$days"); do
     economy=on
     [ $db = always ] && economy=off
     fake_reset "$port_fake"
-    FEED_ECONOMY=$economy DS_NOW=$(day_now "$day") DATABASE_URL=$(base_url_of $db) \
+    cap=0
+    [ "$day" -ge 2 ] && cap=$rps
+    started=$(date +%s.%N)
+    RATE_LIMIT_RPS=$cap FEED_ECONOMY=$economy DS_NOW=$(day_now "$day") DATABASE_URL=$(base_url_of $db) \
       "$src/pipelines/snapshot.sh" --all --save-dir "$work/$db-$day" 2>"$work/$db-$day.log" \
       || { tail -5 "$work/$db-$day.log" >&2; die "day $day into $db failed"; }
+    echo "$day $db $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')" >>"$work/seconds"
     sent=$(requests "$work/$db-$day/3-feeds.ndjson") at_server=$(served)
     [ "$sent" = "$at_server" ] || say "day $day $db: the stages counted $sent requests, the fake AppView $at_server"
   done
@@ -106,15 +113,18 @@ awk 'NR > 2 { if ($6 + 0 > e) e = $6 + 0; if ($7 + 0 > l) l = $7 + 0; if ($8 + 0
 # Where the economy's requests went, day by day: what the lower bound counts, and what it leaves out
 # (the full refreshes FULL_REFRESH_DAYS asks for, and the second and later feed pages of accounts
 # whose window holds more than one page).
-printf '\n%-4s %11s %13s %9s %9s %13s %13s %12s\n' day getProfiles getAuthorFeed getPosts URIs/req \
-  "feed accounts" "extra pages" "full refresh"
+printf '\n%-4s %11s %13s %9s %9s %13s %13s %12s %10s %10s\n' day getProfiles getAuthorFeed getPosts URIs/req \
+  "feed accounts" "extra pages" "full refresh" "always s" "economy s"
 for d in $(seq 2 "$days"); do
   jq -r --arg d "$d" 'select(.type == "end" and .stage == "ds-fetch-feeds") | .counters
     | [$d, (.requests_get_author_feed), (.requests_get_posts), (.get_posts_uris), (.path_feed), (.reason_full_refresh)] | @tsv' \
     "$work/eco-$d/3-feeds.ndjson" | tail -1 | while IFS=$'\t' read -r day feed posts uris accounts refresh; do
       profiles=$(jq -r 'select(.type == "end" and .stage == "ds-fetch-profiles") | .counters.requests' "$work/eco-$d/3-feeds.ndjson" | tail -1)
-      awk -v d="$day" -v pr="$profiles" -v f="$feed" -v p="$posts" -v u="$uris" -v a="$accounts" -v r="$refresh" 'BEGIN {
-        printf "%-4s %11d %13d %9d %9.1f %13d %13d %12d\n", d, pr, f, p, p ? u / p : 0, a, f - a, r }'
+      # Wall time of the whole snapshot.sh run, each way: at a cap, about its requests / cap.
+      ts=$(awk -v d="$day" '$1 == d && $2 == "always" { a = $3 } $1 == d && $2 == "eco" { e = $3 } END { print a, e }' "$work/seconds")
+      awk -v d="$day" -v pr="$profiles" -v f="$feed" -v p="$posts" -v u="$uris" -v a="$accounts" -v r="$refresh" -v ts="$ts" 'BEGIN {
+        split(ts, t, " ")
+        printf "%-4s %11d %13d %9d %9.1f %13d %13d %12d %10.1f %10.1f\n", d, pr, f, p, p ? u / p : 0, a, f - a, r, t[1], t[2] }'
     done
 done
 reasons=$(for d in $(seq 2 "$days"); do
