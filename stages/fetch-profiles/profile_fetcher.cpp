@@ -18,7 +18,7 @@ ProfileFetcher::ProfileFetcher(FetcherOptions options, HttpClient& http, OutputW
     : FetchStage("ds-fetch-profiles", http, out, options.input_fd, options.progress),
       options_(std::move(options)) {
   // Input may pause between batches of selected users; wait a little before sending a partial
-  // batch, then flush at a slower pace while it stays quiet.
+  // batch with nothing in flight, then look again at a slower pace while it stays quiet.
   first_quiet_ms_ = 100;
   quiet_poll_ms_ = 500;
   options_.batch_size = std::clamp<std::size_t>(options_.batch_size, 1, appview::max_profiles_per_request);

@@ -63,9 +63,14 @@ class ProfileFetcher : public appview::FetchStage {
   void add_user(UserRecord&& user) override;
   bool window_empty() const override { return window_.empty(); }
   void write_ready(bool) override;
-  // Nothing more joins a partial batch while the loop waits, or while input is quiet.
+  // A partial batch costs a whole request of the budget, so it waits for more users while more
+  // can come: it goes when input has ended or the window is full (before_wait), or when input is
+  // quiet and nothing else is in flight, so the stage would only sit idle (as ds-fetch-feeds'
+  // getPosts batches do).
   void before_wait() override { submit_batch(); }
-  void on_input_quiet() override { submit_batch(); }
+  void on_input_quiet() override {
+    if (http_.pending() == 0) submit_batch();
+  }
   void add_end_fields(EndRecord& end) const override;
   std::string summary() const override;
   std::int64_t users_written() const override { return stats_.users; }

@@ -155,6 +155,18 @@ Run run_stage(const std::string& input, const FakeProfiles& fake, ds::HttpOption
 
 std::string did_n(int i) { return "did:plc:user" + std::to_string(i); }
 
+// The same over input that arrives in bursts (each chunk, then its pause), as from
+// ds-select-users while its query streams.
+Run run_paced(std::vector<fetch_fixture::PacedChunk> chunks, const FakeProfiles& fake) {
+  ds::profiles::FetcherOptions o;
+  o.base_url = fake.base();
+  Run run{fetch_fixture::run_fetch_stage_paced<ds::profiles::ProfileFetcher>("ds-fetch-profiles", std::move(chunks),
+                                                                              o, test_http()),
+          {}};
+  for (const auto& line : run.lines) run.recs.push_back(parse(line));
+  return run;
+}
+
 const std::string end_line = R"({"type":"end","stage":"ds-select-users","contract":1,"counters":{"users":60},"elapsed_s":0.1})";
 
 }  // namespace
@@ -348,4 +360,45 @@ TEST_CASE("fetch-profiles: health check", "[fetch_profiles]") {
                      msg.substr(msg.find(" : ") + 3));
     CHECK_THAT(msg, Catch::Contains("onnect"));  // curl's "Couldn't connect" / "Failed to connect"
   }
+}
+
+TEST_CASE("fetch-profiles: a partial batch waits for more users while another batch is in flight",
+          "[fetch_profiles]") {
+  FakeProfiles fake;
+  for (int i = 0; i < 35; ++i) fake.known[did_n(i)] = R"(,"followersCount":1)";
+  fake.slow_first_ms = 2000;  // the first full batch is still in flight when input pauses
+  fake.start();
+  std::string first, second;
+  for (int i = 0; i < 30; ++i) first += user_line(did_n(i));
+  for (int i = 30; i < 35; ++i) second += user_line(did_n(i));
+  // 800 ms of quiet input: the old rule sent users 25..29 alone, then 30..34 alone.
+  const Run run = run_paced({{first, 800}, {second + end_line + "\n", 0}}, fake);
+  CHECK(run.rc == ds::exit_code::ok);
+  const auto batches = fake.batches();
+  REQUIRE(batches.size() == 2);
+  CHECK(batches[0].size() == 25);
+  CHECK(batches[1].size() == 10);
+  const auto users = run.users();
+  REQUIRE(users.size() == 35);
+  for (int i = 0; i < 35; ++i) {
+    CHECK(users[static_cast<std::size_t>(i)].did == did_n(i));
+    CHECK(users[static_cast<std::size_t>(i)].status == "ok");
+  }
+}
+
+TEST_CASE("fetch-profiles: with nothing in flight, a partial batch goes when input pauses", "[fetch_profiles]") {
+  FakeProfiles fake;
+  for (int i = 0; i < 10; ++i) fake.known[did_n(i)] = R"(,"followersCount":1)";
+  fake.start();
+  std::string first, second;
+  for (int i = 0; i < 5; ++i) first += user_line(did_n(i));
+  for (int i = 5; i < 10; ++i) second += user_line(did_n(i));
+  // Holding the first five longer would only stall everything downstream.
+  const Run run = run_paced({{first, 1000}, {second + end_line + "\n", 0}}, fake);
+  CHECK(run.rc == ds::exit_code::ok);
+  const auto batches = fake.batches();
+  REQUIRE(batches.size() == 2);
+  CHECK(batches[0].size() == 5);
+  CHECK(batches[0].front() == did_n(0));
+  CHECK(run.users().size() == 10);
 }
