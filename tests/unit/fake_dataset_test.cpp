@@ -1,5 +1,6 @@
 // Tests for the fake AppView's generated dataset: determinism, the feed invariants the pipeline
-// relies on (sort order, unique sort keys, window-only deletions) and that every oddity exists.
+// relies on (sort order, unique sort keys, window-only deletions), that every oddity exists, and that
+// posts the real AppView would not index are in no answer.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -36,7 +37,7 @@ const std::vector<FeedItem>& feed(int user, int day) {
 }
 
 std::int64_t own_posts(const std::vector<FeedItem>& items) {
-  return std::count_if(items.begin(), items.end(), [](const FeedItem& i) { return !i.is_repost_of_other(); });
+  return std::count_if(items.begin(), items.end(), [](const FeedItem& i) { return i.is_own_post(); });
 }
 
 Micros floor_ms(Micros t) { return (t / 1000 - (t % 1000 < 0 ? 1 : 0)) * 1000; }
@@ -90,6 +91,7 @@ TEST_CASE("feeds are newest first with distinct millisecond sort keys and consis
         const FeedItem& it = items[i];
         if (i > 0) REQUIRE(floor_ms(it.sort_at) < floor_ms(items[i - 1].sort_at));
         REQUIRE(uris.insert(it.post.uri).second);
+        REQUIRE(ds::fake::appview_indexes(it.post.kind));
         REQUIRE(it.post.indexed_at <= ds.now_of_day(day));
         REQUIRE(ds::parse_timestamp(it.post.indexed_at_text) == it.post.indexed_at);
         REQUIRE(it.post.uri.rfind("at://" + it.post.author_did + "/app.bsky.feed.post/", 0) == 0);
@@ -144,67 +146,138 @@ TEST_CASE("counts and followers never decrease from day 1 to day 2, and some gro
   CHECK(grew > 100);
 }
 
-TEST_CASE("every createdAt oddity appears, several inside the day-1 and day-2 windows", "[fake]") {
+// The kinds Bluesky's AppView indexes are served, some inside the day-1 and day-2 windows; the
+// kinds it does not (no time zone, not a date, no createdAt) exist only as repository records.
+TEST_CASE("every createdAt oddity exists: the indexed ones in feeds, the others as records only", "[fake]") {
   const Dataset& ds = shared_dataset();
-  std::map<CreatedAtKind, int> all, recent;
+  std::map<CreatedAtKind, int> served, recent, records, recent_records;
   const std::regex kMicros(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)");
   const std::regex kNoTz(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})");
   const std::regex kNoFraction(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)");
   const std::regex kMillis(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+  const Micros window = ds.now_of_day(1) - 7 * kDay;
+  // Check each shape from the raw text itself, not from the label the generator gave it.
+  const auto check_shape = [&](const ds::fake::Post& p, Micros sort_at) {
+    const std::string raw = p.created_at_raw.value_or("");
+    switch (p.kind) {
+      case CreatedAtKind::Microseconds: REQUIRE(std::regex_match(raw, kMicros)); break;
+      case CreatedAtKind::OffsetZero: REQUIRE(raw.size() > 6); REQUIRE(raw.substr(raw.size() - 6) == "+00:00"); break;
+      case CreatedAtKind::OffsetOther: REQUIRE(raw.substr(raw.size() - 6) == "-05:00"); break;
+      case CreatedAtKind::NoTimezone: REQUIRE(std::regex_match(raw, kNoTz)); break;
+      case CreatedAtKind::NoFraction: REQUIRE(std::regex_match(raw, kNoFraction)); break;
+      case CreatedAtKind::Invalid:
+      case CreatedAtKind::InvalidCalendar:
+        REQUIRE(!raw.empty());
+        REQUIRE_FALSE(ds::parse_timestamp(raw));
+        REQUIRE(sort_at == p.indexed_at);
+        break;
+      case CreatedAtKind::FarPast: REQUIRE(raw == "0001-01-01T00:00:00.000Z"); REQUIRE(sort_at < 0); break;
+      case CreatedAtKind::Epoch: REQUIRE(raw == "1970-01-01T00:00:00.000Z"); REQUIRE(sort_at == 0); break;
+      case CreatedAtKind::Future:
+        REQUIRE(*ds::parse_timestamp(raw) > p.indexed_at + 300 * kDay);
+        REQUIRE(sort_at == p.indexed_at);
+        break;
+      case CreatedAtKind::Skew: {
+        const Micros ahead = *ds::parse_timestamp(raw) - p.indexed_at;
+        REQUIRE(ahead > 0);
+        REQUIRE(ahead < 10 * ds::micros_per_second);
+        REQUIRE(sort_at == p.indexed_at);
+        break;
+      }
+      case CreatedAtKind::Missing: REQUIRE_FALSE(p.created_at_raw); break;
+      case CreatedAtKind::Normal:
+        // Most posts are normal; matching every one costs seconds in a Debug build.
+        if (served[p.kind] % 50 == 1) REQUIRE(std::regex_match(raw, kMillis));
+        break;
+    }
+  };
   for (const auto& u : ds.users()) {
     if (!u.registered) continue;
     for (const auto& it : feed(u.index, 2)) {
-      if (it.is_repost_of_other()) continue;
-      const auto& p = it.post;
-      ++all[p.kind];
-      if (it.sort_at >= ds.now_of_day(1) - 7 * kDay) ++recent[p.kind];
-      const std::string raw = p.created_at_raw.value_or("");
-      // Check each shape from the raw text itself, not from the label the generator gave it.
-      switch (p.kind) {
-        case CreatedAtKind::Microseconds:
-          REQUIRE(std::regex_match(raw, kMicros));
-          break;
-        case CreatedAtKind::OffsetZero: REQUIRE(raw.size() > 6); REQUIRE(raw.substr(raw.size() - 6) == "+00:00"); break;
-        case CreatedAtKind::OffsetOther: REQUIRE(raw.substr(raw.size() - 6) == "-05:00"); break;
-        case CreatedAtKind::NoTimezone:
-          REQUIRE(std::regex_match(raw, kNoTz));
-          break;
-        case CreatedAtKind::NoFraction:
-          REQUIRE(std::regex_match(raw, kNoFraction));
-          break;
-        case CreatedAtKind::Invalid:
-        case CreatedAtKind::InvalidCalendar:
-          REQUIRE(!raw.empty());
-          REQUIRE_FALSE(ds::parse_timestamp(raw));
-          REQUIRE(it.sort_at == p.indexed_at);
-          break;
-        case CreatedAtKind::FarPast: REQUIRE(raw == "0001-01-01T00:00:00.000Z"); REQUIRE(it.sort_at < 0); break;
-        case CreatedAtKind::Epoch: REQUIRE(raw == "1970-01-01T00:00:00.000Z"); REQUIRE(it.sort_at == 0); break;
-        case CreatedAtKind::Future:
-          REQUIRE(*ds::parse_timestamp(raw) > p.indexed_at + 300 * kDay);
-          REQUIRE(it.sort_at == p.indexed_at);
-          break;
-        case CreatedAtKind::Skew: {
-          const Micros ahead = *ds::parse_timestamp(raw) - p.indexed_at;
-          REQUIRE(ahead > 0);
-          REQUIRE(ahead < 10 * ds::micros_per_second);
-          REQUIRE(it.sort_at == p.indexed_at);
-          break;
-        }
-        case CreatedAtKind::Missing: REQUIRE_FALSE(p.created_at_raw); break;
-        case CreatedAtKind::Normal:
-          // Most posts are normal; matching every one costs seconds in a Debug build.
-          if (all[p.kind] % 50 == 1) REQUIRE(std::regex_match(raw, kMillis));
-          break;
-      }
+      if (!it.is_own_post()) continue;
+      ++served[it.post.kind];
+      if (it.sort_at >= window) ++recent[it.post.kind];
+      check_shape(it.post, it.sort_at);
+    }
+    for (const auto& p : ds.unindexed_posts(u.index, 2)) {
+      ++records[p.kind];
+      if (p.indexed_at >= window) ++recent_records[p.kind];
+      check_shape(p, p.sort_at);
     }
   }
   for (int k = 0; k < ds::fake::kCreatedAtKinds; ++k) {
     const auto kind = static_cast<CreatedAtKind>(k);
     INFO("kind " << ds::fake::to_string(kind));
-    CHECK(all[kind] >= 2);
-    // Far-past createdAt sorts at the very end, so only the others can fall inside a window.
-    if (kind != CreatedAtKind::FarPast && kind != CreatedAtKind::Epoch) CHECK(recent[kind] >= 1);
+    if (ds::fake::appview_indexes(kind)) {
+      CHECK(served[kind] >= 2);
+      CHECK(records[kind] == 0);
+      // Far-past createdAt sorts at the very end, so only the others can fall inside a window.
+      if (kind != CreatedAtKind::FarPast && kind != CreatedAtKind::Epoch) CHECK(recent[kind] >= 1);
+    } else {
+      CHECK(served[kind] == 0);
+      CHECK(records[kind] >= 2);
+      CHECK(recent_records[kind] >= 1);
+    }
+  }
+  // Exactly the three shapes the lexicon's datetime rejects, or a record without one, go unindexed.
+  CHECK_FALSE(ds::fake::appview_indexes(CreatedAtKind::NoTimezone));
+  CHECK_FALSE(ds::fake::appview_indexes(CreatedAtKind::Invalid));
+  CHECK_FALSE(ds::fake::appview_indexes(CreatedAtKind::Missing));
+  CHECK(ds::fake::appview_indexes(CreatedAtKind::InvalidCalendar));
+  CHECK(ds::fake::appview_indexes(CreatedAtKind::FarPast));
+  CHECK(ds::fake::appview_indexes(CreatedAtKind::Epoch));
+
+  // Account 0's first day-1 posts show the oddities side by side: served, or a record only.
+  std::set<CreatedAtKind> showcase_served, showcase_records;
+  for (const auto& it : feed(0, 1))
+    if (it.is_own_post() && it.post.created_day == 1 && it.post.kind != CreatedAtKind::Normal)
+      showcase_served.insert(it.post.kind);
+  for (const auto& p : ds.unindexed_posts(0, 1))
+    if (p.created_day == 1) showcase_records.insert(p.kind);
+  CHECK(showcase_served == std::set<CreatedAtKind>{CreatedAtKind::Microseconds, CreatedAtKind::OffsetZero,
+                                                   CreatedAtKind::OffsetOther, CreatedAtKind::NoFraction,
+                                                   CreatedAtKind::InvalidCalendar, CreatedAtKind::Future,
+                                                   CreatedAtKind::Skew});
+  CHECK(showcase_records ==
+        std::set<CreatedAtKind>{CreatedAtKind::NoTimezone, CreatedAtKind::Invalid, CreatedAtKind::Missing});
+}
+
+// What the real AppView does with a post it never indexed: no feed item (own or repost), no
+// getPosts answer, not in postsCount, notFoundPost as a reply's parent or root. Each check fails
+// if the dataset served one.
+TEST_CASE("posts the AppView never indexed are in no feed, getPosts, postsCount, reply or repost", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  for (int day : {1, 2}) {
+    INFO("day " << day);
+    std::set<std::string> unindexed;
+    for (const auto& u : ds.users())
+      for (const auto& p : ds.unindexed_posts(u.index, day)) {
+        REQUIRE_FALSE(ds::fake::appview_indexes(p.kind));
+        REQUIRE_FALSE(ds.find_post(p.uri, day));  // getPosts leaves it out
+        unindexed.insert(p.uri);
+      }
+    REQUIRE(unindexed.size() >= 20);
+    int parents_not_found = 0;
+    for (const auto& u : ds.users()) {
+      if (!ds.exists(u.index, day)) continue;
+      const auto& items = feed(u.index, day);
+      std::int64_t own = 0;
+      for (const FeedItem& it : items) {
+        REQUIRE(unindexed.count(it.post.uri) == 0);
+        own += it.is_own_post();
+        if (!it.post.reply) continue;
+        if (unindexed.count(it.post.reply->parent_uri)) {
+          CHECK_FALSE(it.post.reply->parent);
+          ++parents_not_found;
+        }
+        if (unindexed.count(it.post.reply->root_uri)) CHECK_FALSE(it.post.reply->root);
+      }
+      const auto prof = ds.profile(u.index, day);
+      if (prof && prof->posts) CHECK(*prof->posts == own);
+      if (const auto pin = ds.pinned_item(u.index, day)) CHECK(unindexed.count(pin->post.uri) == 0);
+    }
+    // Threads do run through such posts: their replies show the parent as not found.
+    CHECK(parents_not_found >= 1);
   }
 }
 

@@ -30,7 +30,8 @@ namespace ds::fake {
 // puts in the database), then a few API-only accounts (registered = false) that exist only as
 // authors of reposted / replied-to posts and must never be written by the pipeline. Roles are
 // fixed by index (they need users >= 24 to all exist; the default is 60):
-//    0  10,600 posts (x posts_scale), 15 new a day; its first day-1 posts show every createdAt oddity
+//    0  10,600 posts (x posts_scale; 10,770 records, see "createdAt oddities"), 15 new a day; its
+//       first day-1 posts show every createdAt oddity, served or (never indexed) a record only
 //    1  1,200 posts; 2  2,500 posts (more than 10 pages of 100); both delete posts on day 2
 //    3  no posts at all;  4  only reposts of others, no own posts
 //    5, 7  skip_user (active);  6  skip_user (inactive)
@@ -79,42 +80,47 @@ namespace ds::fake {
 // and delete (as below) on 1 day in 32 instead of 1 in 8. The 1 in 12 without posts keep none.
 //
 // Profiles grow: followersCount/followsCount rise every day; postsCount is the number of the
-// account's own posts visible that day.
+// account's own posts visible that day (indexed, not deleted).
 //
 // Feeds. author_feed(u, d) is the whole feed as getAuthorFeed serves it on day d (filter
-// posts_with_replies, no pin), newest first: the account's own posts plus reposts of other
-// accounts' posts (FeedItem::reason == Repost, post.author != u, sort_at = the repost time).
-// sort_at of an own post = least(parsed createdAt, indexedAt) when createdAt parses (a missing
-// timezone counts as UTC), else indexedAt. Within one feed sort_at values are distinct even at
-// millisecond precision, so the server's millisecond cursor never splits or skips an item.
+// posts_with_replies, no pin), newest first: the account's own posts (is_own_post()) plus reposts
+// of other accounts' posts (FeedItem::reason == Repost, post.author != u, sort_at = the repost time).
+// sort_at of an own post = least(parsed createdAt, indexedAt) when createdAt parses, else
+// indexedAt. Within one feed sort_at values are distinct even at millisecond precision, so the
+// server's millisecond cursor never splits or skips an item.
 //
 // createdAt oddities (CreatedAtKind): microseconds, "+00:00", "-05:00", no timezone, no fraction,
 // "not a date", "YYYY-02-30T10:00:00Z", "0001-01-01T00:00:00.000Z", "1970-01-01T00:00:00.000Z",
 // a year in the future, a few seconds after indexedAt (clock skew), and no createdAt at all.
 // indexedAt is always a valid millisecond "...Z" timestamp a fraction of a second after creation.
+// Bluesky's AppView does not index a record whose createdAt is no lexicon datetime (no timezone,
+// "not a date", none at all; appview_indexes(), docs/real-appview.md): such a post is a record in
+// the repository only (unindexed_posts()), in no feed, getPosts answer, postsCount or pin; a reply
+// to it shows its parent (or root) as notFoundPost and a repost of it is left out. About 1.6% of
+// the random posts, and 3 of account 0's showcase. The economy accounts' posts are all indexed.
 //
 // Counts: like/reply/repost/quote counts at day d never decrease with d; recent posts gain the
 // most. ~10% of posts have no quoteCount, ~1% have no counts at all (absent = 0 to the client;
 // Counts holds nullopt for an absent field).
 //
 // Deletions: on day e >= 2 some accounts delete 1-2 own posts (always accounts 1 and 2 on day 2).
-// Only posts that were visible on day e-1 (indexedAt <= now(e-1)) and whose sort_at lies within
-// [now(e) - 7 days + 1 hour, now(e-1)] are deleted, so a 7-day refresh window on day e always
+// Only indexed posts that were visible on day e-1 (indexedAt <= now(e-1)) and whose sort_at lies
+// within [now(e) - 7 days + 1 hour, now(e-1)] are deleted, so a 7-day refresh window on day e always
 // covers them (the one exception: economy account 24, above). A deleted post vanishes from the
-// feed (and from reposts of it) and from getPosts from day e on.
+// feed (and its reposts with it) and from getPosts from day e on.
 //
 // Using it as the truth (the end-to-end checker), for pipeline runs on days 1, 2, ... with
 // DS_NOW = now_of_day(d) against a database loaded with seed_sql(1):
 //  - selected on day d: registered && active (every registered account with --simple-query);
 //  - skip_user: no API call, no posts, no snapshot;
 //  - profile(u, d) == nullopt (never_existed, gone): no snapshot that day, nothing new stored;
-//  - otherwise the posts of u are the own items (!is_repost_of_other()) of author_feed(u, d):
+//  - otherwise the posts of u are the own items (is_own_post()) of author_feed(u, d):
 //    on the first run (no backfill marker) all of them, with counts as of d; on later runs only
 //    items with sort_at >= now_of_day(d) - 7 days are refreshed (counts as of d), older rows keep
 //    the counts of the run that last saw them. posts."createdAt" = post.stored_created_at(),
 //    absent counts are 0. A stored post with sort_at inside that window that is missing from
 //    author_feed(u, d) was deleted (deleted_on(u, e) lists them) and must stop counting;
-//  - nothing is ever stored for reposted posts or for accounts with registered == false;
+//  - nothing is ever stored for reposts of others' posts or for accounts with registered == false;
 //  - snapshot (u, format_date(now_of_day(d))): followers/following/posts from profile(u, d)
 //    (absent = 0), likes/replies/quotes/reposts = sums over u's live stored rows;
 //  - the users row: handle, displayName, avatar of profile(u, d) (a U+0000 in a displayName is
@@ -166,18 +172,25 @@ enum class CreatedAtKind : std::uint8_t {
   Microseconds,    // "2025-05-05T01:30:17.912345Z"
   OffsetZero,      // "2025-05-05T01:30:17.912+00:00"
   OffsetOther,     // "2025-05-04T20:30:17.912-05:00" (same instant)
-  NoTimezone,      // "2025-05-05T01:30:17.912" (UTC wall time)
+  NoTimezone,      // "2025-05-05T01:30:17.912": never indexed by the AppView
   NoFraction,      // "2025-05-05T01:30:17Z"
-  Invalid,         // "not a date"
-  InvalidCalendar, // "2025-02-30T10:00:00Z"
+  Invalid,         // "not a date": never indexed by the AppView
+  InvalidCalendar, // "2025-02-30T10:00:00Z" (indexed: JavaScript's Date reads it as March 2)
   FarPast,         // "0001-01-01T00:00:00.000Z" (sorts last in the feed)
   Epoch,           // "1970-01-01T00:00:00.000Z"
   Future,          // a year after the real creation time
   Skew,            // a few seconds after indexedAt
-  Missing,         // record has no createdAt
+  Missing,         // record has no createdAt: never indexed by the AppView
 };
 constexpr int kCreatedAtKinds = 13;
 const char* to_string(CreatedAtKind k);
+
+// Whether Bluesky's AppView indexes a post record with this createdAt (docs/real-appview.md,
+// finding 6): it validates the record against the lexicon, where createdAt is a required
+// `datetime`, and drops a record that fails. A post it does not index exists for no endpoint.
+constexpr bool appview_indexes(CreatedAtKind k) {
+  return k != CreatedAtKind::NoTimezone && k != CreatedAtKind::Invalid && k != CreatedAtKind::Missing;
+}
 
 struct Counts {
   std::optional<std::int64_t> likes, replies, reposts, quotes;  // nullopt: absent in the API
@@ -228,6 +241,8 @@ struct FeedItem {
   Post post;
   Micros sort_at = 0;  // the feed's sort key: post.sort_at, or the repost time for reposts
   int by = -1;         // the feed's owner (reason.by for reposts)
+  // An own post at its own sort time: the item the pipeline stores.
+  bool is_own_post() const { return reason != Reason::Repost; }
   bool is_repost_of_other() const { return reason == Reason::Repost; }
 };
 
@@ -272,8 +287,11 @@ class Dataset {
   std::optional<FeedItem> pinned_item(int user, int day) const;
   // Own posts deleted exactly on `day`, as they were on day-1.
   std::vector<Post> deleted_on(int user, int day) const;
+  // Own post records created by `day` that the AppView never indexed (!appview_indexes(kind)):
+  // in the account's repository, in no answer of the API. For tests that prove their absence.
+  std::vector<Post> unindexed_posts(int user, int day) const;
   // The post getPosts finds under this URI on that day: an own post of an account the API knows
-  // that day, already created (so indexed) and not deleted. The URI must match exactly.
+  // that day, already created, indexed (appview_indexes) and not deleted. The URI must match exactly.
   std::optional<PostRef> find_post(std::string_view uri, int day) const;
 
   // For the server: the sorted index (cached) and one entry expanded.

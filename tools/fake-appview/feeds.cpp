@@ -77,6 +77,8 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
     else if (x < 0.161) kind = CreatedAtKind::InvalidCalendar;
     else if (x < 0.164) kind = CreatedAtKind::Future;
     else if (x < 0.167) kind = CreatedAtKind::Missing;
+    // The economy scenarios count posts exactly, so each of theirs is one the AppView indexes.
+    if (p.scheduled && !appview_indexes(kind)) kind = CreatedAtKind::Normal;
     o.kind = kind;
     switch (kind) {
       case CreatedAtKind::Microseconds: o.created = o.t; break;
@@ -131,7 +133,12 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
     const Micros limit = params_.day0 - 30 * kDay;
     std::size_t old = 0;
     while (old < posts.size() && posts[old].created_day == 0 && posts[old].t < limit) ++old;
-    if (old > 0) list->pin = static_cast<int>(h(kTagPin, uu) % old);
+    if (old > 0) {
+      // A pinned post the AppView never indexed would be no feed item: pin an older indexed one.
+      int pin = static_cast<int>(h(kTagPin, uu) % old);
+      while (pin >= 0 && !appview_indexes(posts[static_cast<std::size_t>(pin)].kind)) --pin;
+      list->pin = pin;
+    }
   }
 
   for (int e = 2; e <= day; ++e) {
@@ -144,7 +151,8 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
       std::optional<std::size_t> chosen;
       for (std::size_t i = 0; i < posts.size(); ++i) {
         const OwnPost& o = posts[i];
-        if (o.created_day > e - 1 || o.deleted_day != 0 || static_cast<int>(i) == list->pin) continue;
+        if (o.created_day > e - 1 || o.deleted_day != 0 || static_cast<int>(i) == list->pin || !appview_indexes(o.kind))
+          continue;
         if (p.delete_older ? o.sort < older : o.sort >= lo && o.sort <= hi) {
           chosen = i;
           if (!p.delete_older) break;
@@ -161,8 +169,9 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
     for (std::size_t i = posts.size(); i-- > 0;) {
       const OwnPost& o = posts[i];
       if (o.t < lo - kDay) break;
+      // Only posts the API showed can be seen to go: never one it did not index.
       if (o.created_day <= e - 1 && o.indexed <= hi && o.sort >= lo && o.deleted_day == 0 &&
-          static_cast<int>(i) != list->pin)
+          static_cast<int>(i) != list->pin && appview_indexes(o.kind))
         candidates.push_back(i);
     }
     Rng r(dh);
@@ -174,7 +183,7 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
     }
   }
   for (const OwnPost& o : posts)
-    if (o.deleted_day == 0) ++list->visible;
+    if (o.deleted_day == 0 && appview_indexes(o.kind)) ++list->visible;
   return list;
 }
 
@@ -221,7 +230,7 @@ std::shared_ptr<const FeedIndex> Dataset::build_feed_index(int user, int day) co
   for (std::uint32_t i = 0; i < own->posts.size(); ++i) {
     const OwnPost& o = own->posts[i];
     used.insert(floor_to(o.sort, kMs));
-    if (o.deleted_day == 0) entries.push_back({o.sort, user, i, false});
+    if (o.deleted_day == 0 && appview_indexes(o.kind)) entries.push_back({o.sort, user, i, false});
   }
   if (own->pin >= 0)
     index->pinned = FeedEntry{own->posts[static_cast<std::size_t>(own->pin)].sort, user,
@@ -242,7 +251,8 @@ std::shared_ptr<const FeedIndex> Dataset::build_feed_index(int user, int day) co
     if (!target || !reposted.insert((static_cast<std::uint64_t>(target->user) << 32) | target->index).second) return;
     auto tl = own_list(target->user, day);
     const OwnPost& o = tl->posts[target->index];
-    if (o.deleted_day != 0 && o.deleted_day <= day) return;  // reposts vanish with their post
+    // Reposts vanish with their post, and the AppView omits a repost of a post it never indexed.
+    if ((o.deleted_day != 0 && o.deleted_day <= day) || !appview_indexes(o.kind)) return;
     entries.push_back({t, target->user, target->index, true});
   };
   if (p.hist_reposts > 0) {
@@ -349,6 +359,8 @@ Post Dataset::post(PostRef ref, int day) const {
     else if (h(kTagReply, uu, o.k, 1) % 10 != 0) parent = pick_other_post(ref.user, h(kTagReply, uu, o.k), o.t, day);
     if (parent) {
       Post pp = post(PostRef{parent->user, parent->index}, day);
+      // The API shows a parent or root it does not hold (deleted, or never indexed) as notFoundPost.
+      const bool shown = (pp.deleted_day == 0 || pp.deleted_day > day) && appview_indexes(pp.kind);
       // A thread's root is its parent's root; depth stays small because only self-replies chain.
       if (pp.reply) {
         reply.root_uri = pp.reply->root_uri;
@@ -357,11 +369,11 @@ Post Dataset::post(PostRef ref, int day) const {
       } else {
         reply.root_uri = pp.uri;
         reply.root_cid = pp.cid;
-        if (pp.deleted_day == 0 || pp.deleted_day > day) reply.root = parent;
+        if (shown) reply.root = parent;
       }
       reply.parent_uri = pp.uri;
       reply.parent_cid = pp.cid;
-      if (pp.deleted_day == 0 || pp.deleted_day > day) reply.parent = parent;
+      if (shown) reply.parent = parent;
     } else {
       // A reply to a post that no longer exists anywhere: the API shows notFoundPost.
       std::string did = "did:plc:";
@@ -425,11 +437,20 @@ std::optional<PostRef> Dataset::find_post(std::string_view uri, int day) const {
   const auto list = own_list(user, day);  // holds only posts created by `day`
   const auto& posts = list->posts;
   const auto at = std::lower_bound(posts.begin(), posts.end(), t, [](const OwnPost& o, Micros x) { return o.t < x; });
-  if (at == posts.end() || at->t != t || at->deleted_day != 0) return std::nullopt;
+  if (at == posts.end() || at->t != t || at->deleted_day != 0 || !appview_indexes(at->kind)) return std::nullopt;
   // The clock id in the TID must match too: only the exact URI names the post.
   if (post_uri(users_[static_cast<std::size_t>(user)].did, *at, Hasher{params_.seed}, static_cast<std::uint64_t>(user)) != uri)
     return std::nullopt;
   return PostRef{user, at->k};
+}
+
+std::vector<Post> Dataset::unindexed_posts(int user, int day) const {
+  std::vector<Post> out;
+  if (day < 0 || !exists(user, day)) return out;
+  auto list = own_list(user, day);
+  for (std::uint32_t i = 0; i < list->posts.size(); ++i)
+    if (!appview_indexes(list->posts[i].kind)) out.push_back(post(PostRef{user, i}, day));
+  return out;
 }
 
 std::vector<Post> Dataset::deleted_on(int user, int day) const {
