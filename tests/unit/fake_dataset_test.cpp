@@ -1,6 +1,6 @@
 // Tests for the fake AppView's generated dataset: determinism, the feed invariants the pipeline
 // relies on (sort order, unique sort keys, window-only deletions), that every oddity exists, and that
-// posts the real AppView would not index are in no answer.
+// posts the real AppView would not index are in no answer while self-reposts are.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -82,15 +82,15 @@ TEST_CASE("same params give the same dataset, another seed another one", "[fake]
 
 TEST_CASE("feeds are newest first with distinct millisecond sort keys and consistent timestamps", "[fake]") {
   const Dataset& ds = shared_dataset();
-  std::size_t checked = 0;
+  std::size_t checked = 0, self_reposts = 0;
   for (const auto& u : ds.users()) {
     for (int day : {1, 2}) {
       const auto& items = feed(u.index, day);
-      std::set<std::string> uris;
+      std::set<std::string> uris;  // own posts, and (marked) reposts: a self-repost is the post again
       for (std::size_t i = 0; i < items.size(); ++i) {
         const FeedItem& it = items[i];
         if (i > 0) REQUIRE(floor_ms(it.sort_at) < floor_ms(items[i - 1].sort_at));
-        REQUIRE(uris.insert(it.post.uri).second);
+        REQUIRE(uris.insert((it.is_own_post() ? "" : "repost of ") + it.post.uri).second);
         REQUIRE(ds::fake::appview_indexes(it.post.kind));
         REQUIRE(it.post.indexed_at <= ds.now_of_day(day));
         REQUIRE(ds::parse_timestamp(it.post.indexed_at_text) == it.post.indexed_at);
@@ -101,6 +101,16 @@ TEST_CASE("feeds are newest first with distinct millisecond sort keys and consis
         if (it.is_repost_of_other()) {
           REQUIRE(it.post.author_did != u.did);
           REQUIRE(it.sort_at <= ds.now_of_day(day));
+        } else if (it.is_self_repost()) {
+          // Reposted an hour or more after it was indexed; the own item is in the same feed.
+          REQUIRE(it.post.author_did == u.did);
+          REQUIRE(it.by == u.index);
+          REQUIRE(it.sort_at >= it.post.indexed_at + 3600 * ds::micros_per_second);
+          REQUIRE(it.sort_at <= ds.now_of_day(day));
+          REQUIRE(std::any_of(items.begin(), items.end(), [&](const FeedItem& x) {
+            return x.is_own_post() && x.post.uri == it.post.uri && x.sort_at == it.post.sort_at;
+          }));
+          ++self_reposts;
         } else {
           REQUIRE(it.post.author_did == u.did);
           const Micros expect = parsed ? std::min(*parsed, it.post.indexed_at) : it.post.indexed_at;
@@ -112,6 +122,7 @@ TEST_CASE("feeds are newest first with distinct millisecond sort keys and consis
     }
   }
   CHECK(checked > 20000);
+  CHECK(self_reposts >= 20);
 }
 
 TEST_CASE("counts and followers never decrease from day 1 to day 2, and some grow", "[fake]") {
@@ -281,6 +292,54 @@ TEST_CASE("posts the AppView never indexed are in no feed, getPosts, postsCount,
   }
 }
 
+// Real feeds hold self-reposts (docs/real-appview.md, findings 3 and 11): the same post again, at
+// the repost's time. The echo account has the page shape of the cursor bug on every day.
+TEST_CASE("self-reposts: some accounts have them; the echo account's ends day d's first page", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  int accounts = 0, ordinary = 0;
+  for (const auto& u : ds.users()) {
+    if (!u.registered || !ds.exists(u.index, 2)) continue;
+    const auto& items = feed(u.index, 2);
+    const auto n = std::count_if(items.begin(), items.end(), [](const FeedItem& i) { return i.is_self_repost(); });
+    if (n == 0) continue;
+    ++accounts;
+    ordinary += u.index > 22;
+    // Counted once: postsCount is the own posts, not the items.
+    CHECK(ds.profile(u.index, 2)->posts.value_or(own_posts(items)) == own_posts(items));
+  }
+  CHECK(ordinary >= 3);
+  CHECK(accounts <= ds.registered_count() / 2);  // a modest share, as in real feeds
+
+  namespace echo = ds::fake::echo;
+  CHECK(ds.users()[echo::kAccount].active);
+  for (int day = 1; day <= 4; ++day) {
+    INFO("day " << day);
+    const auto items = ds.author_feed(echo::kAccount, day);
+    const Micros since = ds.now_of_day(day) - 7 * kDay;
+    REQUIRE(items.size() > static_cast<std::size_t>(echo::kPageItem));
+    for (int i = 0; i < echo::kPageItem - 1; ++i) {
+      CHECK(items[static_cast<std::size_t>(i)].is_own_post());
+      CHECK(items[static_cast<std::size_t>(i)].post.created_day == day);
+    }
+    // The full page's last item: a self-repost inside the window of a post older than it...
+    const FeedItem& last = items[echo::kPageItem - 1];
+    CHECK(last.is_self_repost());
+    CHECK(last.sort_at > since);
+    CHECK(last.post.sort_at < since);
+    // ...and the next page opens with that day's own posts, inside the window.
+    const FeedItem& next = items[echo::kPageItem];
+    CHECK(next.is_own_post());
+    CHECK(next.post.created_day == day);
+    CHECK(next.sort_at > since);
+  }
+  // The same self-repost stays where it was on later days.
+  const auto day1 = ds.author_feed(echo::kAccount, 1), day3 = ds.author_feed(echo::kAccount, 3);
+  const FeedItem& first = day1[echo::kPageItem - 1];
+  CHECK(std::any_of(day3.begin(), day3.end(), [&](const FeedItem& i) {
+    return i.is_self_repost() && i.post.uri == first.post.uri && i.sort_at == first.sort_at;
+  }));
+}
+
 TEST_CASE("post volumes: one account over 10,500 posts, others over 1,000, some with none", "[fake]") {
   const Dataset& ds = shared_dataset();
   int over_10500 = 0, over_1000 = 0, empty = 0, reposts_only = 0;
@@ -338,10 +397,10 @@ TEST_CASE("deletions happen on day 2 and only inside the 7-day window", "[fake]"
     if (!ds.exists(u.index, 2)) continue;
     std::set<std::string> day2;
     for (const auto& it : feed(u.index, 2))
-      if (!it.is_repost_of_other()) day2.insert(it.post.uri);
+      if (it.is_own_post()) day2.insert(it.post.uri);
     std::set<std::string> vanished;
     for (const auto& it : feed(u.index, 1)) {
-      if (it.is_repost_of_other() || day2.count(it.post.uri)) continue;
+      if (!it.is_own_post() || day2.count(it.post.uri)) continue;
       vanished.insert(it.post.uri);
       CHECK(it.sort_at >= window);
       CHECK(it.post.indexed_at <= ds.now_of_day(1));
@@ -477,7 +536,7 @@ struct Day {
 Day day_of(const Dataset& ds, int user, int day) {
   Day d;
   for (const FeedItem& i : ds.author_feed(user, day))
-    if (!i.is_repost_of_other()) d.own.emplace(i.post.uri, i.post);
+    if (i.is_own_post()) d.own.emplace(i.post.uri, i.post);
   d.posts_count = ds.profile(user, day)->posts.value();
   for (const auto& [uri, p] : d.own)
     if (p.created_day == day) d.created.push_back(uri);

@@ -40,7 +40,7 @@ std::vector<std::string> answered_uris(const std::string& body) {
 std::vector<std::string> own_uris(const std::vector<FeedItem>& feed) {
   std::vector<std::string> out;
   for (const FeedItem& i : feed)
-    if (!i.is_repost_of_other()) out.push_back(i.post.uri);
+    if (i.is_own_post()) out.push_back(i.post.uri);
   return out;
 }
 
@@ -119,7 +119,7 @@ TEST_CASE("getPosts leaves out deleted, unknown, not yet indexed and gone posts,
   // A post of day 2 asked for on day 1 does not exist yet.
   std::string tomorrow;
   for (const FeedItem& i : ds.author_feed(1, 2))
-    if (!i.is_repost_of_other() && i.post.created_day == 2) {
+    if (i.is_own_post() && i.post.created_day == 2) {
       tomorrow = i.post.uri;
       break;
     }

@@ -173,7 +173,16 @@ Dataset::Dataset(DatasetParams params) : params_(params) {
       case 13: u.role = "new handle on day 2"; break;
       case 14: u.role = "unusual Unicode displayName"; break;
       case 15: u.role = "NUL in displayName from day 2"; break;
-      case 16: u.role = "avatar changes on day 2"; break;
+      case echo::kAccount:
+        // Also the echo feed: no reposts of others, so day d's newest items are its own posts.
+        u.role = "avatar changes on day 2; echo: a daily self-repost ends a page";
+        p.echo = true;
+        p.hist_posts = 400;
+        p.hist_start = day0 - 200 * kDay;
+        p.daily_fixed = echo::kDailyPosts;
+        p.repost_rate = 0;
+        p.daily_reposts_fixed = 0;
+        break;
       case 17: u.role = "profile counts absent"; p.no_counts = true; break;
       case 18: u.role = "no displayName, no avatar"; p.no_display_name = p.no_avatar = true; break;
       case 19: u.role = "displayName changes on day 2"; break;
@@ -186,8 +195,12 @@ Dataset::Dataset(DatasetParams params) : params_(params) {
     if (economy) economy_role(u, p);
     else if (params_.activity == Activity::sparse && u.registered && i > 22 && p.hist_posts > 0) sparse_role(u, p);
     u.active = u.registered && u.views == Views::Recent;
+    // Some ordinary accounts repost their own posts now and then, as real ones do (a stream of
+    // its own, so every other draw stays as it was).
+    if (u.registered && i > 22 && !economy && h(kTagSelfRepost, static_cast<std::uint64_t>(i)) % 4 == 0)
+      p.self_repost_one_in = 3;
 
-    if (i != 4 && !economy) {
+    if (i != 4 && !economy && !p.echo) {
       p.hist_posts = scaled(static_cast<double>(p.hist_posts), scale, h(kTagScale, static_cast<std::uint64_t>(i)));
       // Keep every slot wide enough for distinct sort keys (see kMinSlot).
       p.hist_posts = std::min<std::int64_t>(p.hist_posts, (day0 - p.hist_start) / kMinSlot);

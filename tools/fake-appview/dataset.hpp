@@ -42,7 +42,8 @@ namespace ds::fake {
 //   13  new handle on day 2 ("renamed0013.fake.test")
 //   14  displayName with emoji, RTL text, a ZWJ sequence and an apostrophe (valid UTF-8)
 //   15  displayName on day >= 2 contains U+0000 (sent as \u0000; the pipeline stores U+FFFD)
-//   16  avatar changes on day 2;  19  displayName changes on day 2;  20  avatar removed on day 2
+//   16  avatar changes on day 2, and echo (below);  19  displayName changes on day 2
+//   20  avatar removed on day 2
 //   17  followersCount, followsCount and postsCount all absent (0 to the client)
 //   18  no displayName, no avatar
 //   21, 22  inactive (21: views row 30 days old; 22: no views row)
@@ -72,6 +73,13 @@ namespace ds::fake {
 //      [now(5) - 7 days + 1 hour, now(4)]: postsCount drops by one.
 // Account 24's deletion is the one exception to the deletion rule below.
 //
+// Echo (account 16, ds::fake::echo; the cursor bug of docs/real-appview.md, every day): 400
+// history posts over 200 days, 120 posts a day (not scaled), no reposts of others, no deletions.
+// On each day d one self-repost sits between its 99th and 100th newest indexed post of day d: in
+// day d's feed it is the 100th item, the last of a full first page, with the repost's time inside
+// the 7-day window while its post is older than now(d) - 8 days; the next page opens with day d's
+// posts. A refresh that took the page's last own post for the cursor's time would stop there.
+//
 // Sparse activity (DatasetParams::activity = sparse; bench/requests): the ordinary accounts, and
 // only they, are recast from a stream of their own, so roles 0..22 and the economy cases stay as
 // they are. 3 in 1000 have 120,000..180,000 history posts over three years and post about twice a
@@ -83,8 +91,12 @@ namespace ds::fake {
 // account's own posts visible that day (indexed, not deleted).
 //
 // Feeds. author_feed(u, d) is the whole feed as getAuthorFeed serves it on day d (filter
-// posts_with_replies, no pin), newest first: the account's own posts (is_own_post()) plus reposts
-// of other accounts' posts (FeedItem::reason == Repost, post.author != u, sort_at = the repost time).
+// posts_with_replies, no pin), newest first: the account's own posts (is_own_post()), reposts of
+// other accounts' posts (is_repost_of_other(): reason Repost, post.author != u) and, as real feeds
+// have them (docs/real-appview.md, findings 3 and 11), self-reposts (is_self_repost(): reason
+// Repost, post.author == u == reason.by), in 1 in 4 ordinary accounts (a third of their repost
+// slots) and echo's. A self-repost is the same post again: its own item is in the feed too, at
+// the post's own sort time. A repost's sort_at is the repost time, an hour or more after its post.
 // sort_at of an own post = least(parsed createdAt, indexedAt) when createdAt parses, else
 // indexedAt. Within one feed sort_at values are distinct even at millisecond precision, so the
 // server's millisecond cursor never splits or skips an item.
@@ -114,7 +126,8 @@ namespace ds::fake {
 //  - selected on day d: registered && active (every registered account with --simple-query);
 //  - skip_user: no API call, no posts, no snapshot;
 //  - profile(u, d) == nullopt (never_existed, gone): no snapshot that day, nothing new stored;
-//  - otherwise the posts of u are the own items (is_own_post()) of author_feed(u, d):
+//  - otherwise the posts of u are the own items (is_own_post()) of author_feed(u, d), each once (a
+//    self-repost item is the post again, decided by its own item; the stage writes a URI once):
 //    on the first run (no backfill marker) all of them, with counts as of d; on later runs only
 //    items with sort_at >= now_of_day(d) - 7 days are refreshed (counts as of d), older rows keep
 //    the counts of the run that last saw them. posts."createdAt" = post.stored_created_at(),
@@ -149,6 +162,14 @@ constexpr int kQuietNoWindow = 26;
 constexpr int kPlainDeletion = 27, kPlainDeletionDay = 5;
 constexpr int kFirst = 23, kLast = 27;
 }  // namespace economy
+
+// The echo account (Overview, role 16): the page shape of docs/real-appview.md's cursor bug, daily.
+namespace echo {
+constexpr int kAccount = 16;
+constexpr int kDailyPosts = 120;     // own posts a day, not scaled by posts_scale
+constexpr int kPageItem = 100;       // the self-repost's place in day d's feed (getAuthorFeed's limit)
+constexpr int kSubjectAgeDays = 8;   // its post is older than now(d) - this many days
+}  // namespace echo
 
 // A registered account's presence in the `views` table as seed_sql writes it.
 enum class Views { Recent, Old, None };
@@ -241,9 +262,11 @@ struct FeedItem {
   Post post;
   Micros sort_at = 0;  // the feed's sort key: post.sort_at, or the repost time for reposts
   int by = -1;         // the feed's owner (reason.by for reposts)
-  // An own post at its own sort time: the item the pipeline stores.
+  // An own post at its own sort time: the item the pipeline stores (once per post).
   bool is_own_post() const { return reason != Reason::Repost; }
-  bool is_repost_of_other() const { return reason == Reason::Repost; }
+  bool is_repost_of_other() const { return reason == Reason::Repost && post.ref.user != by; }
+  // The owner's repost of its own post: the same post again, at the repost's time.
+  bool is_self_repost() const { return reason == Reason::Repost && post.ref.user == by; }
 };
 
 // What the server needs to page a feed without building every item.

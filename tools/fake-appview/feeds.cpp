@@ -1,5 +1,5 @@
 // The fake AppView's posts and feeds: each account's own posts day by day (with their createdAt
-// oddities, deletions and pin), reposts of others, counts that grow, and the feed index the server pages.
+// oddities, deletions and pin), reposts of others and of its own, counts that grow, and the feed index.
 #include <algorithm>
 #include <cmath>
 #include <iterator>
@@ -109,6 +109,8 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
     std::int64_t m = 0;
     if (p.scheduled) {
       m = d < static_cast<int>(std::size(p.schedule)) ? p.schedule[d] : 0;
+    } else if (p.echo) {
+      m = p.daily_fixed;  // the page shape needs a full page of the day's posts at any scale
     } else if (p.daily_fixed >= 0) {
       m = scaled(p.daily_fixed, scale, h(kTagDaily, uu, static_cast<std::uint64_t>(d), 1));
       if (user == 0 && d == 1) m = std::max<std::int64_t>(m, kShowcaseCount);
@@ -187,6 +189,48 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
   return list;
 }
 
+namespace {
+
+// An own post indexed an hour or more before `before` for a self-repost: half the time one of the
+// 40 latest, else any, so some reposted posts are older than every refresh window. Like
+// pick_other_post, only posts that already existed then are looked at.
+std::optional<PostRef> pick_own_post(const std::vector<OwnPost>& posts, int user, std::uint64_t key, Micros before) {
+  const auto n = static_cast<std::size_t>(
+      std::upper_bound(posts.begin(), posts.end(), before - kHour, [](Micros t, const OwnPost& o) { return t < o.indexed; }) -
+      posts.begin());
+  if (n == 0) return std::nullopt;
+  Rng r(key);
+  const std::size_t idx = r.chance(0.5) ? n - 1 - r.below(std::min<std::size_t>(n, 40)) : r.below(n);
+  return PostRef{user, static_cast<std::uint32_t>(idx)};
+}
+
+// The echo account's self-repost of day d (dataset.hpp, ds::fake::echo). It sits between the
+// (kPageItem-1)th and the kPageItem-th newest indexed post of day d, so that on day d it ends the
+// first full page; its post is older than now(d) - kSubjectAgeDays, while the next page opens with
+// day d's posts. Only posts of day d and before decide, so every later day has it at the same place.
+std::optional<FeedEntry> echo_repost(const std::vector<OwnPost>& posts, int user, int d, Micros now_d, const Hasher& h,
+                                     const std::unordered_set<std::uint64_t>& reposted) {
+  std::vector<std::uint32_t> today;  // day d's indexed posts, newest first
+  for (std::size_t i = posts.size(); i-- > 0 && posts[i].created_day >= d;)
+    if (posts[i].created_day == d && appview_indexes(posts[i].kind)) today.push_back(static_cast<std::uint32_t>(i));
+  if (today.size() < static_cast<std::size_t>(echo::kPageItem)) return std::nullopt;
+  const Micros newer = posts[today[echo::kPageItem - 2]].sort, older = posts[today[echo::kPageItem - 1]].sort;
+  const Micros t = floor_to(older + (newer - older) / 2, kMs);
+
+  const Micros limit = now_d - echo::kSubjectAgeDays * kDay;
+  auto n = static_cast<std::size_t>(
+      std::upper_bound(posts.begin(), posts.end(), limit, [](Micros x, const OwnPost& o) { return x < o.t; }) -
+      posts.begin());
+  n -= std::min<std::size_t>(n, h(kTagSelfRepost, static_cast<std::uint64_t>(user), static_cast<std::uint64_t>(d), 1) % 20);
+  // Earlier days' echoes took some posts (a post is reposted once): the next older one then.
+  const auto taken = [&](std::size_t i) { return reposted.count((static_cast<std::uint64_t>(user) << 32) | i) > 0; };
+  while (n > 0 && (!appview_indexes(posts[n - 1].kind) || posts[n - 1].sort >= limit || taken(n - 1))) --n;
+  if (n == 0) return std::nullopt;
+  return FeedEntry{t, user, static_cast<std::uint32_t>(n - 1), true};
+}
+
+}  // namespace
+
 // Chooses a recent post of another account, created an hour or more before `before`. The
 // choice only looks at posts that already existed then, so it is the same on every later day.
 std::optional<PostRef> Dataset::pick_other_post(int user, std::uint64_t key, Micros before, int day) const {
@@ -246,7 +290,9 @@ std::shared_ptr<const FeedIndex> Dataset::build_feed_index(int user, int day) co
     const Micros margin = std::min<Micros>(width / 4, 20 * kSecond);
     Micros t = floor_to(slot_start + margin + static_cast<Micros>(r.below(static_cast<std::uint64_t>(width - 2 * margin - 10 * kSecond))), kMs);
     while (!used.insert(t).second) t += kMs;
-    auto target = pick_other_post(user, h(kTagTarget, uu, serial), t, day);
+    const bool self = p.self_repost_one_in > 0 && h(kTagSelfRepost, uu, serial) % p.self_repost_one_in == 0;
+    auto target = self ? pick_own_post(own->posts, user, h(kTagSelfRepost, uu, serial, 1), t)
+                       : pick_other_post(user, h(kTagTarget, uu, serial), t, day);
     // A post can be reposted once; a second pick of the same post is dropped.
     if (!target || !reposted.insert((static_cast<std::uint64_t>(target->user) << 32) | target->index).second) return;
     auto tl = own_list(target->user, day);
@@ -269,6 +315,13 @@ std::shared_ptr<const FeedIndex> Dataset::build_feed_index(int user, int day) co
     }
     m = std::min<std::int64_t>(m, kDay / kMinSlot);
     for (std::int64_t i = 0; i < m; ++i) add_repost(now_of_day(d - 1) + i * (kDay / m), kDay / m);
+    if (p.echo) {
+      if (auto e = echo_repost(own->posts, user, d, now_of_day(d), h, reposted)) {
+        used.insert(e->sort_at);
+        reposted.insert((uu << 32) | e->post);
+        if (own->posts[e->post].deleted_day == 0) entries.push_back(*e);
+      }
+    }
   }
   std::sort(entries.begin(), entries.end(),
             [](const FeedEntry& a, const FeedEntry& b) { return a.sort_at > b.sort_at; });
