@@ -149,7 +149,9 @@ int main(int argc, char** argv) {
       const bool backfill = !backfilled.count(user.did);
       std::set<std::string> seen;
       for (const fake::FeedItem& item : data.author_feed(u, day)) {
-        if (item.is_repost_of_other() || item.post.author_did != user.did) continue;
+        // A self-repost is the same post again (stored once, counted once): its own item, at the
+        // post's own sort time, decides whether the window holds it.
+        if (!item.is_own_post() || item.post.author_did != user.did) continue;
         if (!backfill && item.sort_at < since) continue;
         const fake::Post& p = item.post;
         ExpPost& e = posts[p.uri];

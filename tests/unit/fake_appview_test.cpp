@@ -48,7 +48,7 @@ std::optional<std::int64_t> opt_int(simdjson::dom::element e, const char* key) {
 }
 
 struct Walked {
-  std::string uri, author, reason, indexed_at;
+  std::string uri, author, reason, reason_by, reason_indexed_at, indexed_at;
   std::optional<std::string> created_at;
   std::optional<std::int64_t> likes, replies, reposts, quotes;
 };
@@ -81,7 +81,12 @@ std::vector<Walked> walk(httplib::Client& cli, const std::string& actor, int lim
       w.reposts = opt_int(post, "repostCount");
       w.quotes = opt_int(post, "quoteCount");
       auto reason = item.get_object().at_key("reason");
-      if (!reason.error()) w.reason = std::string(std::string_view(reason.value()["$type"]));
+      if (!reason.error()) {
+        w.reason = std::string(std::string_view(reason.value()["$type"]));
+        if (auto by = reason.value().get_object().at_key("by"); !by.error())
+          w.reason_by = std::string(std::string_view(by.value()["did"]));
+        w.reason_indexed_at = opt_string(reason.value(), "indexedAt").value_or("");
+      }
       out.push_back(std::move(w));
     }
     auto next = doc.get_object().at_key("cursor");
@@ -94,14 +99,20 @@ std::vector<Walked> walk(httplib::Client& cli, const std::string& actor, int lim
   return out;
 }
 
-void compare_with_dataset(const std::vector<Walked>& walked, const std::vector<FeedItem>& truth) {
+// `owner`: the DID of the account whose feed was walked.
+void compare_with_dataset(const std::vector<Walked>& walked, const std::vector<FeedItem>& truth, const std::string& owner) {
   REQUIRE(walked.size() == truth.size());
   for (std::size_t i = 0; i < truth.size(); ++i) {
     const auto& w = walked[i];
     const auto& t = truth[i];
     REQUIRE(w.uri == t.post.uri);
     REQUIRE(w.author == t.post.author_did);
-    REQUIRE(w.reason == (t.is_repost_of_other() ? "app.bsky.feed.defs#reasonRepost" : ""));
+    REQUIRE(w.reason == (t.is_own_post() ? "" : "app.bsky.feed.defs#reasonRepost"));
+    if (!t.is_own_post()) {
+      // reason.by is the feed's owner (the author too for a self-repost), at the repost's time.
+      REQUIRE(w.reason_by == owner);
+      REQUIRE(w.reason_indexed_at == ds::format_timestamp(t.sort_at));
+    }
     REQUIRE(w.indexed_at == t.post.indexed_at_text);
     REQUIRE(w.created_at == t.post.created_at_raw);
     REQUIRE(w.likes == t.post.counts.likes);
@@ -163,10 +174,24 @@ TEST_CASE("getAuthorFeed pages through exactly the dataset's feed", "[fake][http
   for (int user : {big, ordinary}) {
     int pages = 0;
     const auto truth = ds.author_feed(user, 1);
-    compare_with_dataset(walk(cli, ds.users()[static_cast<std::size_t>(user)].did, 100, &pages), truth);
+    compare_with_dataset(walk(cli, ds.users()[static_cast<std::size_t>(user)].did, 100, &pages), truth,
+                         ds.users()[static_cast<std::size_t>(user)].did);
     CHECK(pages == static_cast<int>((truth.size() + 99) / 100));
   }
-  compare_with_dataset(walk(cli, ds.handle_at(ordinary, 1), 37), ds.author_feed(ordinary, 1));
+  compare_with_dataset(walk(cli, ds.handle_at(ordinary, 1), 37), ds.author_feed(ordinary, 1),
+                       ds.users()[static_cast<std::size_t>(ordinary)].did);
+  // Feeds with self-reposts (the post again, reason.by its author): the echo account's daily one,
+  // whose page of 100 ends with it, and an ordinary account's.
+  const int self_reposter = first_user_where(ds, [&](const ds::fake::User& u) {
+    const auto f = ds.author_feed(u.index, 1);
+    return u.registered && u.index > 22 && std::any_of(f.begin(), f.end(), [](const FeedItem& i) { return i.is_self_repost(); });
+  });
+  for (int user : {ds::fake::echo::kAccount, self_reposter}) {
+    const auto truth = ds.author_feed(user, 1);
+    CHECK(std::any_of(truth.begin(), truth.end(), [](const FeedItem& i) { return i.is_self_repost(); }));
+    compare_with_dataset(walk(cli, ds.users()[static_cast<std::size_t>(user)].did, 100), truth,
+                         ds.users()[static_cast<std::size_t>(user)].did);
+  }
 
   int reposts_only = 0, empty = 0;
   for (const auto& u : ds.users()) {
@@ -175,7 +200,7 @@ TEST_CASE("getAuthorFeed pages through exactly the dataset's feed", "[fake][http
     const bool only = !truth.empty() && std::all_of(truth.begin(), truth.end(), [](const FeedItem& i) { return i.is_repost_of_other(); });
     if ((only && reposts_only++ == 0) || (truth.empty() && empty++ == 0)) {
       int pages = 0;
-      compare_with_dataset(walk(cli, u.did, 100, &pages), truth);
+      compare_with_dataset(walk(cli, u.did, 100, &pages), truth, u.did);
       CHECK(pages == 1);
     }
   }

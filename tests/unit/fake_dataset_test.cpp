@@ -1,5 +1,6 @@
 // Tests for the fake AppView's generated dataset: determinism, the feed invariants the pipeline
-// relies on (sort order, unique sort keys, window-only deletions) and that every oddity exists.
+// relies on (sort order, unique sort keys, window-only deletions), that every oddity exists, and that
+// posts the real AppView would not index are in no answer while self-reposts are.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -36,7 +37,7 @@ const std::vector<FeedItem>& feed(int user, int day) {
 }
 
 std::int64_t own_posts(const std::vector<FeedItem>& items) {
-  return std::count_if(items.begin(), items.end(), [](const FeedItem& i) { return !i.is_repost_of_other(); });
+  return std::count_if(items.begin(), items.end(), [](const FeedItem& i) { return i.is_own_post(); });
 }
 
 Micros floor_ms(Micros t) { return (t / 1000 - (t % 1000 < 0 ? 1 : 0)) * 1000; }
@@ -81,15 +82,16 @@ TEST_CASE("same params give the same dataset, another seed another one", "[fake]
 
 TEST_CASE("feeds are newest first with distinct millisecond sort keys and consistent timestamps", "[fake]") {
   const Dataset& ds = shared_dataset();
-  std::size_t checked = 0;
+  std::size_t checked = 0, self_reposts = 0;
   for (const auto& u : ds.users()) {
     for (int day : {1, 2}) {
       const auto& items = feed(u.index, day);
-      std::set<std::string> uris;
+      std::set<std::string> uris;  // own posts, and (marked) reposts: a self-repost is the post again
       for (std::size_t i = 0; i < items.size(); ++i) {
         const FeedItem& it = items[i];
         if (i > 0) REQUIRE(floor_ms(it.sort_at) < floor_ms(items[i - 1].sort_at));
-        REQUIRE(uris.insert(it.post.uri).second);
+        REQUIRE(uris.insert((it.is_own_post() ? "" : "repost of ") + it.post.uri).second);
+        REQUIRE(ds::fake::appview_indexes(it.post.kind));
         REQUIRE(it.post.indexed_at <= ds.now_of_day(day));
         REQUIRE(ds::parse_timestamp(it.post.indexed_at_text) == it.post.indexed_at);
         REQUIRE(it.post.uri.rfind("at://" + it.post.author_did + "/app.bsky.feed.post/", 0) == 0);
@@ -99,6 +101,16 @@ TEST_CASE("feeds are newest first with distinct millisecond sort keys and consis
         if (it.is_repost_of_other()) {
           REQUIRE(it.post.author_did != u.did);
           REQUIRE(it.sort_at <= ds.now_of_day(day));
+        } else if (it.is_self_repost()) {
+          // Reposted an hour or more after it was indexed; the own item is in the same feed.
+          REQUIRE(it.post.author_did == u.did);
+          REQUIRE(it.by == u.index);
+          REQUIRE(it.sort_at >= it.post.indexed_at + 3600 * ds::micros_per_second);
+          REQUIRE(it.sort_at <= ds.now_of_day(day));
+          REQUIRE(std::any_of(items.begin(), items.end(), [&](const FeedItem& x) {
+            return x.is_own_post() && x.post.uri == it.post.uri && x.sort_at == it.post.sort_at;
+          }));
+          ++self_reposts;
         } else {
           REQUIRE(it.post.author_did == u.did);
           const Micros expect = parsed ? std::min(*parsed, it.post.indexed_at) : it.post.indexed_at;
@@ -110,6 +122,7 @@ TEST_CASE("feeds are newest first with distinct millisecond sort keys and consis
     }
   }
   CHECK(checked > 20000);
+  CHECK(self_reposts >= 20);
 }
 
 TEST_CASE("counts and followers never decrease from day 1 to day 2, and some grow", "[fake]") {
@@ -144,68 +157,187 @@ TEST_CASE("counts and followers never decrease from day 1 to day 2, and some gro
   CHECK(grew > 100);
 }
 
-TEST_CASE("every createdAt oddity appears, several inside the day-1 and day-2 windows", "[fake]") {
+// The kinds Bluesky's AppView indexes are served, some inside the day-1 and day-2 windows; the
+// kinds it does not (no time zone, not a date, no createdAt) exist only as repository records.
+TEST_CASE("every createdAt oddity exists: the indexed ones in feeds, the others as records only", "[fake]") {
   const Dataset& ds = shared_dataset();
-  std::map<CreatedAtKind, int> all, recent;
+  std::map<CreatedAtKind, int> served, recent, records, recent_records;
   const std::regex kMicros(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)");
   const std::regex kNoTz(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})");
   const std::regex kNoFraction(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)");
   const std::regex kMillis(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+  const Micros window = ds.now_of_day(1) - 7 * kDay;
+  // Check each shape from the raw text itself, not from the label the generator gave it.
+  const auto check_shape = [&](const ds::fake::Post& p, Micros sort_at) {
+    const std::string raw = p.created_at_raw.value_or("");
+    switch (p.kind) {
+      case CreatedAtKind::Microseconds: REQUIRE(std::regex_match(raw, kMicros)); break;
+      case CreatedAtKind::OffsetZero: REQUIRE(raw.size() > 6); REQUIRE(raw.substr(raw.size() - 6) == "+00:00"); break;
+      case CreatedAtKind::OffsetOther: REQUIRE(raw.substr(raw.size() - 6) == "-05:00"); break;
+      case CreatedAtKind::NoTimezone: REQUIRE(std::regex_match(raw, kNoTz)); break;
+      case CreatedAtKind::NoFraction: REQUIRE(std::regex_match(raw, kNoFraction)); break;
+      case CreatedAtKind::Invalid:
+      case CreatedAtKind::InvalidCalendar:
+        REQUIRE(!raw.empty());
+        REQUIRE_FALSE(ds::parse_timestamp(raw));
+        REQUIRE(sort_at == p.indexed_at);
+        break;
+      case CreatedAtKind::FarPast: REQUIRE(raw == "0001-01-01T00:00:00.000Z"); REQUIRE(sort_at < 0); break;
+      case CreatedAtKind::Epoch: REQUIRE(raw == "1970-01-01T00:00:00.000Z"); REQUIRE(sort_at == 0); break;
+      case CreatedAtKind::Future:
+        REQUIRE(*ds::parse_timestamp(raw) > p.indexed_at + 300 * kDay);
+        REQUIRE(sort_at == p.indexed_at);
+        break;
+      case CreatedAtKind::Skew: {
+        const Micros ahead = *ds::parse_timestamp(raw) - p.indexed_at;
+        REQUIRE(ahead > 0);
+        REQUIRE(ahead < 10 * ds::micros_per_second);
+        REQUIRE(sort_at == p.indexed_at);
+        break;
+      }
+      case CreatedAtKind::Missing: REQUIRE_FALSE(p.created_at_raw); break;
+      case CreatedAtKind::Normal:
+        // Most posts are normal; matching every one costs seconds in a Debug build.
+        if (served[p.kind] % 50 == 1) REQUIRE(std::regex_match(raw, kMillis));
+        break;
+    }
+  };
   for (const auto& u : ds.users()) {
     if (!u.registered) continue;
     for (const auto& it : feed(u.index, 2)) {
-      if (it.is_repost_of_other()) continue;
-      const auto& p = it.post;
-      ++all[p.kind];
-      if (it.sort_at >= ds.now_of_day(1) - 7 * kDay) ++recent[p.kind];
-      const std::string raw = p.created_at_raw.value_or("");
-      // Check each shape from the raw text itself, not from the label the generator gave it.
-      switch (p.kind) {
-        case CreatedAtKind::Microseconds:
-          REQUIRE(std::regex_match(raw, kMicros));
-          break;
-        case CreatedAtKind::OffsetZero: REQUIRE(raw.size() > 6); REQUIRE(raw.substr(raw.size() - 6) == "+00:00"); break;
-        case CreatedAtKind::OffsetOther: REQUIRE(raw.substr(raw.size() - 6) == "-05:00"); break;
-        case CreatedAtKind::NoTimezone:
-          REQUIRE(std::regex_match(raw, kNoTz));
-          break;
-        case CreatedAtKind::NoFraction:
-          REQUIRE(std::regex_match(raw, kNoFraction));
-          break;
-        case CreatedAtKind::Invalid:
-        case CreatedAtKind::InvalidCalendar:
-          REQUIRE(!raw.empty());
-          REQUIRE_FALSE(ds::parse_timestamp(raw));
-          REQUIRE(it.sort_at == p.indexed_at);
-          break;
-        case CreatedAtKind::FarPast: REQUIRE(raw == "0001-01-01T00:00:00.000Z"); REQUIRE(it.sort_at < 0); break;
-        case CreatedAtKind::Epoch: REQUIRE(raw == "1970-01-01T00:00:00.000Z"); REQUIRE(it.sort_at == 0); break;
-        case CreatedAtKind::Future:
-          REQUIRE(*ds::parse_timestamp(raw) > p.indexed_at + 300 * kDay);
-          REQUIRE(it.sort_at == p.indexed_at);
-          break;
-        case CreatedAtKind::Skew: {
-          const Micros ahead = *ds::parse_timestamp(raw) - p.indexed_at;
-          REQUIRE(ahead > 0);
-          REQUIRE(ahead < 10 * ds::micros_per_second);
-          REQUIRE(it.sort_at == p.indexed_at);
-          break;
-        }
-        case CreatedAtKind::Missing: REQUIRE_FALSE(p.created_at_raw); break;
-        case CreatedAtKind::Normal:
-          // Most posts are normal; matching every one costs seconds in a Debug build.
-          if (all[p.kind] % 50 == 1) REQUIRE(std::regex_match(raw, kMillis));
-          break;
-      }
+      if (!it.is_own_post()) continue;
+      ++served[it.post.kind];
+      if (it.sort_at >= window) ++recent[it.post.kind];
+      check_shape(it.post, it.sort_at);
+    }
+    for (const auto& p : ds.unindexed_posts(u.index, 2)) {
+      ++records[p.kind];
+      if (p.indexed_at >= window) ++recent_records[p.kind];
+      check_shape(p, p.sort_at);
     }
   }
   for (int k = 0; k < ds::fake::kCreatedAtKinds; ++k) {
     const auto kind = static_cast<CreatedAtKind>(k);
     INFO("kind " << ds::fake::to_string(kind));
-    CHECK(all[kind] >= 2);
-    // Far-past createdAt sorts at the very end, so only the others can fall inside a window.
-    if (kind != CreatedAtKind::FarPast && kind != CreatedAtKind::Epoch) CHECK(recent[kind] >= 1);
+    if (ds::fake::appview_indexes(kind)) {
+      CHECK(served[kind] >= 2);
+      CHECK(records[kind] == 0);
+      // Far-past createdAt sorts at the very end, so only the others can fall inside a window.
+      if (kind != CreatedAtKind::FarPast && kind != CreatedAtKind::Epoch) CHECK(recent[kind] >= 1);
+    } else {
+      CHECK(served[kind] == 0);
+      CHECK(records[kind] >= 2);
+      CHECK(recent_records[kind] >= 1);
+    }
   }
+  // Exactly the three shapes the lexicon's datetime rejects, or a record without one, go unindexed.
+  CHECK_FALSE(ds::fake::appview_indexes(CreatedAtKind::NoTimezone));
+  CHECK_FALSE(ds::fake::appview_indexes(CreatedAtKind::Invalid));
+  CHECK_FALSE(ds::fake::appview_indexes(CreatedAtKind::Missing));
+  CHECK(ds::fake::appview_indexes(CreatedAtKind::InvalidCalendar));
+  CHECK(ds::fake::appview_indexes(CreatedAtKind::FarPast));
+  CHECK(ds::fake::appview_indexes(CreatedAtKind::Epoch));
+
+  // Account 0's first day-1 posts show the oddities side by side: served, or a record only.
+  std::set<CreatedAtKind> showcase_served, showcase_records;
+  for (const auto& it : feed(0, 1))
+    if (it.is_own_post() && it.post.created_day == 1 && it.post.kind != CreatedAtKind::Normal)
+      showcase_served.insert(it.post.kind);
+  for (const auto& p : ds.unindexed_posts(0, 1))
+    if (p.created_day == 1) showcase_records.insert(p.kind);
+  CHECK(showcase_served == std::set<CreatedAtKind>{CreatedAtKind::Microseconds, CreatedAtKind::OffsetZero,
+                                                   CreatedAtKind::OffsetOther, CreatedAtKind::NoFraction,
+                                                   CreatedAtKind::InvalidCalendar, CreatedAtKind::Future,
+                                                   CreatedAtKind::Skew});
+  CHECK(showcase_records ==
+        std::set<CreatedAtKind>{CreatedAtKind::NoTimezone, CreatedAtKind::Invalid, CreatedAtKind::Missing});
+}
+
+// What the real AppView does with a post it never indexed: no feed item (own or repost), no
+// getPosts answer, not in postsCount, notFoundPost as a reply's parent or root. Each check fails
+// if the dataset served one.
+TEST_CASE("posts the AppView never indexed are in no feed, getPosts, postsCount, reply or repost", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  for (int day : {1, 2}) {
+    INFO("day " << day);
+    std::set<std::string> unindexed;
+    for (const auto& u : ds.users())
+      for (const auto& p : ds.unindexed_posts(u.index, day)) {
+        REQUIRE_FALSE(ds::fake::appview_indexes(p.kind));
+        REQUIRE_FALSE(ds.find_post(p.uri, day));  // getPosts leaves it out
+        unindexed.insert(p.uri);
+      }
+    REQUIRE(unindexed.size() >= 20);
+    int parents_not_found = 0;
+    for (const auto& u : ds.users()) {
+      if (!ds.exists(u.index, day)) continue;
+      const auto& items = feed(u.index, day);
+      std::int64_t own = 0;
+      for (const FeedItem& it : items) {
+        REQUIRE(unindexed.count(it.post.uri) == 0);
+        own += it.is_own_post();
+        if (!it.post.reply) continue;
+        if (unindexed.count(it.post.reply->parent_uri)) {
+          CHECK_FALSE(it.post.reply->parent);
+          ++parents_not_found;
+        }
+        if (unindexed.count(it.post.reply->root_uri)) CHECK_FALSE(it.post.reply->root);
+      }
+      const auto prof = ds.profile(u.index, day);
+      if (prof && prof->posts) CHECK(*prof->posts == own);
+      if (const auto pin = ds.pinned_item(u.index, day)) CHECK(unindexed.count(pin->post.uri) == 0);
+    }
+    // Threads do run through such posts: their replies show the parent as not found.
+    CHECK(parents_not_found >= 1);
+  }
+}
+
+// Real feeds hold self-reposts (docs/real-appview.md, findings 3 and 11): the same post again, at
+// the repost's time. The echo account has the page shape of the cursor bug on every day.
+TEST_CASE("self-reposts: some accounts have them; the echo account's ends day d's first page", "[fake]") {
+  const Dataset& ds = shared_dataset();
+  int accounts = 0, ordinary = 0;
+  for (const auto& u : ds.users()) {
+    if (!u.registered || !ds.exists(u.index, 2)) continue;
+    const auto& items = feed(u.index, 2);
+    const auto n = std::count_if(items.begin(), items.end(), [](const FeedItem& i) { return i.is_self_repost(); });
+    if (n == 0) continue;
+    ++accounts;
+    ordinary += u.index > 22;
+    // Counted once: postsCount is the own posts, not the items.
+    CHECK(ds.profile(u.index, 2)->posts.value_or(own_posts(items)) == own_posts(items));
+  }
+  CHECK(ordinary >= 3);
+  CHECK(accounts <= ds.registered_count() / 2);  // a modest share, as in real feeds
+
+  namespace echo = ds::fake::echo;
+  CHECK(ds.users()[echo::kAccount].active);
+  for (int day = 1; day <= 4; ++day) {
+    INFO("day " << day);
+    const auto items = ds.author_feed(echo::kAccount, day);
+    const Micros since = ds.now_of_day(day) - 7 * kDay;
+    REQUIRE(items.size() > static_cast<std::size_t>(echo::kPageItem));
+    for (int i = 0; i < echo::kPageItem - 1; ++i) {
+      CHECK(items[static_cast<std::size_t>(i)].is_own_post());
+      CHECK(items[static_cast<std::size_t>(i)].post.created_day == day);
+    }
+    // The full page's last item: a self-repost inside the window of a post older than it...
+    const FeedItem& last = items[echo::kPageItem - 1];
+    CHECK(last.is_self_repost());
+    CHECK(last.sort_at > since);
+    CHECK(last.post.sort_at < since);
+    // ...and the next page opens with that day's own posts, inside the window.
+    const FeedItem& next = items[echo::kPageItem];
+    CHECK(next.is_own_post());
+    CHECK(next.post.created_day == day);
+    CHECK(next.sort_at > since);
+  }
+  // The same self-repost stays where it was on later days.
+  const auto day1 = ds.author_feed(echo::kAccount, 1), day3 = ds.author_feed(echo::kAccount, 3);
+  const FeedItem& first = day1[echo::kPageItem - 1];
+  CHECK(std::any_of(day3.begin(), day3.end(), [&](const FeedItem& i) {
+    return i.is_self_repost() && i.post.uri == first.post.uri && i.sort_at == first.sort_at;
+  }));
 }
 
 TEST_CASE("post volumes: one account over 10,500 posts, others over 1,000, some with none", "[fake]") {
@@ -265,10 +397,10 @@ TEST_CASE("deletions happen on day 2 and only inside the 7-day window", "[fake]"
     if (!ds.exists(u.index, 2)) continue;
     std::set<std::string> day2;
     for (const auto& it : feed(u.index, 2))
-      if (!it.is_repost_of_other()) day2.insert(it.post.uri);
+      if (it.is_own_post()) day2.insert(it.post.uri);
     std::set<std::string> vanished;
     for (const auto& it : feed(u.index, 1)) {
-      if (it.is_repost_of_other() || day2.count(it.post.uri)) continue;
+      if (!it.is_own_post() || day2.count(it.post.uri)) continue;
       vanished.insert(it.post.uri);
       CHECK(it.sort_at >= window);
       CHECK(it.post.indexed_at <= ds.now_of_day(1));
@@ -404,7 +536,7 @@ struct Day {
 Day day_of(const Dataset& ds, int user, int day) {
   Day d;
   for (const FeedItem& i : ds.author_feed(user, day))
-    if (!i.is_repost_of_other()) d.own.emplace(i.post.uri, i.post);
+    if (i.is_own_post()) d.own.emplace(i.post.uri, i.post);
   d.posts_count = ds.profile(user, day)->posts.value();
   for (const auto& [uri, p] : d.own)
     if (p.created_day == day) d.created.push_back(uri);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -39,7 +40,7 @@ std::vector<std::string> answered_uris(const std::string& body) {
 std::vector<std::string> own_uris(const std::vector<FeedItem>& feed) {
   std::vector<std::string> out;
   for (const FeedItem& i : feed)
-    if (!i.is_repost_of_other()) out.push_back(i.post.uri);
+    if (i.is_own_post()) out.push_back(i.post.uri);
   return out;
 }
 
@@ -118,7 +119,7 @@ TEST_CASE("getPosts leaves out deleted, unknown, not yet indexed and gone posts,
   // A post of day 2 asked for on day 1 does not exist yet.
   std::string tomorrow;
   for (const FeedItem& i : ds.author_feed(1, 2))
-    if (!i.is_repost_of_other() && i.post.created_day == 2) {
+    if (i.is_own_post() && i.post.created_day == 2) {
       tomorrow = i.post.uri;
       break;
     }
@@ -153,6 +154,50 @@ TEST_CASE("getPosts leaves out deleted, unknown, not yet indexed and gone posts,
   // Every URI of the day-2 feed is found, none of the deleted ones.
   for (const auto& p : deleted) CHECK_FALSE(ds.find_post(p.uri, 2));
   for (const auto& u : own_uris(ds.author_feed(1, 2))) CHECK(ds.find_post(u, 2));
+}
+
+// The real AppView drops a post whose createdAt is no atproto datetime (docs/real-appview.md,
+// finding 6): over HTTP, getPosts leaves it out, no feed page carries it as a post, and a reply
+// to it shows its parent as notFoundPost.
+TEST_CASE("getPosts and getAuthorFeed leave out posts the AppView never indexed", "[fake][http][getposts]") {
+  Served s(1);
+  httplib::Client cli("127.0.0.1", s.port);
+  cli.set_keep_alive(true);
+  const auto& ds = s.data();
+  std::vector<std::string> unindexed;
+  for (const auto& p : ds.unindexed_posts(0, 1))
+    if (p.created_day == 1) unindexed.push_back(p.uri);  // account 0's showcase: one of each kind
+  REQUIRE(unindexed.size() >= 3);
+  const auto indexed = own_uris(ds.author_feed(0, 1));
+  std::vector<std::string> ask = {indexed[0], unindexed[0], indexed[1]};
+  ask.insert(ask.end(), unindexed.begin() + 1, unindexed.end());
+  auto res = get(cli, kGetPosts, uris_param(ask));
+  REQUIRE(res->status == 200);
+  CHECK(answered_uris(res->body) == std::vector<std::string>{indexed[0], indexed[1]});
+
+  // The feed's first page holds the day's posts (the showcase among them), never these as posts.
+  res = get(cli, "/xrpc/app.bsky.feed.getAuthorFeed", {{"actor", ds.users()[0].did}, {"limit", "100"}});
+  REQUIRE(res->status == 200);
+  CHECK(res->body.find("\"post\":{\"uri\":\"" + indexed[0] + "\"") != std::string::npos);
+  for (const auto& uri : unindexed) CHECK(res->body.find("\"post\":{\"uri\":\"" + uri + "\"") == std::string::npos);
+
+  // A self-reply to such a post: its parent is not found.
+  std::set<std::string> all_unindexed;
+  for (const auto& u : ds.users())
+    for (const auto& p : ds.unindexed_posts(u.index, 1)) all_unindexed.insert(p.uri);
+  std::optional<std::pair<int, std::string>> reply;  // (account, parent URI)
+  for (const auto& u : ds.users()) {
+    if (reply || !ds.exists(u.index, 1)) continue;
+    const auto feed = ds.author_feed(u.index, 1);
+    for (std::size_t i = 0; i < std::min<std::size_t>(feed.size(), 100) && !reply; ++i)
+      if (feed[i].post.reply && all_unindexed.count(feed[i].post.reply->parent_uri))
+        reply = std::make_pair(u.index, feed[i].post.reply->parent_uri);
+  }
+  REQUIRE(reply);
+  res = get(cli, "/xrpc/app.bsky.feed.getAuthorFeed", {{"actor", ds.users()[static_cast<std::size_t>(reply->first)].did}, {"limit", "100"}});
+  REQUIRE(res->status == 200);
+  CHECK(res->body.find("\"parent\":{\"$type\":\"app.bsky.feed.defs#notFoundPost\",\"uri\":\"" + reply->second +
+                       "\",\"notFound\":true}") != std::string::npos);
 }
 
 TEST_CASE("getPosts: 0 or 26 URIs and malformed at-uris get 400 InvalidRequest", "[fake][http][getposts]") {

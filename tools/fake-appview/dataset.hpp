@@ -30,7 +30,8 @@ namespace ds::fake {
 // puts in the database), then a few API-only accounts (registered = false) that exist only as
 // authors of reposted / replied-to posts and must never be written by the pipeline. Roles are
 // fixed by index (they need users >= 24 to all exist; the default is 60):
-//    0  10,600 posts (x posts_scale), 15 new a day; its first day-1 posts show every createdAt oddity
+//    0  10,600 posts (x posts_scale; 10,770 records, see "createdAt oddities"), 15 new a day; its
+//       first day-1 posts show every createdAt oddity, served or (never indexed) a record only
 //    1  1,200 posts; 2  2,500 posts (more than 10 pages of 100); both delete posts on day 2
 //    3  no posts at all;  4  only reposts of others, no own posts
 //    5, 7  skip_user (active);  6  skip_user (inactive)
@@ -41,7 +42,8 @@ namespace ds::fake {
 //   13  new handle on day 2 ("renamed0013.fake.test")
 //   14  displayName with emoji, RTL text, a ZWJ sequence and an apostrophe (valid UTF-8)
 //   15  displayName on day >= 2 contains U+0000 (sent as \u0000; the pipeline stores U+FFFD)
-//   16  avatar changes on day 2;  19  displayName changes on day 2;  20  avatar removed on day 2
+//   16  avatar changes on day 2, and echo (below);  19  displayName changes on day 2
+//   20  avatar removed on day 2
 //   17  followersCount, followsCount and postsCount all absent (0 to the client)
 //   18  no displayName, no avatar
 //   21, 22  inactive (21: views row 30 days old; 22: no views row)
@@ -71,6 +73,13 @@ namespace ds::fake {
 //      [now(5) - 7 days + 1 hour, now(4)]: postsCount drops by one.
 // Account 24's deletion is the one exception to the deletion rule below.
 //
+// Echo (account 16, ds::fake::echo; the cursor bug of docs/real-appview.md, every day): 400
+// history posts over 200 days, 120 posts a day (not scaled), no reposts of others, no deletions.
+// On each day d one self-repost sits between its 99th and 100th newest indexed post of day d: in
+// day d's feed it is the 100th item, the last of a full first page, with the repost's time inside
+// the 7-day window while its post is older than now(d) - 8 days; the next page opens with day d's
+// posts. A refresh that took the page's last own post for the cursor's time would stop there.
+//
 // Sparse activity (DatasetParams::activity = sparse; bench/requests): the ordinary accounts, and
 // only they, are recast from a stream of their own, so roles 0..22 and the economy cases stay as
 // they are. 3 in 1000 have 120,000..180,000 history posts over three years and post about twice a
@@ -79,42 +88,52 @@ namespace ds::fake {
 // and delete (as below) on 1 day in 32 instead of 1 in 8. The 1 in 12 without posts keep none.
 //
 // Profiles grow: followersCount/followsCount rise every day; postsCount is the number of the
-// account's own posts visible that day.
+// account's own posts visible that day (indexed, not deleted).
 //
 // Feeds. author_feed(u, d) is the whole feed as getAuthorFeed serves it on day d (filter
-// posts_with_replies, no pin), newest first: the account's own posts plus reposts of other
-// accounts' posts (FeedItem::reason == Repost, post.author != u, sort_at = the repost time).
-// sort_at of an own post = least(parsed createdAt, indexedAt) when createdAt parses (a missing
-// timezone counts as UTC), else indexedAt. Within one feed sort_at values are distinct even at
-// millisecond precision, so the server's millisecond cursor never splits or skips an item.
+// posts_with_replies, no pin), newest first: the account's own posts (is_own_post()), reposts of
+// other accounts' posts (is_repost_of_other(): reason Repost, post.author != u) and, as real feeds
+// have them (docs/real-appview.md, findings 3 and 11), self-reposts (is_self_repost(): reason
+// Repost, post.author == u == reason.by), in 1 in 4 ordinary accounts (a third of their repost
+// slots) and echo's. A self-repost is the same post again: its own item is in the feed too, at
+// the post's own sort time. A repost's sort_at is the repost time, an hour or more after its post.
+// sort_at of an own post = least(parsed createdAt, indexedAt) when createdAt parses, else
+// indexedAt. Within one feed sort_at values are distinct even at millisecond precision, so the
+// server's millisecond cursor never splits or skips an item.
 //
 // createdAt oddities (CreatedAtKind): microseconds, "+00:00", "-05:00", no timezone, no fraction,
 // "not a date", "YYYY-02-30T10:00:00Z", "0001-01-01T00:00:00.000Z", "1970-01-01T00:00:00.000Z",
 // a year in the future, a few seconds after indexedAt (clock skew), and no createdAt at all.
 // indexedAt is always a valid millisecond "...Z" timestamp a fraction of a second after creation.
+// Bluesky's AppView does not index a record whose createdAt is no lexicon datetime (no timezone,
+// "not a date", none at all; appview_indexes(), docs/real-appview.md): such a post is a record in
+// the repository only (unindexed_posts()), in no feed, getPosts answer, postsCount or pin; a reply
+// to it shows its parent (or root) as notFoundPost and a repost of it is left out. About 1.6% of
+// the random posts, and 3 of account 0's showcase. The economy accounts' posts are all indexed.
 //
 // Counts: like/reply/repost/quote counts at day d never decrease with d; recent posts gain the
 // most. ~10% of posts have no quoteCount, ~1% have no counts at all (absent = 0 to the client;
 // Counts holds nullopt for an absent field).
 //
 // Deletions: on day e >= 2 some accounts delete 1-2 own posts (always accounts 1 and 2 on day 2).
-// Only posts that were visible on day e-1 (indexedAt <= now(e-1)) and whose sort_at lies within
-// [now(e) - 7 days + 1 hour, now(e-1)] are deleted, so a 7-day refresh window on day e always
+// Only indexed posts that were visible on day e-1 (indexedAt <= now(e-1)) and whose sort_at lies
+// within [now(e) - 7 days + 1 hour, now(e-1)] are deleted, so a 7-day refresh window on day e always
 // covers them (the one exception: economy account 24, above). A deleted post vanishes from the
-// feed (and from reposts of it) and from getPosts from day e on.
+// feed (and its reposts with it) and from getPosts from day e on.
 //
 // Using it as the truth (the end-to-end checker), for pipeline runs on days 1, 2, ... with
 // DS_NOW = now_of_day(d) against a database loaded with seed_sql(1):
 //  - selected on day d: registered && active (every registered account with --simple-query);
 //  - skip_user: no API call, no posts, no snapshot;
 //  - profile(u, d) == nullopt (never_existed, gone): no snapshot that day, nothing new stored;
-//  - otherwise the posts of u are the own items (!is_repost_of_other()) of author_feed(u, d):
+//  - otherwise the posts of u are the own items (is_own_post()) of author_feed(u, d), each once (a
+//    self-repost item is the post again, decided by its own item; the stage writes a URI once):
 //    on the first run (no backfill marker) all of them, with counts as of d; on later runs only
 //    items with sort_at >= now_of_day(d) - 7 days are refreshed (counts as of d), older rows keep
 //    the counts of the run that last saw them. posts."createdAt" = post.stored_created_at(),
 //    absent counts are 0. A stored post with sort_at inside that window that is missing from
 //    author_feed(u, d) was deleted (deleted_on(u, e) lists them) and must stop counting;
-//  - nothing is ever stored for reposted posts or for accounts with registered == false;
+//  - nothing is ever stored for reposts of others' posts or for accounts with registered == false;
 //  - snapshot (u, format_date(now_of_day(d))): followers/following/posts from profile(u, d)
 //    (absent = 0), likes/replies/quotes/reposts = sums over u's live stored rows;
 //  - the users row: handle, displayName, avatar of profile(u, d) (a U+0000 in a displayName is
@@ -144,6 +163,14 @@ constexpr int kPlainDeletion = 27, kPlainDeletionDay = 5;
 constexpr int kFirst = 23, kLast = 27;
 }  // namespace economy
 
+// The echo account (Overview, role 16): the page shape of docs/real-appview.md's cursor bug, daily.
+namespace echo {
+constexpr int kAccount = 16;
+constexpr int kDailyPosts = 120;     // own posts a day, not scaled by posts_scale
+constexpr int kPageItem = 100;       // the self-repost's place in day d's feed (getAuthorFeed's limit)
+constexpr int kSubjectAgeDays = 8;   // its post is older than now(d) - this many days
+}  // namespace echo
+
 // A registered account's presence in the `views` table as seed_sql writes it.
 enum class Views { Recent, Old, None };
 
@@ -166,18 +193,25 @@ enum class CreatedAtKind : std::uint8_t {
   Microseconds,    // "2025-05-05T01:30:17.912345Z"
   OffsetZero,      // "2025-05-05T01:30:17.912+00:00"
   OffsetOther,     // "2025-05-04T20:30:17.912-05:00" (same instant)
-  NoTimezone,      // "2025-05-05T01:30:17.912" (UTC wall time)
+  NoTimezone,      // "2025-05-05T01:30:17.912": never indexed by the AppView
   NoFraction,      // "2025-05-05T01:30:17Z"
-  Invalid,         // "not a date"
-  InvalidCalendar, // "2025-02-30T10:00:00Z"
+  Invalid,         // "not a date": never indexed by the AppView
+  InvalidCalendar, // "2025-02-30T10:00:00Z" (indexed: JavaScript's Date reads it as March 2)
   FarPast,         // "0001-01-01T00:00:00.000Z" (sorts last in the feed)
   Epoch,           // "1970-01-01T00:00:00.000Z"
   Future,          // a year after the real creation time
   Skew,            // a few seconds after indexedAt
-  Missing,         // record has no createdAt
+  Missing,         // record has no createdAt: never indexed by the AppView
 };
 constexpr int kCreatedAtKinds = 13;
 const char* to_string(CreatedAtKind k);
+
+// Whether Bluesky's AppView indexes a post record with this createdAt (docs/real-appview.md,
+// finding 6): it validates the record against the lexicon, where createdAt is a required
+// `datetime`, and drops a record that fails. A post it does not index exists for no endpoint.
+constexpr bool appview_indexes(CreatedAtKind k) {
+  return k != CreatedAtKind::NoTimezone && k != CreatedAtKind::Invalid && k != CreatedAtKind::Missing;
+}
 
 struct Counts {
   std::optional<std::int64_t> likes, replies, reposts, quotes;  // nullopt: absent in the API
@@ -228,7 +262,11 @@ struct FeedItem {
   Post post;
   Micros sort_at = 0;  // the feed's sort key: post.sort_at, or the repost time for reposts
   int by = -1;         // the feed's owner (reason.by for reposts)
-  bool is_repost_of_other() const { return reason == Reason::Repost; }
+  // An own post at its own sort time: the item the pipeline stores (once per post).
+  bool is_own_post() const { return reason != Reason::Repost; }
+  bool is_repost_of_other() const { return reason == Reason::Repost && post.ref.user != by; }
+  // The owner's repost of its own post: the same post again, at the repost's time.
+  bool is_self_repost() const { return reason == Reason::Repost && post.ref.user == by; }
 };
 
 // What the server needs to page a feed without building every item.
@@ -272,8 +310,11 @@ class Dataset {
   std::optional<FeedItem> pinned_item(int user, int day) const;
   // Own posts deleted exactly on `day`, as they were on day-1.
   std::vector<Post> deleted_on(int user, int day) const;
+  // Own post records created by `day` that the AppView never indexed (!appview_indexes(kind)):
+  // in the account's repository, in no answer of the API. For tests that prove their absence.
+  std::vector<Post> unindexed_posts(int user, int day) const;
   // The post getPosts finds under this URI on that day: an own post of an account the API knows
-  // that day, already created (so indexed) and not deleted. The URI must match exactly.
+  // that day, already created, indexed (appview_indexes) and not deleted. The URI must match exactly.
   std::optional<PostRef> find_post(std::string_view uri, int day) const;
 
   // For the server: the sorted index (cached) and one entry expanded.

@@ -28,7 +28,7 @@ constexpr Micros kMinSlot = 80 * kSecond;
 enum Tag : std::uint64_t {
   kTagDid = 1, kTagPlan, kTagPost, kTagDaily, kTagDailyReposts, kTagRepost, kTagTarget, kTagDelete,
   kTagCounts, kTagProfile, kTagPin, kTagText, kTagReply, kTagCid, kTagAvatar, kTagViews, kTagScale,
-  kTagSparse,
+  kTagSparse, kTagSelfRepost,
 };
 
 // One value per (purpose tag, up to three more keys): the source of every random choice.
@@ -117,6 +117,8 @@ struct Dataset::Plan {
   double repost_rate = 0;
   std::int64_t hist_reposts = 0;
   int daily_reposts_fixed = -1;
+  std::uint64_t self_repost_one_in = 0;  // > 0: one repost slot in this many reposts an own post
+  bool echo = false;  // the echo role (dataset.hpp, ds::fake::echo): a daily self-repost as the page's last item
   bool forced_delete_day2 = false;
   bool random_deleter = false;
   std::uint64_t delete_one_in = 8;  // a random deleter deletes on one day in this many

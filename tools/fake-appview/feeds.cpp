@@ -1,5 +1,5 @@
 // The fake AppView's posts and feeds: each account's own posts day by day (with their createdAt
-// oddities, deletions and pin), reposts of others, counts that grow, and the feed index the server pages.
+// oddities, deletions and pin), reposts of others and of its own, counts that grow, and the feed index.
 #include <algorithm>
 #include <cmath>
 #include <iterator>
@@ -77,6 +77,8 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
     else if (x < 0.161) kind = CreatedAtKind::InvalidCalendar;
     else if (x < 0.164) kind = CreatedAtKind::Future;
     else if (x < 0.167) kind = CreatedAtKind::Missing;
+    // The economy scenarios count posts exactly, so each of theirs is one the AppView indexes.
+    if (p.scheduled && !appview_indexes(kind)) kind = CreatedAtKind::Normal;
     o.kind = kind;
     switch (kind) {
       case CreatedAtKind::Microseconds: o.created = o.t; break;
@@ -107,6 +109,8 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
     std::int64_t m = 0;
     if (p.scheduled) {
       m = d < static_cast<int>(std::size(p.schedule)) ? p.schedule[d] : 0;
+    } else if (p.echo) {
+      m = p.daily_fixed;  // the page shape needs a full page of the day's posts at any scale
     } else if (p.daily_fixed >= 0) {
       m = scaled(p.daily_fixed, scale, h(kTagDaily, uu, static_cast<std::uint64_t>(d), 1));
       if (user == 0 && d == 1) m = std::max<std::int64_t>(m, kShowcaseCount);
@@ -131,7 +135,12 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
     const Micros limit = params_.day0 - 30 * kDay;
     std::size_t old = 0;
     while (old < posts.size() && posts[old].created_day == 0 && posts[old].t < limit) ++old;
-    if (old > 0) list->pin = static_cast<int>(h(kTagPin, uu) % old);
+    if (old > 0) {
+      // A pinned post the AppView never indexed would be no feed item: pin an older indexed one.
+      int pin = static_cast<int>(h(kTagPin, uu) % old);
+      while (pin >= 0 && !appview_indexes(posts[static_cast<std::size_t>(pin)].kind)) --pin;
+      list->pin = pin;
+    }
   }
 
   for (int e = 2; e <= day; ++e) {
@@ -144,7 +153,8 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
       std::optional<std::size_t> chosen;
       for (std::size_t i = 0; i < posts.size(); ++i) {
         const OwnPost& o = posts[i];
-        if (o.created_day > e - 1 || o.deleted_day != 0 || static_cast<int>(i) == list->pin) continue;
+        if (o.created_day > e - 1 || o.deleted_day != 0 || static_cast<int>(i) == list->pin || !appview_indexes(o.kind))
+          continue;
         if (p.delete_older ? o.sort < older : o.sort >= lo && o.sort <= hi) {
           chosen = i;
           if (!p.delete_older) break;
@@ -161,8 +171,9 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
     for (std::size_t i = posts.size(); i-- > 0;) {
       const OwnPost& o = posts[i];
       if (o.t < lo - kDay) break;
+      // Only posts the API showed can be seen to go: never one it did not index.
       if (o.created_day <= e - 1 && o.indexed <= hi && o.sort >= lo && o.deleted_day == 0 &&
-          static_cast<int>(i) != list->pin)
+          static_cast<int>(i) != list->pin && appview_indexes(o.kind))
         candidates.push_back(i);
     }
     Rng r(dh);
@@ -174,9 +185,51 @@ std::shared_ptr<const Dataset::OwnList> Dataset::build_own_list(int user, int da
     }
   }
   for (const OwnPost& o : posts)
-    if (o.deleted_day == 0) ++list->visible;
+    if (o.deleted_day == 0 && appview_indexes(o.kind)) ++list->visible;
   return list;
 }
+
+namespace {
+
+// An own post indexed an hour or more before `before` for a self-repost: half the time one of the
+// 40 latest, else any, so some reposted posts are older than every refresh window. Like
+// pick_other_post, only posts that already existed then are looked at.
+std::optional<PostRef> pick_own_post(const std::vector<OwnPost>& posts, int user, std::uint64_t key, Micros before) {
+  const auto n = static_cast<std::size_t>(
+      std::upper_bound(posts.begin(), posts.end(), before - kHour, [](Micros t, const OwnPost& o) { return t < o.indexed; }) -
+      posts.begin());
+  if (n == 0) return std::nullopt;
+  Rng r(key);
+  const std::size_t idx = r.chance(0.5) ? n - 1 - r.below(std::min<std::size_t>(n, 40)) : r.below(n);
+  return PostRef{user, static_cast<std::uint32_t>(idx)};
+}
+
+// The echo account's self-repost of day d (dataset.hpp, ds::fake::echo). It sits between the
+// (kPageItem-1)th and the kPageItem-th newest indexed post of day d, so that on day d it ends the
+// first full page; its post is older than now(d) - kSubjectAgeDays, while the next page opens with
+// day d's posts. Only posts of day d and before decide, so every later day has it at the same place.
+std::optional<FeedEntry> echo_repost(const std::vector<OwnPost>& posts, int user, int d, Micros now_d, const Hasher& h,
+                                     const std::unordered_set<std::uint64_t>& reposted) {
+  std::vector<std::uint32_t> today;  // day d's indexed posts, newest first
+  for (std::size_t i = posts.size(); i-- > 0 && posts[i].created_day >= d;)
+    if (posts[i].created_day == d && appview_indexes(posts[i].kind)) today.push_back(static_cast<std::uint32_t>(i));
+  if (today.size() < static_cast<std::size_t>(echo::kPageItem)) return std::nullopt;
+  const Micros newer = posts[today[echo::kPageItem - 2]].sort, older = posts[today[echo::kPageItem - 1]].sort;
+  const Micros t = floor_to(older + (newer - older) / 2, kMs);
+
+  const Micros limit = now_d - echo::kSubjectAgeDays * kDay;
+  auto n = static_cast<std::size_t>(
+      std::upper_bound(posts.begin(), posts.end(), limit, [](Micros x, const OwnPost& o) { return x < o.t; }) -
+      posts.begin());
+  n -= std::min<std::size_t>(n, h(kTagSelfRepost, static_cast<std::uint64_t>(user), static_cast<std::uint64_t>(d), 1) % 20);
+  // Earlier days' echoes took some posts (a post is reposted once): the next older one then.
+  const auto taken = [&](std::size_t i) { return reposted.count((static_cast<std::uint64_t>(user) << 32) | i) > 0; };
+  while (n > 0 && (!appview_indexes(posts[n - 1].kind) || posts[n - 1].sort >= limit || taken(n - 1))) --n;
+  if (n == 0) return std::nullopt;
+  return FeedEntry{t, user, static_cast<std::uint32_t>(n - 1), true};
+}
+
+}  // namespace
 
 // Chooses a recent post of another account, created an hour or more before `before`. The
 // choice only looks at posts that already existed then, so it is the same on every later day.
@@ -221,7 +274,7 @@ std::shared_ptr<const FeedIndex> Dataset::build_feed_index(int user, int day) co
   for (std::uint32_t i = 0; i < own->posts.size(); ++i) {
     const OwnPost& o = own->posts[i];
     used.insert(floor_to(o.sort, kMs));
-    if (o.deleted_day == 0) entries.push_back({o.sort, user, i, false});
+    if (o.deleted_day == 0 && appview_indexes(o.kind)) entries.push_back({o.sort, user, i, false});
   }
   if (own->pin >= 0)
     index->pinned = FeedEntry{own->posts[static_cast<std::size_t>(own->pin)].sort, user,
@@ -237,12 +290,15 @@ std::shared_ptr<const FeedIndex> Dataset::build_feed_index(int user, int day) co
     const Micros margin = std::min<Micros>(width / 4, 20 * kSecond);
     Micros t = floor_to(slot_start + margin + static_cast<Micros>(r.below(static_cast<std::uint64_t>(width - 2 * margin - 10 * kSecond))), kMs);
     while (!used.insert(t).second) t += kMs;
-    auto target = pick_other_post(user, h(kTagTarget, uu, serial), t, day);
+    const bool self = p.self_repost_one_in > 0 && h(kTagSelfRepost, uu, serial) % p.self_repost_one_in == 0;
+    auto target = self ? pick_own_post(own->posts, user, h(kTagSelfRepost, uu, serial, 1), t)
+                       : pick_other_post(user, h(kTagTarget, uu, serial), t, day);
     // A post can be reposted once; a second pick of the same post is dropped.
     if (!target || !reposted.insert((static_cast<std::uint64_t>(target->user) << 32) | target->index).second) return;
     auto tl = own_list(target->user, day);
     const OwnPost& o = tl->posts[target->index];
-    if (o.deleted_day != 0 && o.deleted_day <= day) return;  // reposts vanish with their post
+    // Reposts vanish with their post, and the AppView omits a repost of a post it never indexed.
+    if ((o.deleted_day != 0 && o.deleted_day <= day) || !appview_indexes(o.kind)) return;
     entries.push_back({t, target->user, target->index, true});
   };
   if (p.hist_reposts > 0) {
@@ -259,6 +315,13 @@ std::shared_ptr<const FeedIndex> Dataset::build_feed_index(int user, int day) co
     }
     m = std::min<std::int64_t>(m, kDay / kMinSlot);
     for (std::int64_t i = 0; i < m; ++i) add_repost(now_of_day(d - 1) + i * (kDay / m), kDay / m);
+    if (p.echo) {
+      if (auto e = echo_repost(own->posts, user, d, now_of_day(d), h, reposted)) {
+        used.insert(e->sort_at);
+        reposted.insert((uu << 32) | e->post);
+        if (own->posts[e->post].deleted_day == 0) entries.push_back(*e);
+      }
+    }
   }
   std::sort(entries.begin(), entries.end(),
             [](const FeedEntry& a, const FeedEntry& b) { return a.sort_at > b.sort_at; });
@@ -349,6 +412,8 @@ Post Dataset::post(PostRef ref, int day) const {
     else if (h(kTagReply, uu, o.k, 1) % 10 != 0) parent = pick_other_post(ref.user, h(kTagReply, uu, o.k), o.t, day);
     if (parent) {
       Post pp = post(PostRef{parent->user, parent->index}, day);
+      // The API shows a parent or root it does not hold (deleted, or never indexed) as notFoundPost.
+      const bool shown = (pp.deleted_day == 0 || pp.deleted_day > day) && appview_indexes(pp.kind);
       // A thread's root is its parent's root; depth stays small because only self-replies chain.
       if (pp.reply) {
         reply.root_uri = pp.reply->root_uri;
@@ -357,11 +422,11 @@ Post Dataset::post(PostRef ref, int day) const {
       } else {
         reply.root_uri = pp.uri;
         reply.root_cid = pp.cid;
-        if (pp.deleted_day == 0 || pp.deleted_day > day) reply.root = parent;
+        if (shown) reply.root = parent;
       }
       reply.parent_uri = pp.uri;
       reply.parent_cid = pp.cid;
-      if (pp.deleted_day == 0 || pp.deleted_day > day) reply.parent = parent;
+      if (shown) reply.parent = parent;
     } else {
       // A reply to a post that no longer exists anywhere: the API shows notFoundPost.
       std::string did = "did:plc:";
@@ -425,11 +490,20 @@ std::optional<PostRef> Dataset::find_post(std::string_view uri, int day) const {
   const auto list = own_list(user, day);  // holds only posts created by `day`
   const auto& posts = list->posts;
   const auto at = std::lower_bound(posts.begin(), posts.end(), t, [](const OwnPost& o, Micros x) { return o.t < x; });
-  if (at == posts.end() || at->t != t || at->deleted_day != 0) return std::nullopt;
+  if (at == posts.end() || at->t != t || at->deleted_day != 0 || !appview_indexes(at->kind)) return std::nullopt;
   // The clock id in the TID must match too: only the exact URI names the post.
   if (post_uri(users_[static_cast<std::size_t>(user)].did, *at, Hasher{params_.seed}, static_cast<std::uint64_t>(user)) != uri)
     return std::nullopt;
   return PostRef{user, at->k};
+}
+
+std::vector<Post> Dataset::unindexed_posts(int user, int day) const {
+  std::vector<Post> out;
+  if (day < 0 || !exists(user, day)) return out;
+  auto list = own_list(user, day);
+  for (std::uint32_t i = 0; i < list->posts.size(); ++i)
+    if (!appview_indexes(list->posts[i].kind)) out.push_back(post(PostRef{user, i}, day));
+  return out;
 }
 
 std::vector<Post> Dataset::deleted_on(int user, int day) const {
