@@ -67,7 +67,7 @@ class ProfileFetcher : public appview::FetchStage {
   // can come: it goes when input has ended or the window is full (before_wait), or when input is
   // quiet and nothing else is in flight, so the stage would only sit idle (as ds-fetch-feeds'
   // getPosts batches do).
-  void before_wait() override { submit_batch(); }
+  void before_wait(bool) override { submit_batch(); }
   void on_input_quiet() override {
     if (http_.pending() == 0) submit_batch();
   }

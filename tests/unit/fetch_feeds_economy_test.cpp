@@ -299,6 +299,32 @@ TEST_CASE("economy: a partial getPosts batch waits for more URIs while other req
   }
 }
 
+TEST_CASE("economy: a full window alone does not send a partial getPosts batch", "[fetch_feeds_economy]") {
+  Api api;
+  const auto dids = quiet_dids(4);
+  // dids[0] changed and takes its slow feed; three quiet accounts with 3 window posts each. A
+  // window of 3 users is full once dids[2] is read, as it stays full under the rate cap: the
+  // batch must wait for dids[3] rather than go with 6 URIs, since the output waits on dids[0].
+  api.accounts[dids[0]] = recent_posts(dids[0], 2, 1);
+  for (int i = 1; i <= 3; ++i) api.accounts[dids[i]] = recent_posts(dids[i], 3, 5);
+  api.feed_delay_ms = 1500;
+  api.start();
+  std::string input = quiet_user_line(dids[0], recent_posts(dids[0], 1, 1), 1, 2);
+  for (int i = 1; i <= 3; ++i) input += quiet_user_line(dids[i], recent_posts(dids[i], 3, 1), 3);
+  auto options = options_for(api);
+  options.max_users_in_flight = 3;
+  const Out out = collect(fetch_fixture::run_fetch_stage<ds::feeds::FeedFetcher>(
+      "ds-fetch-feeds", input + end_line + "\n", options, fetch_fixture::test_http()));
+  CHECK(out.run.rc == ds::exit_code::ok);
+  CHECK(api.feed_requests == 1);
+  REQUIRE(api.posts_requests == 1);  // one batch of 9 URIs, not 6 + 3
+  CHECK(api.batches.at(0).size() == 9);
+  for (int i = 1; i <= 3; ++i) {
+    CHECK(out.path.at(dids[i]) == "posts");
+    for (const auto& [uri, likes] : out.likes.at(dids[i])) CHECK(likes == 5);
+  }
+}
+
 TEST_CASE("economy: with nothing else in flight, a partial getPosts batch goes when input pauses",
           "[fetch_feeds_economy]") {
   Api api;

@@ -48,7 +48,7 @@ int FetchStage::run(LineReader& reader, RecordInput& input) {
       continue;
     }
     if (window_empty()) break;
-    before_wait();
+    before_wait(input_done);
     if (http_.pending() == 0) {
       // before_wait() may have started a request that was answered at once: write that first.
       // Nothing outstanding twice with nothing written in between is a stage that lost a user.

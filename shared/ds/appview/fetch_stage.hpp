@@ -39,7 +39,8 @@ class FetchStage {
   // Writes what the head of the window can write. `may_open_block` is false inside the
   // reader's hook: a forwarded input line must never land inside a user's block of records.
   virtual void write_ready(bool may_open_block) = 0;
-  virtual void before_wait() {}        // the loop is about to wait for answers
+  // The loop is about to wait for answers: input has ended, or the window is full.
+  virtual void before_wait(bool /*input_done*/) {}
   // Input has been quiet for `first_quiet_ms`; called again every `quiet_poll_ms` while it stays so.
   virtual void on_input_quiet() {}
   virtual void add_end_fields(EndRecord& end) const = 0;  // the stage's own counters
