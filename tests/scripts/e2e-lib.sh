@@ -31,14 +31,18 @@ expect_no_grep() {  # expect_no_grep STRING FILE DESCRIPTION
 }
 
 # --- set-up --------------------------------------------------------------------------------------
-# e2e_start NAME: sets test_name, bin (DS_BIN_DIR), src and a fresh $work, removed on exit (kept
-# with E2E_KEEP=1) after on_exit, every background job and the cluster in $work/pg are stopped.
+# e2e_start NAME: sets test_name, bin (DS_BIN_DIR), src, a fresh $work and DS_LOCK_FILE in it;
+# $work is removed on exit (kept with E2E_KEEP=1) after on_exit, every background job and the
+# cluster in $work/pg are stopped.
 e2e_start() {
   test_name=$1
   bin=${DS_BIN_DIR:?set DS_BIN_DIR to build/bin}
   src=${DS_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
   work=$(mktemp -d "/tmp/ds-$1.XXXXXX")
   chmod 755 "$work"  # a private cluster's server runs as postgres under root and must reach it
+  # snapshot.sh's run lock is host-wide by default: a test sharing it would refuse to start beside
+  # a benchmark, another suite or the host's real nightly run (exit 4), or hold theirs off.
+  export DS_LOCK_FILE="$work/snapshot.lock"
   trap e2e_cleanup EXIT
 }
 e2e_cleanup() {
