@@ -101,9 +101,7 @@ class FeedFetcher : public appview::FetchStage {
   void before_wait(bool input_done) override {
     if (input_done || http_.pending() == 0 || head_in_posts_batch()) submit_posts_batch();
   }
-  void on_input_quiet() override {
-    if (http_.pending() == 0) submit_posts_batch();
-  }
+  void on_input_idle() override { submit_posts_batch(); }
   bool head_in_posts_batch() const {
     return !posts_batch_.empty() && !window_.empty() && posts_batch_.front().job == window_.front().get();
   }

@@ -68,9 +68,7 @@ class ProfileFetcher : public appview::FetchStage {
   // quiet and nothing else is in flight, so the stage would only sit idle (as ds-fetch-feeds'
   // getPosts batches do).
   void before_wait(bool) override { submit_batch(); }
-  void on_input_quiet() override {
-    if (http_.pending() == 0) submit_batch();
-  }
+  void on_input_idle() override { submit_batch(); }
   void add_end_fields(EndRecord& end) const override;
   std::string summary() const override;
   std::int64_t users_written() const override { return stats_.users; }

@@ -28,7 +28,7 @@ void FetchStage::before_read() {
   bool quiet = false;
   while (!http_.run_until_readable(input_fd_, quiet ? quiet_poll_ms_ : first_quiet_ms_)) {
     quiet = true;
-    on_input_quiet();
+    if (http_.pending() == 0) on_input_idle();
     write_ready(false);
     out_.flush();
   }

@@ -41,8 +41,10 @@ class FetchStage {
   virtual void write_ready(bool may_open_block) = 0;
   // The loop is about to wait for answers: input has ended, or the window is full.
   virtual void before_wait(bool /*input_done*/) {}
-  // Input has been quiet for `first_quiet_ms`; called again every `quiet_poll_ms` while it stays so.
-  virtual void on_input_quiet() {}
+  // Input has been quiet for `first_quiet_ms` and no request is in flight: the stage would sit
+  // idle, so a partial batch should go (holding it while requests are in flight costs nothing and
+  // lets it fill). Asked again every `quiet_poll_ms` while input stays quiet.
+  virtual void on_input_idle() {}
   virtual void add_end_fields(EndRecord& end) const = 0;  // the stage's own counters
   virtual std::string summary() const = 0;  // "N users (...)...", the start of the summary line
   virtual std::int64_t users_written() const = 0;
@@ -51,7 +53,7 @@ class FetchStage {
   HttpClient& http_;
   OutputWriter& out_;
   Progress* progress_;
-  int first_quiet_ms_ = 250;  // how long input may pause before on_input_quiet()
+  int first_quiet_ms_ = 250;  // how long input may pause before on_input_idle()
   int quiet_poll_ms_ = 250;   // then, how often output is flushed while input stays quiet
 
  private:
