@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# A model of FULL_REFRESH_DAYS's cost under other scheduling rules (docs/performance-requests.md,
+# A model of FULL_REFRESH_DAYS's cost under scheduling rules (docs/performance-requests.md,
 # "What is left"): full refreshes a day, per rule, for accounts that post with the sparse world's chances.
 #
 #   python3 bench/requests/refresh_rules.py [--accounts N] [--days D] [--seed S]
@@ -16,19 +16,26 @@ import random
 N = 7
 
 
-def current(day, phase, last_feed):
-    """Today's rule: the account's hash day, every N days, whatever it fetched since."""
+def current(day, phase, last_feed, own=False):
+    """The rule before the clock: the account's hash day, every N days, whatever it fetched since."""
     return day % N == phase
 
 
-def deadline(day, phase, last_feed):
+def deadline(day, phase, last_feed, own=True):
     """Only when the last full feed is N days old: the fewest refreshes, but no spread."""
     return day - last_feed >= N
 
 
+def clock(day, phase, last_feed, own):
+    """The shipped rule (docs/request-economy.md, "The full refresh"): N days after the account's
+    last feed of its own (a posting day or a refresh), the hash day until it has one: a common
+    feed day such as the backfill starts no clock, so it bunches nothing."""
+    return day - last_feed >= N if own else day % N == phase
+
+
 def slots(offsets):
     """Hash-placed slots within each N days; refresh at a slot only if the next slot is too late."""
-    def rule(day, phase, last_feed):
+    def rule(day, phase, last_feed, own=True):
         if (day - phase) % N not in offsets:
             return False
         nxt = day + 1
@@ -38,8 +45,9 @@ def slots(offsets):
     return rule
 
 
-RULES = [("hash day (today's rule)", current), ("two slots {0,4}", slots({0, 4})),
-         ("three slots {0,2,4}", slots({0, 2, 4})), ("deadline only", deadline)]
+RULES = [("hash day (before)", current), ("two slots {0,4}", slots({0, 4})),
+         ("three slots {0,2,4}", slots({0, 2, 4})), ("deadline only", deadline),
+         ("clock, hash day until own", clock)]
 
 
 def simulate(rule, accounts, days, seed):
@@ -48,13 +56,13 @@ def simulate(rule, accounts, days, seed):
     for _ in range(accounts):
         chance = math.exp(rng.uniform(math.log(0.02), math.log(0.9)))
         phase = rng.randrange(N)
-        last_feed = 1  # the backfill
+        last_feed, own = 1, False  # the backfill: a feed, but no feed of the account's own
         for day in range(2, days + 1):
             if rng.random() < chance:
-                last_feed = day
-            elif rule(day, phase, last_feed):
+                last_feed, own = day, True
+            elif rule(day, phase, last_feed, own):
                 per_day[day] += 1
-                last_feed = day
+                last_feed, own = day, True
             assert day - last_feed < N + 1
     return per_day[2:]
 

@@ -132,3 +132,23 @@ reasons=$(for d in $(seq 2 "$days"); do
          | select(.key | startswith("reason_")) | "\(.key) \(.value)"' "$work/eco-$d/3-feeds.ndjson"
 done | awk '{ n[substr($1, 8)] += $2 } END { for (k in n) if (n[k] > 0) printf "%s %d, ", k, n[k] }')
 say "economy, days 2-$days, accounts by reason: ${reasons%, }"
+
+# The floor any full-refresh schedule meets (docs/performance-requests.md, "Against the targets").
+# An account with posts whose feed was never taken on days 2..D for a reason of its own (it only
+# went quiet, dropped posts getPosts explained, or was refreshed) must get a full refresh within
+# FULL_REFRESH_DAYS of its day-1 backfill: inside days 2..D when D - 1 <= FULL_REFRESH_DAYS. Take
+# every refresh out of the economy's days and add one for each such account: no schedule spends
+# less over days 2..D, and the worst day's ratio is at least the ratio of the sums.
+refresh_days=${FULL_REFRESH_DAYS:-7}
+if [ $((days - 1)) -le "$refresh_days" ]; then
+  must=$(for d in $(seq 2 "$days"); do
+    jq -r 'select(.type == "user" and .feed.reason != null)
+           | "\(.did) \(.feed.reason) \(.profile.posts // 0)"' "$work/eco-$d/3-feeds.ndjson"
+  done | awk '{ if ($2 != "quiet" && $2 != "posts_dropped" && $2 != "full_refresh") own[$1] = 1; if ($3 > 0) posts[$1] = 1; seen[$1] = 1 }
+              END { for (a in seen) if (!(a in own) && (a in posts)) n++; print n + 0 }')
+  read -r sum_always sum_base < <(for d in $(seq 2 "$days"); do
+      echo "$(requests "$work/always-$d/3-feeds.ndjson") $(requests "$work/eco-$d/3-feeds.ndjson") $(jq -r 'select(.type == "end" and .stage == "ds-fetch-feeds") | .counters.reason_full_refresh' "$work/eco-$d/3-feeds.ndjson" | tail -1)"
+    done | awk '{ a += $1; b += $2 - $3 } END { print a, b }')
+  awk -v m="$must" -v a="$sum_always" -v b="$sum_base" -v d="$days" -v n="$refresh_days" 'BEGIN {
+    printf "refresh floor, days 2-%d: %d accounts with posts took no feed of their own and need a full refresh within %d days of the backfill; with exactly one each and nothing else changed, days 2-%d would cost %.3fx always-feed: no refresh schedule brings the worst day below that\n", d, m, n, d, (b + m) / a }'
+fi

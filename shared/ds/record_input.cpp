@@ -95,19 +95,29 @@ Totals get_totals(value v, std::string_view field) {
   return t;
 }
 
+// A UTC date, YYYY-MM-DD.
+std::string get_date(value v, std::string_view field) {
+  std::string d = get_identifier(v, field);
+  if (d.size() != 10 || !parse_timestamp(d + "T00:00:00Z"))
+    fail("field \"" + std::string(field) + "\" must be a YYYY-MM-DD date");
+  return d;
+}
+
 // `lastSnapshot`: {date, posts}; null or absent is none.
 std::optional<LastSnapshot> get_last_snapshot(value v) {
   if (is_json_null(v)) return std::nullopt;
   object o;
   if (v.get_object().get(o)) fail("field \"lastSnapshot\" must be an object");
   LastSnapshot last;
+  bool have_date = false;
   for (auto f : o) {
     const std::string_view k = f.unescaped_key();
-    if (k == "date") last.date = get_identifier(f.value(), "lastSnapshot.date");
-    else if (k == "posts") last.posts = get_count(f.value(), "lastSnapshot.posts");
+    if (k == "date") {
+      last.date = get_date(f.value(), "lastSnapshot.date");
+      have_date = true;
+    } else if (k == "posts") last.posts = get_count(f.value(), "lastSnapshot.posts");
   }
-  if (last.date.size() != 10 || !parse_timestamp(last.date + "T00:00:00Z"))
-    fail("field \"lastSnapshot.date\" must be a YYYY-MM-DD date");
+  if (!have_date) fail("field \"lastSnapshot.date\" must be a YYYY-MM-DD date");
   return last;
 }
 
@@ -185,6 +195,10 @@ void decode_user(object o, UserRecord& r) {
     else if (k == "profileError") r.profile_error = get_optional_text(v, k);
     else if (k == "backfillCursor") r.backfill_cursor = get_optional_text(v, k);
     else if (k == "backfillPosts") r.backfill_posts = get_count(v, k);
+    else if (k == "refreshClock") {
+      if (is_json_null(v)) r.refresh_clock.reset();
+      else r.refresh_clock = get_date(v, k);
+    }
     else if (k == "profile") {
       if (is_json_null(v)) continue;
       object p;
@@ -216,6 +230,7 @@ void decode_user(object o, UserRecord& r) {
           have_feed_status = true;
         }
         else if (fk == "path") r.feed.path = get_identifier(fv, "feed.path");
+        else if (fk == "reason") r.feed.reason = get_identifier(fv, "feed.reason");
         else if (fk == "pages") r.feed.pages = get_count(fv, "feed.pages");
         else if (fk == "posts") r.feed.posts = get_count(fv, "feed.posts");
         else if (fk == "requests") r.feed.requests = get_count(fv, "feed.requests");

@@ -29,6 +29,15 @@ const char* to_string(FeedStatus s) {
   return "not_fetched";
 }
 
+bool restarts_refresh_clock(std::string_view reason) {
+  // The names of ds::feeds::PathReason (stages/fetch-feeds/path_choice.hpp) that say the feed was
+  // taken for something this account did, on a day of its own.
+  for (const std::string_view own : {"posts_count_changed", "post_missing", "drop_unexplained", "full_refresh",
+                                     "many_window_posts"})
+    if (reason == own) return true;
+  return false;
+}
+
 std::int64_t EndRecord::counter(std::string_view name) const {
   for (const auto& [k, v] : counters)
     if (k == name) return v;
@@ -91,6 +100,7 @@ void encode(std::string& out, const UserRecord& r) {
     w.end_array();
   }
   if (r.backfill_cursor) w.field("backfillCursor", *r.backfill_cursor).field("backfillPosts", r.backfill_posts);
+  if (r.refresh_clock) w.field("refreshClock", *r.refresh_clock);
   if (r.profile_status != ProfileStatus::not_fetched) {
     w.field("profileStatus", to_string(r.profile_status));
     if (r.profile) {
@@ -113,6 +123,7 @@ void encode(std::string& out, const UserRecord& r) {
         .begin_object()
         .field("status", to_string(r.feed.status));
     if (!r.feed.path.empty()) w.field("path", r.feed.path);
+    if (!r.feed.reason.empty()) w.field("reason", r.feed.reason);
     w.field("pages", r.feed.pages)
         .field("posts", r.feed.posts)
         .field("requests", r.feed.requests)

@@ -71,6 +71,7 @@ struct FeedOutcome {
   std::int64_t requests = 0;   // HTTP requests sent for this user, retries included
   std::optional<std::string> error;
   std::string path;            // "feed", "posts" (getPosts refresh) or "none" (no request); empty: none taken
+  std::string reason;          // why that path (fetch-feeds' PathReason, docs/records.md); empty: not said
   std::optional<std::string> cursor;  // `partial`: the getAuthorFeed cursor the next run continues from
   bool operator==(const FeedOutcome&) const = default;
 };
@@ -85,6 +86,9 @@ struct UserRecord {
   Totals baseline;                          // stored live posts outside the window
   std::optional<LastSnapshot> last_snapshot;             // for the request economy (docs/records.md)
   std::optional<std::vector<std::string>> window_uris;  // stored live window posts, when few
+  // YYYY-MM-DD: the newest complete window feed taken for a reason of the account's own
+  // (restarts_refresh_clock); its next full refresh is due FULL_REFRESH_DAYS after it.
+  std::optional<std::string> refresh_clock;
   // A backfill in progress (select): where its history continues and how many posts earlier runs
   // stored. Set only with a `since`, which then also covers everything after those runs.
   std::optional<std::string> backfill_cursor;
@@ -135,6 +139,13 @@ struct EndRecord {
 
 const char* to_string(ProfileStatus s);
 const char* to_string(FeedStatus s);
+
+// Whether a complete feed taken for `reason` (FeedOutcome::reason) restarts the account's
+// full-refresh clock (docs/request-economy.md, "The full refresh"): yes for reasons of the
+// account's own (its postsCount changed, a window post went missing, its refresh was due, its
+// window is long), no for causes many accounts share on one day (a backfill, the economy off, a
+// failed getPosts, no previous snapshot), whose clocks would otherwise all come due together.
+bool restarts_refresh_clock(std::string_view reason);
 
 // Encoders append one line, newline included.
 void encode(std::string& out, const SelectionRecord& r);

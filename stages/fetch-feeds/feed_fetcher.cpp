@@ -331,8 +331,15 @@ void FeedFetcher::finish(Job& job, FeedStatus status, std::optional<std::string>
   job.cursors = {};
   job.uris = {};
   // A skipped user was never on a path: nothing was asked for it.
-  const std::string path = status == FeedStatus::skipped ? std::string() : to_string(job.choice.path);
-  job.user.feed = FeedOutcome{status, job.pages, job.posts, job.requests, std::move(error), path, std::nullopt};
+  const bool skipped = status == FeedStatus::skipped;
+  job.user.feed = FeedOutcome{status,
+                              job.pages,
+                              job.posts,
+                              job.requests,
+                              std::move(error),
+                              skipped ? std::string() : to_string(job.choice.path),
+                              skipped ? std::string() : to_string(job.choice.reason),
+                              std::nullopt};
 }
 
 bool FeedFetcher::head_block_open() const { return !window_.empty() && window_.front()->opened; }

@@ -13,6 +13,14 @@ bool full_refresh_day(std::string_view did, Micros as_of, int days) {
   return fnv1a64(did) % static_cast<std::uint64_t>(days) == day % static_cast<std::uint64_t>(days);
 }
 
+bool full_refresh_due(const UserRecord& u, int days) {
+  if (days <= 1) return true;
+  if (!u.refresh_clock) return full_refresh_day(u.did, u.as_of, days);
+  const auto clock = parse_timestamp(*u.refresh_clock + "T00:00:00Z");
+  if (!clock) return true;
+  return u.as_of / micros_per_day - *clock / micros_per_day >= days;
+}
+
 PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
   const auto feed = [](PathReason why) { return PathChoice{FeedPath::feed, why}; };
   if (!u.since || u.backfill_cursor) return feed(PathReason::backfill);  // fresh or resumed
@@ -23,7 +31,7 @@ PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
     return feed(PathReason::stale_snapshot);
   if (!u.profile) return feed(PathReason::posts_count_changed);
   const std::int64_t drop = u.last_snapshot->posts - u.profile->posts;
-  const bool refresh_day = full_refresh_day(u.did, u.as_of, o.full_refresh_days);
+  const bool refresh_day = full_refresh_due(u, o.full_refresh_days);
   // Only deletions, if getPosts misses exactly `drop` stored window posts: a new post would need
   // as many older deletions to hide, the blind spot the full refresh covers for quiet accounts.
   if (drop > 0 && u.profile->posts_known && u.window_uris && drop <= static_cast<std::int64_t>(u.window_uris->size()) &&

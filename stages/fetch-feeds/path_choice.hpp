@@ -60,6 +60,13 @@ std::int64_t expected_missing(const UserRecord& u, const PathChoice& c);
 // number mod `days` equals fnv1a64(did) mod `days`: spread evenly, the same for every shard.
 bool full_refresh_day(std::string_view did, Micros as_of, int days);
 
+// Whether the account's full refresh is due today. With a refresh clock (the newest complete
+// window feed taken for a reason of its own, UserRecord::refresh_clock) it is due when the clock
+// is `days` days old; without one, on its full-refresh day. Either way no account goes more than
+// `days` days without a full window feed, and an account that takes its feed anyway because it
+// posted pays no refresh for `days` days after (docs/request-economy.md, "The full refresh").
+bool full_refresh_due(const UserRecord& user, int days);
+
 const char* to_string(FeedPath path);
 const char* to_string(PathReason reason);
 

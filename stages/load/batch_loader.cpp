@@ -147,7 +147,9 @@ void BatchLoader::add_user(const UserRecord& u, std::uint64_t seq) {
   // Every user record ends its posts' run of lines, complete or not.
   feeds_.push_back(FeedRow{account_of(u.did), u.feed.status == FeedStatus::complete, u.since,
                            u.backfill_cursor.has_value(),
-                           u.feed.status == FeedStatus::partial ? u.feed.cursor : std::nullopt, u.as_of});
+                           u.feed.status == FeedStatus::partial ? u.feed.cursor : std::nullopt, u.as_of,
+                           u.feed.status == FeedStatus::complete && u.feed.path == "feed" &&
+                               restarts_refresh_clock(u.feed.reason)});
   request_window(feeds_.back().account, u.since);
   stage_profile(u, seq);
 }

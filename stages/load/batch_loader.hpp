@@ -69,6 +69,9 @@ class BatchLoader {
     bool resumed = false;
     std::optional<std::string> cursor;
     Micros as_of = 0;
+    // A complete window feed taken for a reason of the account's own (ds::restarts_refresh_clock):
+    // its full-refresh clock restarts at as_of's date.
+    bool restarts_clock = false;
   };
   struct UserRow {
     std::uint64_t seq;

@@ -90,6 +90,7 @@ struct LoadStats {
   std::int64_t posts_deleted = 0;    // marked deleted: missing from a complete feed's window
   std::int64_t backfills_marked = 0;
   std::int64_t backfills_saved = 0;  // partial backfills whose cursor was stored (progressive backfill)
+  std::int64_t refresh_clocks = 0;   // full-refresh clocks restarted (ds_user_state.refresh_clock_date)
   std::int64_t snapshots_inserted = 0;
   std::int64_t snapshots_updated = 0;
   std::int64_t snapshots_unchanged = 0;

@@ -104,6 +104,16 @@ ON CONFLICT (did) DO UPDATE SET backfill_cursor = EXCLUDED.backfill_cursor,
  WHERE s.backfilled_at IS NULL
 )SQL";
 
+// Full-refresh clocks restarted by this flush's feeds ($2: the UTC dates of their asOf). The newest
+// date wins, so a replay of an older day never moves a clock back.
+constexpr const char* restart_refresh_clocks_sql = R"SQL(
+INSERT INTO ds_user_state AS s (did, refresh_clock_date)
+SELECT v.did, v.d FROM unnest($1::text[], $2::date[]) AS v(did, d)
+ WHERE EXISTS (SELECT 1 FROM users u WHERE u.did = v.did)
+ON CONFLICT (did) DO UPDATE SET refresh_clock_date = EXCLUDED.refresh_clock_date
+ WHERE s.refresh_clock_date IS NULL OR s.refresh_clock_date < EXCLUDED.refresh_clock_date
+)SQL";
+
 // A binary timestamptz counts microseconds from 2000-01-01.
 constexpr Micros pg_epoch = 946'684'800'000'000;  // 2000-01-01T00:00:00Z in Unix microseconds
 Micros pg_timestamp_at(const char* p) {
@@ -497,6 +507,18 @@ void BatchLoader::flush_posts(bool defer_updates) {
     if (!dids.empty())
       stats_.backfills_saved += affected_rows(db_.exec(
           save_backfill_sql, {close_array(std::move(dids)), close_array(std::move(cursors)), close_array(std::move(times))}));
+  }
+
+  {
+    std::string dids, dates;
+    for (const auto& f : feeds_) {
+      if (!f.restarts_clock || !known[f.account]) continue;
+      append_array_element(dids, accounts_[f.account]);
+      append_array_element(dates, format_date(f.as_of));
+    }
+    if (!dids.empty())
+      stats_.refresh_clocks += affected_rows(
+          db_.exec(restart_refresh_clocks_sql, {close_array(std::move(dids)), close_array(std::move(dates))}));
   }
 
   // Later window reads of these accounts must see what this flush wrote (request_window).

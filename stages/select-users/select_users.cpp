@@ -29,7 +29,8 @@ SELECT u.did, u.handle, u."displayName", u.avatar,
        b.posts, b.likes, b.replies, b.quotes, b.reposts,
        s.last_snapshot_date, s.last_snapshot_posts, w.uris, w.n,
        s.backfill_cursor, COALESCE(s.backfill_posts, 0),
-       (extract(epoch FROM LEAST($3::timestamptz, s.backfill_covered_to)) * 1000000)::bigint
+       (extract(epoch FROM LEAST($3::timestamptz, s.backfill_covered_to)) * 1000000)::bigint,
+       s.refresh_clock_date
   FROM users u
   LEFT JOIN ds_user_state s ON s.did = u.did
   CROSS JOIN LATERAL (
@@ -179,6 +180,7 @@ Counters select(PgConnection& c, const Options& o, const Sink& sink) {
         k.baseline_posts += rec.baseline.posts;
         if (!r.is_null(i, 11) && !r.is_null(i, 12))
           rec.last_snapshot = LastSnapshot{std::string(r.text(i, 11)), r.int64(i, 12)};
+        rec.refresh_clock = r.optional_text(i, 18);
         if (r.int64(i, 14) < max_window_uris) {
           rec.window_uris.emplace();
           for (std::string_view left = r.is_null(i, 13) ? std::string_view() : r.text(i, 13); !left.empty();) {

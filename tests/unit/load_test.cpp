@@ -481,6 +481,48 @@ TEST_CASE("load: the newest snapshot's date and postsCount are kept for the requ
   CHECK(db.value("SELECT backfilled_at IS NULL FROM ds_user_state WHERE did = $1", {alice}) == "t");
 }
 
+TEST_CASE("load: a complete feed taken for the account's own reason restarts its refresh clock", "[db]") {
+  TestDb db("t_load_refresh_clock");
+  const auto clock = [&] {
+    return db.value("SELECT COALESCE(refresh_clock_date::text, 'none') FROM ds_user_state WHERE did = $1", {alice});
+  };
+  // One day's run for alice: her feed taken on `path` for `reason`, ending `status`.
+  const auto day = [&](const char* at, const char* path, const char* reason, FeedStatus status = FeedStatus::complete) {
+    Stream s;
+    ds::UserRecord u;
+    u.did = alice;
+    u.handle = "alice.test";
+    u.as_of = ts(at);
+    u.since = u.as_of - 7 * ds::micros_per_day;
+    u.profile_status = ds::ProfileStatus::ok;
+    u.profile = ds::Profile{"alice.test", std::nullopt, std::nullopt, 10, 20, 30};
+    u.feed.status = status;
+    u.feed.path = path;
+    u.feed.reason = reason;
+    ds::encode(s.text, u);
+    const bool complete = status == FeedStatus::complete;
+    s.ends(complete ? 0 : 1);
+    REQUIRE(load(db, s.text).exit_code == (complete ? 0 : ds::exit_code::partial));
+  };
+  db.sql().exec("INSERT INTO ds_user_state (did, backfilled_at) VALUES ($1, now())", {alice});
+  day("2026-11-20T06:00:00Z", "feed", "economy_off");  // a cause many accounts share: no clock
+  CHECK(clock() == "none");
+  day("2026-11-21T06:00:00Z", "posts", "quiet");  // not a feed
+  day("2026-11-21T06:00:00Z", "feed", "full_refresh", FeedStatus::failed);  // not complete
+  CHECK(clock() == "none");
+  day("2026-11-22T06:00:00Z", "feed", "posts_count_changed");
+  CHECK(clock() == "2026-11-22");
+  day("2026-11-23T06:00:00Z", "feed", "posts_failed");  // shared cause: the clock stays
+  CHECK(clock() == "2026-11-22");
+  day("2026-11-25T06:00:00Z", "feed", "full_refresh");
+  CHECK(clock() == "2026-11-25");
+  day("2026-11-24T06:00:00Z", "feed", "post_missing");  // an older day replayed: never back
+  CHECK(clock() == "2026-11-25");
+  // A stream written before the field (no reason): no clock is started or moved.
+  day("2026-11-26T06:00:00Z", "feed", "");
+  CHECK(clock() == "2026-11-25");
+}
+
 TEST_CASE("load: a complete backfill sets the marker and covers all of the user's posts", "[db]") {
   TestDb db("t_load_backfill");
   // A database migrated from the original: a post the new feed no longer returns, from years ago.

@@ -123,7 +123,8 @@ void require_design_schema(PgConnection& c) {
   CHECK(std::find(posts.begin(), posts.end(), "deleted_at") != posts.end());
   CHECK(column_names(c, "ds_user_state") ==
         std::vector<std::string>{"did", "backfilled_at", "backfill_posts", "last_snapshot_date", "last_snapshot_posts",
-                                 "backfill_cursor", "backfill_started_at", "backfill_covered_to"});
+                                 "backfill_cursor", "backfill_started_at", "backfill_covered_to",
+                                 "refresh_clock_date"});
   auto logs = column_names(c, "snapshot_logs");
   for (const char* col : {"requests_get_profiles", "requests_get_author_feed", "requests_get_posts", "backfills_partial"})
     CHECK(std::find(logs.begin(), logs.end(), col) != logs.end());

@@ -158,3 +158,55 @@ TEST_CASE("path: a drop of postsCount the window could explain is checked by get
     if (full_refresh_day(u.did, u.as_of, 7)) CHECK(choose_path(u, {}).reason == PathReason::posts_count_changed);
   }
 }
+
+TEST_CASE("path: with a refresh clock the full refresh is due N days after the account's own feed", "[path_choice]") {
+  auto u = quiet_user();
+  // The clock: a feed taken for the account's own reason 3 days ago. Its hash day no longer
+  // matters; the refresh is due on the 7th day after the clock, and not before.
+  u.refresh_clock = ds::format_date(as_of - 3 * ds::micros_per_day);
+  for (int d = 0; d < 8; ++d) {
+    u.as_of = as_of + d * ds::micros_per_day;
+    u.last_snapshot->date = ds::format_date(u.as_of - ds::micros_per_day);
+    INFO("day " << d << ", clock " << *u.refresh_clock);
+    const bool due = d + 3 >= 7;
+    CHECK(full_refresh_due(u, 7) == due);
+    if (due) CHECK(choose_path(u, {}).reason == PathReason::full_refresh);
+    else CHECK(choose_path(u, {}).path == FeedPath::posts);
+  }
+  // A quiet account on its hash day skips the refresh while its clock is recent...
+  auto h = quiet_user();
+  for (int d = 1; d < 7 && !full_refresh_day(h.did, h.as_of, 7); ++d) h.as_of = as_of + d * ds::micros_per_day;
+  REQUIRE(full_refresh_day(h.did, h.as_of, 7));
+  h.last_snapshot->date = ds::format_date(h.as_of - ds::micros_per_day);
+  CHECK(choose_path(h, {}).reason == PathReason::full_refresh);  // no clock: the hash day
+  h.refresh_clock = ds::format_date(h.as_of - ds::micros_per_day);
+  CHECK(choose_path(h, {}).path == FeedPath::posts);  // it took its feed yesterday
+  // ...and a drop of postsCount stays on getPosts until the clock comes due.
+  h.profile->posts = 130;
+  CHECK(choose_path(h, {}).reason == PathReason::posts_dropped);
+  h.refresh_clock = ds::format_date(h.as_of - 7 * ds::micros_per_day);
+  CHECK(choose_path(h, {}).reason == PathReason::posts_count_changed);
+  // A clock newer than the run (an older day replayed after a newer one) is not due.
+  h.profile->posts = 131;
+  h.refresh_clock = ds::format_date(h.as_of + ds::micros_per_day);
+  CHECK(choose_path(h, {}).path == FeedPath::posts);
+  CHECK(full_refresh_due(h, 1));  // 1 day: every day is a full refresh
+}
+
+TEST_CASE("path: the reasons that restart the refresh clock are the account's own", "[path_choice]") {
+  // A reason many accounts share on one day (a common backfill, the economy off, a getPosts
+  // outage) must not restart clocks: they would all come due on one later day.
+  std::map<PathReason, bool> expected{
+      {PathReason::backfill, false},           {PathReason::economy_off, false},
+      {PathReason::no_previous_snapshot, false}, {PathReason::stale_snapshot, false},
+      {PathReason::posts_count_changed, true}, {PathReason::posts_count_unknown, false},
+      {PathReason::full_refresh, true},        {PathReason::many_window_posts, true},
+      {PathReason::quiet, false},              {PathReason::posts_dropped, false},
+      {PathReason::post_missing, true},        {PathReason::posts_failed, false},
+      {PathReason::drop_unexplained, true}};
+  REQUIRE(static_cast<int>(expected.size()) == path_reason_count);
+  for (const auto& [reason, restarts] : expected) {
+    INFO(to_string(reason));
+    CHECK(ds::restarts_refresh_clock(to_string(reason)) == restarts);
+  }
+}

@@ -164,8 +164,8 @@ TEST_CASE("ds-select-users selection, windows and baselines", "[db][select-users
   }
 
   SECTION("the request economy's fields: the last complete snapshot and the window's URIs") {
-    c.exec("UPDATE ds_user_state SET last_snapshot_date = '2026-11-28', last_snapshot_posts = 131 "
-           "WHERE did = 'did:plc:alice'");
+    c.exec("UPDATE ds_user_state SET last_snapshot_date = '2026-11-28', last_snapshot_posts = 131, "
+           "refresh_clock_date = '2026-11-26' WHERE did = 'did:plc:alice'");
     su::Options o;
     o.mode = su::Mode::all;
     const auto s = run(c, o);
@@ -173,6 +173,8 @@ TEST_CASE("ds-select-users selection, windows and baselines", "[db][select-users
     REQUIRE(alice.last_snapshot);
     CHECK(alice.last_snapshot->date == "2026-11-28");
     CHECK(alice.last_snapshot->posts == 131);
+    CHECK(alice.refresh_clock == std::optional<std::string>("2026-11-26"));
+    CHECK_FALSE(s.get("did:plc:carol").refresh_clock);  // none stored: its hash day decides
     // The stored live window posts, newest first by sort key ("createdAt" where sort_at is NULL);
     // the deleted and the baseline's posts are not in it.
     REQUIRE(alice.window_uris);
@@ -188,6 +190,7 @@ TEST_CASE("ds-select-users selection, windows and baselines", "[db][select-users
     ds::encode(line, alice);
     const auto back = decode(line);
     CHECK(back.user.window_uris == alice.window_uris);
+    CHECK(back.user.refresh_clock == alice.refresh_clock);
     CHECK(back.user.last_snapshot == alice.last_snapshot);
 
     // A window of 25 or more posts is cheaper by feed: its URIs are not carried.
