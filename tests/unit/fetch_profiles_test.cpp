@@ -386,6 +386,28 @@ TEST_CASE("fetch-profiles: a partial batch waits for more users while another ba
   }
 }
 
+TEST_CASE("fetch-profiles: a full window holds its partial batch while the head's batch is in flight",
+          "[fetch_profiles]") {
+  FakeProfiles fake;
+  for (int i = 0; i < 60; ++i) fake.known[did_n(i)] = R"(,"followersCount":1)";
+  fake.slow_first_ms = 1000;  // users 0..24 are in flight while 25..29 fill the window of 30
+  fake.start();
+  std::string input;
+  for (int i = 0; i < 60; ++i) input += user_line(did_n(i));
+  input += end_line + "\n";
+  // The old rule sent the open batch at every wait of a full window: 25..29 alone, and so on.
+  const Run run = run_stage(input, fake, test_http(), 30);
+  CHECK(run.rc == ds::exit_code::ok);
+  const auto batches = fake.batches();
+  REQUIRE(batches.size() == 3);  // ceil(60 / 25)
+  CHECK(batches[0].size() == 25);
+  CHECK(batches[1].size() == 25);
+  CHECK(batches[2].size() == 10);
+  const auto users = run.users();
+  REQUIRE(users.size() == 60);
+  for (int i = 0; i < 60; ++i) CHECK(users[static_cast<std::size_t>(i)].did == did_n(i));
+}
+
 TEST_CASE("fetch-profiles: with nothing in flight, a partial batch goes when input pauses", "[fetch_profiles]") {
   FakeProfiles fake;
   for (int i = 0; i < 10; ++i) fake.known[did_n(i)] = R"(,"followersCount":1)";
