@@ -37,7 +37,11 @@ dataset=(--seed "$seed" --users "$users" --activity sparse)
 say "a private cluster and the fake AppView ($users accounts, sparse activity, seed $seed, days 2-$days at ${rps} requests/s, 0 = no cap)"
 start_cluster
 # Its advertised RateLimit headers would pace day 1 (thousands of pages) to 3000 per 5 minutes.
-start_fake fake --day 1 --threads 16 --rate-limit 1000000000 --rate-window-s 60 "${dataset[@]}"
+# --threads: a connection holds a server thread while kept alive, and the two fetching stages run
+# at once with MAX_WORKERS (10) connections each. With 16 threads the feed stage's connections
+# left 4 of the profile stage's waiting in the backlog until curl's 30 s timeout: 4 or 5 retried
+# getProfiles a day on both ways, and runs of 31 s instead of 1.
+start_fake fake --day 1 --threads 64 --rate-limit 1000000000 --rate-window-s 60 "${dataset[@]}"
 # Day 1 is every account's backfill, the 120,000-post ones included: no run limit may cut it, so
 # that days 2..D are all daily runs. No rate cap: the fake AppView is on loopback.
 export BLUESKY_BASE_URL="http://127.0.0.1:$port_fake" RATE_LIMIT_RPS=0 LOG_LEVEL=warning \
