@@ -90,6 +90,12 @@ expect_grep '"reason_post_missing":[1-9]' "$work/eco-d$inside_day/3-feeds.ndjson
 # Its deletion was found by getPosts alone; the daily comparison above shows it marked as always-feed marks it.
 expect "day $deletion_day: the deleting account stayed on getPosts" "$(path_of eco "$deletion_day" "$deletion_did")" posts
 expect_grep '"reason_posts_dropped":[1-9]' "$work/eco-d$deletion_day/3-feeds.ndjson" "day $deletion_day: a drop explained by getPosts was counted"
+# Its feeds of days 2-4 (a new post each day) were its own: the last restarted its refresh clock,
+# so on day 5 its full refresh was not due (FULL_REFRESH_DAYS 3) whatever its hash day.
+clock_of() { jq -r --arg d "$3" 'select(.type == "user" and .did == $d) | .refreshClock // "none"' "$work/$1-d$2/3-feeds.ndjson"; }
+expect "day $deletion_day: the deleting account's refresh clock is its day-4 feed" \
+  "$(clock_of eco "$deletion_day" "$deletion_did")" "$(day_now 4 | cut -c1-10)"
+expect "always-feed starts no refresh clock" "$(clock_of always "$deletion_day" "$deletion_did")" none
 posts_days=$(for d in 2 3 4 5 6 7; do jq -r 'select(.type == "end" and .stage == "ds-fetch-feeds") | .counters.path_posts' "$work/eco-d$d/3-feeds.ndjson"; done | awk '$1 > 0' | wc -l)
 none_days=$(for d in 2 3 4 5 6 7; do jq -r 'select(.type == "end" and .stage == "ds-fetch-feeds") | .counters.path_none' "$work/eco-d$d/3-feeds.ndjson"; done | awk '$1 > 0' | wc -l)
 expect "days 2-7 with accounts refreshed by getPosts" "$posts_days" 6
