@@ -502,21 +502,23 @@ TEST_CASE("load: a complete feed taken for the account's own reason restarts its
     ds::encode(s.text, u);
     const bool complete = status == FeedStatus::complete;
     s.ends(complete ? 0 : 1);
-    REQUIRE(load(db, s.text).exit_code == (complete ? 0 : ds::exit_code::partial));
+    const auto r = load(db, s.text);
+    REQUIRE(r.exit_code == (complete ? 0 : ds::exit_code::partial));
+    return r.stats.refresh_clocks;
   };
   db.sql().exec("INSERT INTO ds_user_state (did, backfilled_at) VALUES ($1, now())", {alice});
-  day("2026-11-20T06:00:00Z", "feed", "economy_off");  // a cause many accounts share: no clock
+  CHECK(day("2026-11-20T06:00:00Z", "feed", "economy_off") == 0);  // a cause many accounts share: no clock
   CHECK(clock() == "none");
   day("2026-11-21T06:00:00Z", "posts", "quiet");  // not a feed
   day("2026-11-21T06:00:00Z", "feed", "full_refresh", FeedStatus::failed);  // not complete
   CHECK(clock() == "none");
-  day("2026-11-22T06:00:00Z", "feed", "posts_count_changed");
+  CHECK(day("2026-11-22T06:00:00Z", "feed", "posts_count_changed") == 1);
   CHECK(clock() == "2026-11-22");
   day("2026-11-23T06:00:00Z", "feed", "posts_failed");  // shared cause: the clock stays
   CHECK(clock() == "2026-11-22");
   day("2026-11-25T06:00:00Z", "feed", "full_refresh");
   CHECK(clock() == "2026-11-25");
-  day("2026-11-24T06:00:00Z", "feed", "post_missing");  // an older day replayed: never back
+  CHECK(day("2026-11-24T06:00:00Z", "feed", "post_missing") == 0);  // an older day replayed: never back
   CHECK(clock() == "2026-11-25");
   // A stream written before the field (no reason): no clock is started or moved.
   day("2026-11-26T06:00:00Z", "feed", "");
