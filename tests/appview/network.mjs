@@ -59,6 +59,7 @@ const seeder = new Seeder(network, Number(opt.seed), log);
 try {
   await seeder.initial();
   await network.processAll(20000);
+  await seeder.settleHandles(() => network.processAll(20000));
 } catch (e) {
   log('seeding failed:', e.stack || e);
   await shutdown(1);
@@ -80,6 +81,7 @@ const control = http.createServer((req, res) => {
       try {
         const done = await seeder.round(Number(m[1]));
         await network.processAll(20000);
+        await seeder.settleHandles(() => network.processAll(20000));
         reply(200, { ok: true, done, accounts: seeder.accounts() });
       } catch (e) {
         log(`round ${m[1]} failed:`, e.stack || e);

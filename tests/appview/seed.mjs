@@ -195,6 +195,29 @@ export class Seeder {
     this.log(`seeded ${this.acc.size} accounts (pages: ${this.pagesCount} posts)`);
   }
 
+  // The AppView verifies a handle when it indexes the account's identity event, by resolving it
+  // back to the DID. A round that moves a handle from one account to another can leave one of them
+  // "handle.invalid" (seen once in CI: mover, after its change and taker's takeover of its old
+  // handle). Until the AppView shows every active account under the handle it has, send that
+  // account's identity event again (updateHandle to the same handle, as the PDS suggests) and
+  // index it. Returns how many times it had to.
+  async settleHandles(processAll) {
+    const appview = this.network.bsky.getAgent();
+    for (let attempt = 0; ; attempt++) {
+      const active = [...this.acc.values()].filter((a) => a.status === 'active');
+      const { data } = await appview.app.bsky.actor.getProfiles({ actors: active.map((a) => a.did) });
+      const shown = new Map(data.profiles.map((p) => [p.did, p.handle]));
+      const wrong = active.filter((a) => shown.has(a.did) && shown.get(a.did) !== a.handle);
+      if (wrong.length === 0) return attempt;
+      const what = wrong.map((a) => `${a.name} shown as ${shown.get(a.did)}, not ${a.handle}`).join('; ');
+      if (attempt === 10) throw new Error(`the AppView still has ${what}`);
+      this.log(`settling handles: ${what}; sending their identity events again`);
+      for (const a of wrong) await a.agent.com.atproto.identity.updateHandle({ handle: a.handle });
+      await processAll();
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
   async round(k) {
     const r = this.refs;
     const now = Date.now();
