@@ -92,17 +92,9 @@ class FeedFetcher : public appview::FetchStage {
   std::int64_t users_written() const override { return stats_.users; }
   bool partial() const override { return stats_.failed > 0 || stats_.capped > 0; }
 
-  // A partial getPosts batch costs a whole request of the budget, so it waits for more URIs
-  // while more can come. It goes when input has ended, when the output waits on it (the head of
-  // the window is in it), or when nothing else is in flight, so the stage would only sit idle.
-  // A full window alone is no reason: under the rate cap the window stays full of users whose
-  // feed pages wait for the budget, and sending at each wait made batches of one account's URIs
-  // (7 a request in `make bench-requests --rps 10`, 24 without the cap).
-  void before_wait(bool input_done) override {
-    if (input_done || http_.pending() == 0 || head_in_posts_batch()) submit_posts_batch();
-  }
-  void on_input_idle() override { submit_posts_batch(); }
-  bool head_in_posts_batch() const {
+  // getPosts batches go by FetchStage's rule for a partial batch (send_partial_batch_if_due).
+  void send_partial_batch() override { submit_posts_batch(); }
+  bool head_in_partial_batch() const override {
     return !posts_batch_.empty() && !window_.empty() && posts_batch_.front().job == window_.front().get();
   }
 

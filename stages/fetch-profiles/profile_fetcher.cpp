@@ -41,7 +41,7 @@ void ProfileFetcher::add_user(UserRecord&& user) {
   if (batch_.size() >= options_.batch_size) submit_batch();
 }
 
-bool ProfileFetcher::head_in_batch() const {
+bool ProfileFetcher::head_in_partial_batch() const {
   if (batch_.empty() || window_.empty() || window_.front().done) return false;
   return std::find(batch_.begin(), batch_.end(), window_.front().user.did) != batch_.end();
 }

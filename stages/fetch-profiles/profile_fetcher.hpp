@@ -63,16 +63,9 @@ class ProfileFetcher : public appview::FetchStage {
   void add_user(UserRecord&& user) override;
   bool window_empty() const override { return window_.empty(); }
   void write_ready(bool) override;
-  // A partial batch costs a whole request of the budget, so it waits for more users while more
-  // can come: it goes when input has ended, when the output waits on it (the head of the window
-  // is in it), or when nothing else is in flight, so the stage would only sit idle: the rule of
-  // ds-fetch-feeds' getPosts batches. A full window alone is no reason: its head waits on a batch
-  // in flight, whose answer frees the window for more users.
-  void before_wait(bool input_done) override {
-    if (input_done || http_.pending() == 0 || head_in_batch()) submit_batch();
-  }
-  void on_input_idle() override { submit_batch(); }
-  bool head_in_batch() const;
+  // getProfiles batches go by FetchStage's rule for a partial batch (send_partial_batch_if_due).
+  void send_partial_batch() override { submit_batch(); }
+  bool head_in_partial_batch() const override;
   void add_end_fields(EndRecord& end) const override;
   std::string summary() const override;
   std::int64_t users_written() const override { return stats_.users; }

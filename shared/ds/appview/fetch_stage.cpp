@@ -28,10 +28,14 @@ void FetchStage::before_read() {
   bool quiet = false;
   while (!http_.run_until_readable(input_fd_, quiet ? quiet_poll_ms_ : first_quiet_ms_)) {
     quiet = true;
-    if (http_.pending() == 0) on_input_idle();
+    send_partial_batch_if_due(false);
     write_ready(false);
     out_.flush();
   }
+}
+
+void FetchStage::send_partial_batch_if_due(bool input_done) {
+  if (input_done || http_.pending() == 0 || head_in_partial_batch()) send_partial_batch();
 }
 
 int FetchStage::run(LineReader& reader, RecordInput& input) {
@@ -48,9 +52,9 @@ int FetchStage::run(LineReader& reader, RecordInput& input) {
       continue;
     }
     if (window_empty()) break;
-    before_wait(input_done);
+    send_partial_batch_if_due(input_done);
     if (http_.pending() == 0) {
-      // before_wait() may have started a request that was answered at once: write that first.
+      // The partial batch just sent may have been answered at once: write that first.
       // Nothing outstanding twice with nothing written in between is a stage that lost a user.
       if (users_written() == written_at_idle)
         throw std::logic_error(stage_name_ + ": users waiting with no request outstanding");

@@ -39,12 +39,12 @@ class FetchStage {
   // Writes what the head of the window can write. `may_open_block` is false inside the
   // reader's hook: a forwarded input line must never land inside a user's block of records.
   virtual void write_ready(bool may_open_block) = 0;
-  // The loop is about to wait for answers: input has ended, or the window is full.
-  virtual void before_wait(bool /*input_done*/) {}
-  // Input has been quiet for `first_quiet_ms` and no request is in flight: the stage would sit
-  // idle, so a partial batch should go (holding it while requests are in flight costs nothing and
-  // lets it fill). Asked again every `quiet_poll_ms` while input stays quiet.
-  virtual void on_input_idle() {}
+  // A stage that batches users into requests (25 profiles, 25 getPosts URIs) keeps its open,
+  // partial batch until the loop says to send it: a batch of fewer costs a whole request of the
+  // budget. The loop sends it only when holding it gains nothing (send_partial_batch_if_due).
+  virtual void send_partial_batch() {}
+  // The oldest user of the window waits on the open batch: output cannot move until it goes.
+  virtual bool head_in_partial_batch() const { return false; }
   virtual void add_end_fields(EndRecord& end) const = 0;  // the stage's own counters
   virtual std::string summary() const = 0;  // "N users (...)...", the start of the summary line
   virtual std::int64_t users_written() const = 0;
@@ -53,12 +53,18 @@ class FetchStage {
   HttpClient& http_;
   OutputWriter& out_;
   Progress* progress_;
-  int first_quiet_ms_ = 250;  // how long input may pause before on_input_idle()
+  int first_quiet_ms_ = 250;  // how long input may pause before a partial batch may go
   int quiet_poll_ms_ = 250;   // then, how often output is flushed while input stays quiet
 
  private:
   static void before_read_hook(void* self);
   void before_read();
+  // The one rule for a partial batch: it goes when input has ended, when nothing else is in
+  // flight (the stage would only sit idle), or when the head of the window is in it. A full
+  // window alone is no reason: under the rate cap it stays full of users whose requests wait for
+  // the budget, and sending at each wait made getPosts batches of 7 URIs instead of 24
+  // (docs/performance-requests.md).
+  void send_partial_batch_if_due(bool input_done);
   void make_end(const RecordInput& input, double elapsed);
 
   std::string stage_name_;
