@@ -148,6 +148,11 @@ std::string format_timestamp(Micros t) {
   return buf;
 }
 
+std::optional<Micros> parse_date(std::string_view text) {
+  if (text.size() != 10) return std::nullopt;
+  return parse_timestamp(std::string(text) + "T00:00:00Z");
+}
+
 std::string format_date(Micros t) {
   Micros rem;
   const std::int64_t secs = floor_div_safe(t, micros_per_second, rem);

@@ -21,6 +21,9 @@ std::optional<Micros> parse_timestamp(std::string_view text);
 std::string format_timestamp(Micros t);
 // "2024-03-21"
 std::string format_date(Micros t);
+// The start (00:00 UTC) of a "YYYY-MM-DD" day, format_date's inverse; nullopt for any other text
+// or a bad calendar date.
+std::optional<Micros> parse_date(std::string_view text);
 
 constexpr Micros micros_per_second = 1'000'000;
 constexpr Micros micros_per_day = 86'400 * micros_per_second;

@@ -98,7 +98,7 @@ Totals get_totals(value v, std::string_view field) {
 // A UTC date, YYYY-MM-DD.
 std::string get_date(value v, std::string_view field) {
   std::string d = get_identifier(v, field);
-  if (d.size() != 10 || !parse_timestamp(d + "T00:00:00Z"))
+  if (!parse_date(d))
     fail("field \"" + std::string(field) + "\" must be a YYYY-MM-DD date");
   return d;
 }
@@ -277,7 +277,7 @@ void decode_snapshot(object o, SnapshotRecord& r) {
     if (k == "did") r.did = get_identifier(v, k);
     else if (k == "date") {
       r.date = std::string(get_string(v, k));
-      if (!parse_timestamp(r.date + "T00:00:00Z")) fail("field \"date\" is not YYYY-MM-DD");
+      if (!parse_date(r.date)) fail("field \"date\" is not YYYY-MM-DD");
     } else if (k == "followers") r.followers = get_count(v, k);
     else if (k == "following") r.following = get_count(v, k);
     else if (k == "posts") r.posts = get_count(v, k);

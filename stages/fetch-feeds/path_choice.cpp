@@ -16,7 +16,7 @@ bool full_refresh_day(std::string_view did, Micros as_of, int days) {
 bool full_refresh_due(const UserRecord& u, int days) {
   if (days <= 1) return true;
   if (!u.refresh_clock) return full_refresh_day(u.did, u.as_of, days);
-  const auto clock = parse_timestamp(*u.refresh_clock + "T00:00:00Z");
+  const auto clock = parse_date(*u.refresh_clock);
   if (!clock) return true;
   return u.as_of / micros_per_day - *clock / micros_per_day >= days;
 }
@@ -26,7 +26,7 @@ PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
   if (!u.since || u.backfill_cursor) return feed(PathReason::backfill);  // fresh or resumed
   if (!o.enabled) return feed(PathReason::economy_off);
   if (!u.last_snapshot) return feed(PathReason::no_previous_snapshot);
-  const auto last_day = parse_timestamp(u.last_snapshot->date + "T00:00:00Z");
+  const auto last_day = parse_date(u.last_snapshot->date);
   if (!last_day || u.as_of - *last_day > static_cast<Micros>(o.full_refresh_days) * micros_per_day)
     return feed(PathReason::stale_snapshot);
   if (!u.profile) return feed(PathReason::posts_count_changed);

@@ -48,6 +48,10 @@ TEST_CASE("formatting round-trips and keeps microseconds only when present") {
   CHECK(ds::format_timestamp(-719162LL * 86400 * sec) == "0001-01-01T00:00:00.000Z");
   CHECK(ds::format_timestamp(-1) == "1969-12-31T23:59:59.999999Z");
   CHECK(ds::format_date(base) == "2024-03-21");
+  CHECK(ds::parse_date("2024-03-21") == *ds::parse_timestamp("2024-03-21T00:00:00Z"));
+  CHECK(ds::parse_date(ds::format_date(base)) == base - base % ds::micros_per_day);
+  for (const char* bad : {"2024-02-30", "2024-3-21", "2024-03-21T00:00:00Z", "20240321", "", "not a date"})
+    CHECK_FALSE(ds::parse_date(bad));
   for (Micros t : {Micros{0}, base, base + 1, -base, Micros{253402300799} * sec})
     CHECK(parse_timestamp(ds::format_timestamp(t)) == t);
 }

@@ -175,6 +175,37 @@ TEST_CASE("the strict error names the input, the line and the problem") {
   }
 }
 
+TEST_CASE("the request economy's dates and the feed's reason are checked, naming the field") {
+  std::string good;
+  ds::encode(good, sample_user());
+  const std::string head =
+      R"({"type":"user","did":"did:plc:z","handle":"z.test","asOf":"2026-11-29T06:00:00Z","since":"2026-11-22T06:00:00Z",)";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"("refreshClock":"2026-02-30"})", "field \"refreshClock\" must be a YYYY-MM-DD date"},
+      {R"("refreshClock":"2026-11-25T00:00:00Z"})", "field \"refreshClock\" must be a YYYY-MM-DD date"},
+      {R"("lastSnapshot":{"date":"26-11-28","posts":1}})", "field \"lastSnapshot.date\" must be a YYYY-MM-DD date"},
+      {R"("lastSnapshot":{"posts":1}})", "field \"lastSnapshot.date\" must be a YYYY-MM-DD date"},
+      {R"("feed":{"status":"complete","reason":""}})", "field \"feed.reason\" is empty"},
+  };
+  for (const auto& [tail, why] : bad) {
+    const std::string line = head + tail + "\n";
+    INFO(line);
+    const Run run = read_all(good + line + good, ds::want_user);
+    CHECK(run.bad_lines == 1);
+    CHECK(run.records.size() == 2);
+    try {
+      read_all(good + line, ds::want_user, /*strict=*/true);
+      FAIL("no error");
+    } catch (const ds::BadInputError& e) {
+      CHECK_THAT(e.what(), Catch::Contains("input:2:") && Catch::Contains(why));
+    }
+  }
+  // null is none, as for the other optional fields.
+  const Run run = read_all(head + R"("refreshClock":null})" + "\n", ds::want_user);
+  REQUIRE(run.records.size() == 1);
+  CHECK_FALSE(run.records[0].user.refresh_clock);
+}
+
 TEST_CASE("a truncated last line is still read when it is complete JSON; empty input is empty") {
   std::string good;
   ds::encode(good, ds::PostRecord{"at://x/p/1", "did:plc:x", 0, 0, 1, 2, 3, 4});
