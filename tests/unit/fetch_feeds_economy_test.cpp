@@ -273,44 +273,58 @@ TEST_CASE("economy: a changed postsCount takes the feed", "[fetch_feeds_economy]
   CHECK(api.posts_requests == 0);
 }
 
+namespace {
+
+// The world of the batch-holding tests: dids[0] changed (a new post), so it takes its feed, which
+// answers after `feed_delay_ms`; dids[1..quiet] are quiet, with 3 stored window posts each whose
+// likes rose from 1 to 5. Their URIs wait in the open getPosts batch while the feed is in flight.
+std::vector<std::string> start_slow_head(Api& api, int quiet, int feed_delay_ms) {
+  const auto dids = quiet_dids(quiet + 1);
+  api.accounts[dids[0]] = recent_posts(dids[0], 2, 1);
+  for (int i = 1; i <= quiet; ++i) api.accounts[dids[i]] = recent_posts(dids[i], 3, 5);
+  api.feed_delay_ms = feed_delay_ms;
+  api.start();
+  return dids;
+}
+// The selection's line for dids[i] of that world.
+std::string slow_head_line(const std::vector<std::string>& dids, std::size_t i) {
+  return i == 0 ? quiet_user_line(dids[0], recent_posts(dids[0], 1, 1), 1, 2)
+                : quiet_user_line(dids[i], recent_posts(dids[i], 3, 1), 3);
+}
+// Every quiet account of that world was refreshed by getPosts, with today's likes.
+void check_quiet_refreshed(const Out& out, const std::vector<std::string>& dids) {
+  for (std::size_t i = 1; i < dids.size(); ++i) {
+    CHECK(out.path.at(dids[i]) == "posts");
+    for (const auto& [uri, likes] : out.likes.at(dids[i])) CHECK(likes == 5);
+  }
+}
+
+}  // namespace
+
 TEST_CASE("economy: a partial getPosts batch waits for more URIs while other requests are in flight",
           "[fetch_feeds_economy]") {
   Api api;
-  const auto dids = quiet_dids(3);
-  // dids[0] changed (it takes its slow feed); dids[1] and dids[2] are quiet, 3 window posts each,
-  // and arrive 800 ms apart: input is quiet long enough for the old rule to send dids[1] alone.
-  api.accounts[dids[0]] = recent_posts(dids[0], 2, 1);
-  for (int i = 1; i <= 2; ++i) api.accounts[dids[i]] = recent_posts(dids[i], 3, 5);
-  api.feed_delay_ms = 2000;
-  api.start();
-  const Out out = run_paced(api, {{quiet_user_line(dids[0], recent_posts(dids[0], 1, 1), 1, 2) +
-                                       quiet_user_line(dids[1], recent_posts(dids[1], 3, 1), 3),
-                                   800},
-                                  {quiet_user_line(dids[2], recent_posts(dids[2], 3, 1), 3) + end_line + "\n", 0}});
+  // dids[1] and dids[2] arrive 800 ms apart: input is quiet long enough for the old rule to send
+  // dids[1] alone.
+  const auto dids = start_slow_head(api, 2, 2000);
+  const Out out = run_paced(api, {{slow_head_line(dids, 0) + slow_head_line(dids, 1), 800},
+                                  {slow_head_line(dids, 2) + end_line + "\n", 0}});
   CHECK(out.run.rc == ds::exit_code::ok);
   CHECK(api.feed_requests == 1);
   REQUIRE(api.posts_requests == 1);  // one batch of 6 URIs, not 3 + 3
   CHECK(api.batches.at(0).size() == 6);
   CHECK(out.run.end.counter("get_posts_uris") == 6);
   CHECK(out.path.at(dids[0]) == "feed");
-  for (int i = 1; i <= 2; ++i) {
-    CHECK(out.path.at(dids[i]) == "posts");
-    for (const auto& [uri, likes] : out.likes.at(dids[i])) CHECK(likes == 5);
-  }
+  check_quiet_refreshed(out, dids);
 }
 
 TEST_CASE("economy: a full window alone does not send a partial getPosts batch", "[fetch_feeds_economy]") {
   Api api;
-  const auto dids = quiet_dids(4);
-  // dids[0] changed and takes its slow feed; three quiet accounts with 3 window posts each. A
-  // window of 3 users is full once dids[2] is read, as it stays full under the rate cap: the
+  // A window of 3 users is full once dids[2] is read, as it stays full under the rate cap: the
   // batch must wait for dids[3] rather than go with 6 URIs, since the output waits on dids[0].
-  api.accounts[dids[0]] = recent_posts(dids[0], 2, 1);
-  for (int i = 1; i <= 3; ++i) api.accounts[dids[i]] = recent_posts(dids[i], 3, 5);
-  api.feed_delay_ms = 1500;
-  api.start();
-  std::string input = quiet_user_line(dids[0], recent_posts(dids[0], 1, 1), 1, 2);
-  for (int i = 1; i <= 3; ++i) input += quiet_user_line(dids[i], recent_posts(dids[i], 3, 1), 3);
+  const auto dids = start_slow_head(api, 3, 1500);
+  std::string input;
+  for (std::size_t i = 0; i < dids.size(); ++i) input += slow_head_line(dids, i);
   auto options = options_for(api);
   options.max_users_in_flight = 3;
   const Out out = collect(fetch_fixture::run_fetch_stage<ds::feeds::FeedFetcher>(
@@ -319,10 +333,7 @@ TEST_CASE("economy: a full window alone does not send a partial getPosts batch",
   CHECK(api.feed_requests == 1);
   REQUIRE(api.posts_requests == 1);  // one batch of 9 URIs, not 6 + 3
   CHECK(api.batches.at(0).size() == 9);
-  for (int i = 1; i <= 3; ++i) {
-    CHECK(out.path.at(dids[i]) == "posts");
-    for (const auto& [uri, likes] : out.likes.at(dids[i])) CHECK(likes == 5);
-  }
+  check_quiet_refreshed(out, dids);
 }
 
 TEST_CASE("economy: with nothing else in flight, a partial getPosts batch goes when input pauses",
