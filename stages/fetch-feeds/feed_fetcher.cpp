@@ -332,14 +332,14 @@ void FeedFetcher::finish(Job& job, FeedStatus status, std::optional<std::string>
   job.uris = {};
   // A skipped user was never on a path: nothing was asked for it.
   const bool skipped = status == FeedStatus::skipped;
-  job.user.feed = FeedOutcome{status,
-                              job.pages,
-                              job.posts,
-                              job.requests,
-                              std::move(error),
-                              skipped ? std::string() : to_string(job.choice.path),
-                              skipped ? std::string() : to_string(job.choice.reason),
-                              std::nullopt};
+  job.user.feed = FeedOutcome{.status = status,
+                              .pages = job.pages,
+                              .posts = job.posts,
+                              .requests = job.requests,
+                              .error = std::move(error),
+                              .path = skipped ? std::string() : to_string(job.choice.path),
+                              .reason = skipped ? std::string() : to_string(job.choice.reason),
+                              .cursor = std::nullopt};
 }
 
 bool FeedFetcher::head_block_open() const { return !window_.empty() && window_.front()->opened; }
