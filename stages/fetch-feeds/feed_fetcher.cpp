@@ -80,6 +80,7 @@ void FeedFetcher::add_user(UserRecord&& user) {
     finish(j, FeedStatus::skipped, std::string("repeated user record; its feed was fetched for the first copy"));
   } else {
     j.choice = choose_path(j.user, options_.economy);
+    warn_if_refresh_period_capped(j.user);
     if (j.choice.path == FeedPath::none) finish(j, FeedStatus::complete, std::nullopt);
     else if (j.choice.path == FeedPath::posts) queue_window_uris(j);
     else {
@@ -89,6 +90,19 @@ void FeedFetcher::add_user(UserRecord&& user) {
     }
   }
   http_.poll(0);  // start its first request now
+}
+
+// Said once a run: the operator asked for refreshes further apart than the window allows.
+void FeedFetcher::warn_if_refresh_period_capped(const UserRecord& user) {
+  const auto& economy = options_.economy;
+  if (said_period_capped_ || !economy.enabled || !user.since || user.backfill_cursor) return;
+  const int period = refresh_period_days(user, economy.full_refresh_days);
+  if (period >= economy.full_refresh_days) return;
+  said_period_capped_ = true;
+  spdlog::warn("FULL_REFRESH_DAYS {} is longer than the input's {}-day window (TIME_RANGE_DAYS): full refreshes come "
+               "every {} days instead, as a post the economy missed is found only while it is in the window "
+               "(docs/request-economy.md, \"The full refresh\")",
+               economy.full_refresh_days, period, period);
 }
 
 void FeedFetcher::start_feed(Job& job) {

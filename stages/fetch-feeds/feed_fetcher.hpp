@@ -103,6 +103,7 @@ class FeedFetcher : public appview::FetchStage {
     Job* job;
     std::size_t index;  // in the job's windowUris
   };
+  void warn_if_refresh_period_capped(const UserRecord& user);
   void start_feed(Job& job);
   void queue_window_uris(Job& job);
   void submit_posts_batch();
@@ -119,6 +120,7 @@ class FeedFetcher : public appview::FetchStage {
   FetcherOptions options_;
   std::deque<std::unique_ptr<Job>> window_;
   std::unordered_set<std::string> seen_dids_;  // grows with distinct users (~100 bytes each)
+  bool said_period_capped_ = false;  // the warning that the window shortens FULL_REFRESH_DAYS, once
   std::size_t buffered_bytes_ = 0;
   std::size_t paused_ = 0;  // jobs waiting for the buffer budget
   std::uint64_t next_seq_ = 0;

@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
       "or not at all when its window is empty; off: every account's feed (env FEED_ECONOMY; default on)");
   program.app().add_option(
       "--full-refresh-days", full_refresh_days,
-      "Every account takes its whole window feed at least once in this many days (env FULL_REFRESH_DAYS; default 7)");
+      "Every account takes its whole window feed at least once in this many days, and at least once in "
+      "its window's length when that is shorter (env FULL_REFRESH_DAYS; default 7)");
   return program.run(argc, argv);
 }

@@ -2,6 +2,8 @@
 // reason to take the feed instead (docs/request-economy.md, "When the feed is taken").
 #include "path_choice.hpp"
 
+#include <algorithm>
+
 #include "ds/clock.hpp"
 #include "ds/shard.hpp"
 
@@ -21,17 +23,24 @@ bool full_refresh_due(const UserRecord& u, int days) {
   return u.as_of / micros_per_day - *clock / micros_per_day >= days;
 }
 
+int refresh_period_days(const UserRecord& u, int full_refresh_days) {
+  if (!u.since || u.as_of <= *u.since) return full_refresh_days;
+  const auto window_days = (u.as_of - *u.since) / micros_per_day;
+  return static_cast<int>(std::clamp<std::int64_t>(window_days, 1, full_refresh_days));
+}
+
 PathChoice choose_path(const UserRecord& u, const EconomyOptions& o) {
   const auto feed = [](PathReason why) { return PathChoice{FeedPath::feed, why}; };
   if (!u.since || u.backfill_cursor) return feed(PathReason::backfill);  // fresh or resumed
   if (!o.enabled) return feed(PathReason::economy_off);
   if (!u.last_snapshot) return feed(PathReason::no_previous_snapshot);
+  const int period = refresh_period_days(u, o.full_refresh_days);
   const auto last_day = parse_date(u.last_snapshot->date);
-  if (!last_day || u.as_of - *last_day > static_cast<Micros>(o.full_refresh_days) * micros_per_day)
+  if (!last_day || u.as_of - *last_day > static_cast<Micros>(period) * micros_per_day)
     return feed(PathReason::stale_snapshot);
   if (!u.profile) return feed(PathReason::posts_count_changed);
   const std::int64_t drop = u.last_snapshot->posts - u.profile->posts;
-  const bool refresh_day = full_refresh_due(u, o.full_refresh_days);
+  const bool refresh_day = full_refresh_due(u, period);
   // Only deletions, if getPosts misses exactly `drop` stored window posts: a new post would need
   // as many older deletions to hide, the blind spot the full refresh covers for quiet accounts.
   if (drop > 0 && u.profile->posts_known && u.window_uris && drop <= static_cast<std::int64_t>(u.window_uris->size()) &&

@@ -47,7 +47,7 @@ struct PathChoice {
 
 // For a user whose profile is ok. The rule (docs/request-economy.md):
 //   feed  unless the account is backfilled, economy is on, its last complete snapshot is at
-//         most full_refresh_days old with the same postsCount as the profile now, today is not
+//         most refresh_period_days old with the same postsCount as the profile now, today is not
 //         its full-refresh day, and the selection carried its window's URIs (fewer than 25);
 //   then none when that window is empty, else posts.
 PathChoice choose_path(const UserRecord& user, const EconomyOptions& options);
@@ -66,6 +66,12 @@ bool full_refresh_day(std::string_view did, Micros as_of, int days);
 // `days` days without a full window feed, and an account that takes its feed anyway because it
 // posted pays no refresh for `days` days after (docs/request-economy.md, "The full refresh").
 bool full_refresh_due(const UserRecord& user, int days);
+
+// How often the account's full refresh comes: full_refresh_days, or the record's window
+// (as_of - since, whole days) when that is shorter. A post the economy missed (the "+1 -1 older"
+// case) is found only while it is inside the window, so a refresh period longer than the window
+// could come too late to ever find it (docs/request-economy.md, "The full refresh").
+int refresh_period_days(const UserRecord& user, int full_refresh_days);
 
 const char* to_string(FeedPath path);
 const char* to_string(PathReason reason);

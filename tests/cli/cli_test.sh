@@ -52,6 +52,21 @@ expect_grep "nonexistent.env" "$work/err" "missing config file is named"
 expect "ds-aggregate golden run: exit" "${PIPESTATUS[0]}" 0
 if diff -u "$golden/aggregate.out.ndjson" "$work/out" >"$work/diff"; then ok; else bad "ds-aggregate golden output differs:"; cat "$work/diff" >&2; fi
 
+# FULL_REFRESH_DAYS longer than the records' window: said once, and the run goes on. Two quiet
+# accounts with empty 7-day windows and yesterday's clock need no request either way.
+quiet_user() {
+  printf '{"type":"user","did":"did:plc:%s","handle":"%s.test","asOf":"2026-11-10T06:00:00.000Z","since":"2026-11-03T06:00:00.000Z","baseline":{"posts":54,"likes":0,"replies":0,"quotes":0,"reposts":0},"lastSnapshot":{"date":"2026-11-09","posts":54},"windowUris":[],"refreshClock":"2026-11-09","profileStatus":"ok","profile":{"handle":"%s.test","followers":1,"following":1,"posts":54}}\n' "$1" "$1" "$1"
+}
+{ quiet_user quieta; quiet_user quietb; } >"$work/quiet.ndjson"
+FULL_REFRESH_DAYS=14 "$bin/ds-fetch-feeds" <"$work/quiet.ndjson" >"$work/out" 2>"$work/err"
+expect "FULL_REFRESH_DAYS=14 over a 7-day window: exit" $? 0
+[ "$(grep -c 'FULL_REFRESH_DAYS 14 is longer than the input.s 7-day window' "$work/err")" = 1 ] && ok \
+  || bad "want one warning that the 7-day window cuts FULL_REFRESH_DAYS 14: $(head -c 300 "$work/err")"
+[ "$(jq -r 'select(.type == "user") | .feed.status' "$work/out" | sort -u)" = complete ] && ok \
+  || bad "the quiet accounts were not completed under the warning"
+"$bin/ds-fetch-feeds" <"$work/quiet.ndjson" >"$work/out" 2>"$work/err"; expect "FULL_REFRESH_DAYS 7: exit" $? 0
+grep -q FULL_REFRESH_DAYS "$work/err" && bad "a warning about FULL_REFRESH_DAYS 7 over a 7-day window" || ok
+
 # Health checks fail clearly against closed ports.
 "$bin/ds-fetch-profiles" --health >"$work/out" 2>"$work/err"; expect "ds-fetch-profiles --health (API down): exit" $? 6
 expect_grep "127.0.0.1:9" "$work/err" "API health names the URL"

@@ -193,6 +193,37 @@ TEST_CASE("path: with a refresh clock the full refresh is due N days after the a
   CHECK(full_refresh_due(h, 1));  // 1 day: every day is a full refresh
 }
 
+TEST_CASE("path: full refreshes come no further apart than the window", "[path_choice]") {
+  // A post missed by the "+1 -1 older" case the day after a full feed leaves a 7-day window
+  // after 7 days: a refresh asked for every 14 days would never find it, so it comes every 7.
+  auto u = quiet_user();
+  EconomyOptions fortnight;
+  fortnight.full_refresh_days = 14;
+  CHECK(refresh_period_days(u, 14) == 7);
+  CHECK(refresh_period_days(u, 5) == 5);  // shorter than the window: as asked
+  u.refresh_clock = ds::format_date(as_of - 7 * ds::micros_per_day);
+  CHECK(choose_path(u, fortnight).reason == PathReason::full_refresh);
+  u.refresh_clock = ds::format_date(as_of - 6 * ds::micros_per_day);
+  CHECK(choose_path(u, fortnight).path == FeedPath::posts);
+  // A 3-day window (TIME_RANGE_DAYS 3) with the default 7: due 3 days after the clock.
+  u.since = as_of - 3 * ds::micros_per_day;
+  CHECK(refresh_period_days(u, 7) == 3);
+  CHECK(choose_path(u, {}).reason == PathReason::full_refresh);  // the clock is 6 days old
+  u.refresh_clock = ds::format_date(as_of - 2 * ds::micros_per_day);
+  CHECK(choose_path(u, {}).path == FeedPath::posts);
+  u.refresh_clock = ds::format_date(as_of - 3 * ds::micros_per_day);
+  CHECK(choose_path(u, {}).reason == PathReason::full_refresh);
+  // A snapshot older than that period is not compared with: the feed.
+  u.refresh_clock = ds::format_date(as_of - ds::micros_per_day);
+  u.last_snapshot->date = ds::format_date(as_of - 4 * ds::micros_per_day);
+  CHECK(choose_path(u, {}).reason == PathReason::stale_snapshot);
+  // Less than a day of window still refreshes every day; a backfill has no window to cut it.
+  u.since = as_of - ds::micros_per_day / 2;
+  CHECK(refresh_period_days(u, 7) == 1);
+  u.since.reset();
+  CHECK(refresh_period_days(u, 7) == 7);
+}
+
 TEST_CASE("path: the reasons that restart the refresh clock are the account's own", "[path_choice]") {
   // A reason many accounts share on one day (a common backfill, the economy off, a getPosts
   // outage) must not restart clocks: they would all come due on one later day.
