@@ -114,6 +114,18 @@ done
 awk 'NR > 2 { if ($6 + 0 > e) e = $6 + 0; if ($7 + 0 > l) l = $7 + 0; if ($8 + 0 > p) p = $8 + 0; d += $9 }
      END { printf "days 2-%d: worst economy/always %.2fx (target <= 0.40x), worst economy/lower bound %.2fx (target <= 1.50x; %.2fx counting the pages of long windows), %d differing dump lines\n", NR - 1, e, l, p, d }' \
   "$work/table"
+# The steady state: from day N + 2 on, every account has had its first full refresh after the
+# backfill (N = FULL_REFRESH_DAYS), so these days show what the refreshes cost in the long run, the
+# figure behind a choice of N (docs/performance-requests.md, "Choosing FULL_REFRESH_DAYS").
+# ds-fetch-feeds holds the period to the window (TIME_RANGE_DAYS), whatever FULL_REFRESH_DAYS asks.
+refresh_days=${FULL_REFRESH_DAYS:-7} window_days=${TIME_RANGE_DAYS:-7}
+[ "$refresh_days" -le "$window_days" ] || refresh_days=$window_days
+if [ "$days" -ge $((refresh_days + 2)) ]; then
+  awk -v from=$((refresh_days + 2)) -v n="$refresh_days" 'NR > 1 && $1 >= from {
+         ra += $2 * $3; re += $2 * $4; r = $6 + 0; if (lo == "" || r < lo) lo = r; if (r > hi) hi = r; to = $1 }
+       END { printf "days %d-%d (every first refresh done, refresh period %d days): economy/always %.3fx over the days together, %.2fx to %.2fx a day\n", from, to, n, re / ra, lo, hi }' \
+    "$work/table"
+fi
 # Where the economy's requests went, day by day: what the lower bound counts, and what it leaves out
 # (the full refreshes FULL_REFRESH_DAYS asks for, and the second and later feed pages of accounts
 # whose window holds more than one page).
@@ -143,7 +155,6 @@ say "economy, days 2-$days, accounts by reason: ${reasons%, }"
 # FULL_REFRESH_DAYS of its day-1 backfill: inside days 2..D when D - 1 <= FULL_REFRESH_DAYS. Take
 # every refresh out of the economy's days and add one for each such account: no schedule spends
 # less over days 2..D, and the worst day's ratio is at least the ratio of the sums.
-refresh_days=${FULL_REFRESH_DAYS:-7}
 if [ $((days - 1)) -le "$refresh_days" ]; then
   must=$(for d in $(seq 2 "$days"); do
     jq -r 'select(.type == "user" and .feed.reason != null)
