@@ -24,7 +24,7 @@ bool full_refresh_due(const UserRecord& u, int days) {
 }
 
 int refresh_period_days(const UserRecord& u, int full_refresh_days) {
-  if (!u.since || u.as_of <= *u.since) return full_refresh_days;
+  if (full_refresh_days <= 1 || !u.since || u.as_of <= *u.since) return full_refresh_days;
   const auto window_days = (u.as_of - *u.since) / micros_per_day;
   return static_cast<int>(std::clamp<std::int64_t>(window_days, 1, full_refresh_days));
 }

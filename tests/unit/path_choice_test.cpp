@@ -201,6 +201,7 @@ TEST_CASE("path: full refreshes come no further apart than the window", "[path_c
   fortnight.full_refresh_days = 14;
   CHECK(refresh_period_days(u, 14) == 7);
   CHECK(refresh_period_days(u, 5) == 5);  // shorter than the window: as asked
+  CHECK(refresh_period_days(u, 1) == 1);  // every day
   u.refresh_clock = ds::format_date(as_of - 7 * ds::micros_per_day);
   CHECK(choose_path(u, fortnight).reason == PathReason::full_refresh);
   u.refresh_clock = ds::format_date(as_of - 6 * ds::micros_per_day);
