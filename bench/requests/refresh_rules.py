@@ -16,12 +16,12 @@ import random
 N = 7
 
 
-def current(day, phase, last_feed, own=False):
+def current(day, phase, last_feed, own):
     """The rule before the clock: the account's hash day, every N days, whatever it fetched since."""
     return day % N == phase
 
 
-def deadline(day, phase, last_feed, own=True):
+def deadline(day, phase, last_feed, own):
     """Only when the last full feed is N days old: the fewest refreshes, but no spread."""
     return day - last_feed >= N
 
@@ -35,7 +35,7 @@ def clock(day, phase, last_feed, own):
 
 def slots(offsets):
     """Hash-placed slots within each N days; refresh at a slot only if the next slot is too late."""
-    def rule(day, phase, last_feed, own=True):
+    def rule(day, phase, last_feed, own):
         if (day - phase) % N not in offsets:
             return False
         nxt = day + 1

@@ -87,7 +87,8 @@ struct UserRecord {
   std::optional<LastSnapshot> last_snapshot;             // for the request economy (docs/records.md)
   std::optional<std::vector<std::string>> window_uris;  // stored live window posts, when few
   // YYYY-MM-DD: the newest complete window feed taken for a reason of the account's own
-  // (restarts_refresh_clock); its next full refresh is due FULL_REFRESH_DAYS after it.
+  // (restarts_refresh_clock); its next full refresh is due one refresh period after it
+  // (FULL_REFRESH_DAYS, or the window when shorter: fetch-feeds' refresh_period_days).
   std::optional<std::string> refresh_clock;
   // A backfill in progress (select): where its history continues and how many posts earlier runs
   // stored. Set only with a `since`, which then also covers everything after those runs.

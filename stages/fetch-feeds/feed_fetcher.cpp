@@ -95,7 +95,7 @@ void FeedFetcher::add_user(UserRecord&& user) {
 // Said once a run: the operator asked for refreshes further apart than the window allows.
 void FeedFetcher::warn_if_refresh_period_capped(const UserRecord& user) {
   const auto& economy = options_.economy;
-  if (said_period_capped_ || !economy.enabled || !user.since || user.backfill_cursor) return;
+  if (said_period_capped_ || !economy.enabled) return;
   const int period = refresh_period_days(user, economy.full_refresh_days);
   if (period >= economy.full_refresh_days) return;
   said_period_capped_ = true;

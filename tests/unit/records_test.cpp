@@ -61,7 +61,14 @@ ds::UserRecord sample_user() {
   u.baseline = {120, 340, 41, 3, 17};
   u.profile_status = ds::ProfileStatus::ok;
   u.profile = ds::Profile{"alice.test", std::string("Alice"), std::nullopt, 210, 80, 131};
-  u.feed = {ds::FeedStatus::complete, 1, 11, 1, std::nullopt, "posts", "quiet", std::nullopt};
+  u.feed = {.status = ds::FeedStatus::complete,
+            .pages = 1,
+            .posts = 11,
+            .requests = 1,
+            .error = std::nullopt,
+            .path = "posts",
+            .reason = "quiet",
+            .cursor = std::nullopt};
   // The request economy's fields round-trip too, an empty window list included.
   u.last_snapshot = ds::LastSnapshot{"2026-11-28", 131};
   u.window_uris = std::vector<std::string>{"at://did:plc:aaaa/app.bsky.feed.post/1", "at://did:plc:aaaa/x/\"2\""};
